@@ -1,0 +1,65 @@
+//! SigV4 authentication of a request against the store's credentials.
+
+use crate::ApiError;
+use axum::http::request::Parts;
+use outcrop_sigv4::{hash_payload, verify, Authorization, RequestParts, SigV4Error};
+use outcrop_store::Store;
+
+/// Credential-scope services accepted: boto3 signs both clients as `bedrock`.
+const SERVICES: &[&str] = &["bedrock", "bedrock-runtime"];
+
+/// Who made a verified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub account_id: String,
+    pub arn: String,
+    pub access_key_id: String,
+    /// The region from the credential scope: every region is served by this instance.
+    pub region: String,
+}
+
+/// Authentication settings that depend on how the server was started.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthPolicy {
+    /// Whether the server listens on loopback addresses only.
+    pub loopback_only: bool,
+    /// Accept loopback-only keys (the development pair) on any address.
+    pub allow_dev_key_anywhere: bool,
+}
+
+/// Verifies the request's signature and returns its principal.
+pub async fn authenticate(parts: &Parts, body: &[u8], store: &dyn Store, policy: AuthPolicy) -> Result<Principal, ApiError> {
+    let header = parts.headers.get("authorization").ok_or(SigV4Error::Missing)?;
+    let header = header.to_str().map_err(|_| SigV4Error::Incomplete("Authorization header is not valid ASCII.".into()))?;
+    if header.starts_with("Bearer ") {
+        // Bedrock API keys (bearer tokens) are not issued by this instance yet.
+        return Err(ApiError::UnrecognizedClient);
+    }
+    let auth = Authorization::parse(header)?;
+    let Some(credential) = store.credential(&auth.credential.access_key_id).await? else {
+        return Err(ApiError::UnrecognizedClient);
+    };
+    if credential.loopback_only && !policy.loopback_only && !policy.allow_dev_key_anywhere {
+        tracing::warn!(access_key_id = %credential.access_key_id, "development key refused: server is not loopback-only");
+        return Err(ApiError::UnrecognizedClient);
+    }
+    let sent_token = parts.headers.get("x-amz-security-token").and_then(|v| v.to_str().ok());
+    if sent_token != credential.session_token.as_deref() {
+        return Err(ApiError::UnrecognizedClient);
+    }
+    let payload_hash = hash_payload(body);
+    let request = RequestParts {
+        method: parts.method.as_str(),
+        raw_path: parts.uri.path(),
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        payload_hash: &payload_hash,
+    };
+    let verified = verify(&auth, &credential.secret, &request, SERVICES, chrono::Utc::now())?;
+    Ok(Principal {
+        account_id: credential.account_id,
+        arn: credential.principal_arn,
+        access_key_id: verified.access_key_id,
+        region: verified.region,
+    })
+}

@@ -1,0 +1,111 @@
+//! The Bedrock API layer: the only crate that knows Bedrock's wire format.
+//!
+//! Every request goes through one pipeline ([`dispatch`]): assign a request id, recognise the
+//! operation from the raw path, read the body (bounded), verify the SigV4 signature, run the
+//! operation, and render any error through the one exhaustive mapping in [`error`].
+//! Handlers parse bodies into `outcrop_types` values; nothing below this crate sees JSON.
+//!
+//! # Security
+//! Bodies are limited to Bedrock's 25,000,000 bytes. There is no rate limiting yet beyond the
+//! scheduler's bounded queue.
+
+#![forbid(unsafe_code)]
+
+mod anthropic;
+mod auth;
+pub mod error;
+mod health;
+mod invoke;
+mod operation;
+mod schema;
+
+pub use anthropic::PromptMode;
+pub use auth::{AuthPolicy, Principal};
+pub use error::ApiError;
+pub use operation::{resolve_model_id, Operation};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use outcrop_models::Catalog;
+use outcrop_scheduler::SchedulerHandle;
+use outcrop_store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bedrock's limit on an InvokeModel body.
+pub const MAX_BODY_BYTES: usize = 25_000_000;
+
+/// Everything request handlers share.
+pub struct ApiState {
+    pub catalog: Catalog,
+    /// Schedulers by backing-model name.
+    pub engines: HashMap<String, SchedulerHandle>,
+    pub store: Arc<dyn Store>,
+    pub auth: AuthPolicy,
+    pub prompt_mode: PromptMode,
+}
+
+/// The HTTP application: Outcrop's own endpoints, and every other path through [`dispatch`].
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new().route("/_outcrop/health", get(health::health)).fallback(dispatch).with_state(state)
+}
+
+/// The request pipeline shared by every Bedrock operation.
+async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = request.into_parts();
+    let span = tracing::info_span!("request", id = %request_id, method = %parts.method, path = %parts.uri.path());
+    let _guard = span.enter();
+    let mut response = match run(&state, parts, body, started).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    tracing::info!(status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, "done");
+    response
+}
+
+async fn run(state: &ApiState, parts: axum::http::request::Parts, body: Body, started: Instant) -> Result<Response, ApiError> {
+    let operation = Operation::parse(&parts.method, parts.uri.path())?;
+    let body = read_body(&parts, body).await?;
+    let principal = auth::authenticate(&parts, &body, state.store.as_ref(), state.auth).await?;
+    tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
+    match operation {
+        Operation::InvokeModel { model_id } => invoke::invoke_model(state, &model_id, &body, started).await,
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::Validation(format!(
+        "1 validation error detected: Value at 'body' failed to satisfy constraint: Member must have length less than or equal to {MAX_BODY_BYTES}"
+    ))
+}
+
+/// Reads the whole body, refusing (without reading it all) one over Bedrock's limit.
+async fn read_body(parts: &axum::http::request::Parts, body: Body) -> Result<bytes::Bytes, ApiError> {
+    let declared = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        use std::error::Error;
+        if e.source().is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>()) {
+            too_large()
+        } else {
+            tracing::info!(error = %e, "body read failed");
+            ApiError::Validation("The request body could not be read.".into())
+        }
+    })
+}
+
+mod http_body_util_limit {
+    pub use http_body_util::LengthLimitError;
+}

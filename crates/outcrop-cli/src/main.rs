@@ -1,0 +1,132 @@
+//! `outcrop`: the command line. Thin: it parses flags and calls the server and models crates.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use outcrop_server::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A self-hosted, Amazon Bedrock-compatible foundation-model service.
+///
+/// Point unmodified AWS clients at it: AWS_ENDPOINT_URL=http://127.0.0.1:4680
+#[derive(Parser)]
+#[command(name = "outcrop", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Bedrock API (pulls the default model on first start).
+    Serve(ServeArgs),
+    /// Manage local model files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:4680]
+    #[arg(long, env = "OUTCROP_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (database, model cache) [default: the platform data dir]
+    #[arg(long, env = "OUTCROP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML config file (see config/outcrop.example.toml)
+    #[arg(long, env = "OUTCROP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Model cache directory [default: DATA_DIR/models]
+    #[arg(long, env = "OUTCROP_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download a model into the cache and verify its SHA-256.
+    Pull {
+        /// Model name [default: the default model]
+        name: Option<String>,
+        #[command(flatten)]
+        dirs: DirArgs,
+    },
+    /// List the models in the cache and the models that can be pulled.
+    List {
+        #[command(flatten)]
+        dirs: DirArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct DirArgs {
+    /// Data directory [default: the platform data dir]
+    #[arg(long, env = "OUTCROP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Model cache directory [default: DATA_DIR/models]
+    #[arg(long, env = "OUTCROP_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+}
+
+impl DirArgs {
+    fn models_dir(self) -> anyhow::Result<PathBuf> {
+        let config = Config { data_dir: self.data_dir, models_dir: self.models_dir, ..Config::default() };
+        Ok(config.models_dir()?)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OUTCROP_LOG")
+                .unwrap_or_else(|_| "info,llama_cpp_2=warn,llama-cpp-2=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+        Command::Models(ModelsCommand::Pull { name, dirs }) => {
+            let name = name.unwrap_or_else(|| outcrop_models::DEFAULT_MODEL.to_owned());
+            let source = outcrop_models::source(&name).with_context(|| {
+                let known: Vec<&str> = outcrop_models::SOURCES.iter().map(|s| s.name).collect();
+                format!("unknown model {name}; known: {}", known.join(", "))
+            })?;
+            let path = outcrop_models::pull(source, &dirs.models_dir()?, true)?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Models(ModelsCommand::List { dirs }) => {
+            let dir = dirs.models_dir()?;
+            let cached = outcrop_models::cached_models(&dir)?;
+            println!("cached in {}:", dir.display());
+            if cached.is_empty() {
+                println!("  (none)");
+            }
+            for m in &cached {
+                println!("  {:<28} {:>8.1} MB  {}", m.name, m.size as f64 / 1e6, m.path.display());
+            }
+            println!("available to pull:");
+            for s in outcrop_models::SOURCES {
+                println!("  {:<28} {}", s.name, s.description);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.data_dir.is_some() {
+        config.data_dir = args.data_dir;
+    }
+    if args.models_dir.is_some() {
+        config.models_dir = args.models_dir;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(outcrop_server::serve(config, outcrop_server::shutdown_signal()))
+}

@@ -1,0 +1,121 @@
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One Bedrock foundation model as Outcrop serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    /// The local model that answers for this id.
+    pub backing_model: String,
+    /// USD per 1,000 tokens, kept as decimal strings (never floats).
+    pub input_price_per_1k: String,
+    pub output_price_per_1k: String,
+}
+
+/// Field overrides for a catalog entry, from the server config.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogOverride {
+    pub name: Option<String>,
+    pub provider: Option<String>,
+    pub backing_model: Option<String>,
+    pub input_price_per_1k: Option<String>,
+    pub output_price_per_1k: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog: {0}")]
+    Parse(String),
+    #[error("catalog: model {0} is new, so it needs name, provider, backing_model and prices")]
+    Incomplete(String),
+}
+
+/// The Bedrock model ids this instance serves.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    entries: Vec<CatalogEntry>,
+}
+
+#[derive(Deserialize)]
+struct CatalogFile {
+    model: Vec<CatalogEntry>,
+}
+
+impl Catalog {
+    /// The catalog shipped in the binary, with `overrides` (by model id) applied.
+    pub fn builtin_with(overrides: &BTreeMap<String, CatalogOverride>) -> Result<Self, CatalogError> {
+        let file: CatalogFile =
+            toml::from_str(include_str!("../catalog.toml")).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        let mut entries = file.model;
+        for (id, o) in overrides {
+            match entries.iter_mut().find(|e| &e.id == id) {
+                Some(e) => {
+                    let set = |field: &mut String, v: &Option<String>| {
+                        if let Some(v) = v {
+                            field.clone_from(v);
+                        }
+                    };
+                    set(&mut e.name, &o.name);
+                    set(&mut e.provider, &o.provider);
+                    set(&mut e.backing_model, &o.backing_model);
+                    set(&mut e.input_price_per_1k, &o.input_price_per_1k);
+                    set(&mut e.output_price_per_1k, &o.output_price_per_1k);
+                }
+                None => entries.push(CatalogEntry {
+                    id: id.clone(),
+                    name: o.name.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    provider: o.provider.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    backing_model: o.backing_model.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    input_price_per_1k: o.input_price_per_1k.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    output_price_per_1k: o.output_price_per_1k.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                }),
+            }
+        }
+        Ok(Catalog { entries })
+    }
+
+    pub fn get(&self, model_id: &str) -> Option<&CatalogEntry> {
+        self.entries.iter().find(|e| e.id == model_id)
+    }
+
+    pub fn entries(&self) -> &[CatalogEntry] {
+        &self.entries
+    }
+
+    /// The distinct local models that back the catalog.
+    pub fn backing_models(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.entries.iter().map(|e| e.backing_model.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_has_the_seed_models() {
+        let c = Catalog::builtin_with(&BTreeMap::new()).unwrap();
+        for id in ["anthropic.claude-v2", "anthropic.claude-v2:1", "anthropic.claude-instant-v1"] {
+            assert_eq!(c.get(id).unwrap().backing_model, crate::DEFAULT_MODEL);
+        }
+        assert_eq!(c.get("anthropic.claude-v2").unwrap().input_price_per_1k, "0.008");
+        assert_eq!(c.backing_models(), vec![crate::DEFAULT_MODEL]);
+    }
+
+    #[test]
+    fn overrides_change_and_add_entries() {
+        let mut o = BTreeMap::new();
+        o.insert("anthropic.claude-v2".into(), CatalogOverride { backing_model: Some("gemma".into()), ..Default::default() });
+        let c = Catalog::builtin_with(&o).unwrap();
+        assert_eq!(c.get("anthropic.claude-v2").unwrap().backing_model, "gemma");
+        o.insert("acme.new-v1".into(), CatalogOverride { backing_model: Some("x".into()), ..Default::default() });
+        assert!(matches!(Catalog::builtin_with(&o), Err(CatalogError::Incomplete(_))));
+    }
+}

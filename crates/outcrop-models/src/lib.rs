@@ -1,0 +1,16 @@
+//! Models: the Bedrock catalog (which Bedrock model ids exist and which local model backs
+//! each), the known downloadable local models, and the model cache on disk.
+//!
+//! This crate knows nothing of HTTP or of any Bedrock body format.
+
+#![forbid(unsafe_code)]
+
+mod cache;
+mod catalog;
+mod pull;
+mod sources;
+
+pub use cache::{cached_models, model_file, CachedModel};
+pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogOverride};
+pub use pull::{pull, PullError};
+pub use sources::{source, ModelSource, DEFAULT_MODEL, SOURCES};

@@ -1,0 +1,159 @@
+//! The server configuration: built-in defaults, then the TOML file, then flags and
+//! environment variables (applied by the CLI).
+
+use outcrop_api::PromptMode;
+use outcrop_models::CatalogOverride;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The loopback address and port served when nothing else is configured.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4680";
+
+/// `outcrop serve` settings. Every field is optional in the file; see `config/outcrop.example.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the database (and, by default, models) live. Default: the platform data dir.
+    pub data_dir: Option<PathBuf>,
+    /// Where pulled model files are cached. Default: `<data_dir>/models`.
+    pub models_dir: Option<PathBuf>,
+    /// Pull the default model on start when it is missing.
+    pub pull_missing_models: bool,
+    pub auth: AuthConfig,
+    pub validation: ValidationConfig,
+    pub engine: EngineSettings,
+    /// Local models by name: where the GGUF file is (default: `<models_dir>/<name>.gguf`).
+    pub backing_models: BTreeMap<String, BackingModel>,
+    /// Per-model-id changes to the built-in Bedrock catalog, or new ids.
+    pub catalog: BTreeMap<String, CatalogOverride>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accept the development key pair (`test`/`test`) on non-loopback addresses too.
+    pub allow_dev_key_on_any_address: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// `lenient` (the seed article's Bedrock behaviour) or `strict` (Anthropic's documented rules).
+    pub claude_prompt: PromptMode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Context window per model, in tokens (default: the model's training context).
+    pub context_tokens: Option<u32>,
+    /// CPU threads per engine (default: all cores).
+    pub threads: Option<u32>,
+    /// Prompt tokens decoded per llama.cpp call.
+    pub batch_tokens: u32,
+    /// Requests that may wait per model; beyond it clients get ThrottlingException at once.
+    pub queue_len: usize,
+    /// Layers to offload to a GPU (builds with the `cuda` feature only).
+    pub gpu_layers: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { context_tokens: None, threads: None, batch_tokens: 512, queue_len: 64, gpu_layers: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackingModel {
+    pub path: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            data_dir: None,
+            models_dir: None,
+            pull_missing_models: true,
+            auth: AuthConfig::default(),
+            validation: ValidationConfig::default(),
+            engine: EngineSettings::default(),
+            backing_models: BTreeMap::new(),
+            catalog: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("no data directory: set --data-dir or OUTCROP_DATA_DIR")]
+    NoDataDir,
+}
+
+impl Config {
+    /// Reads a TOML config file over the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.into(), source: e })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The data directory: configured, or the platform's (e.g. `~/.local/share/outcrop`).
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(d) = &self.data_dir {
+            return Ok(d.clone());
+        }
+        directories::ProjectDirs::from("", "", "outcrop").map(|p| p.data_dir().to_owned()).ok_or(ConfigError::NoDataDir)
+    }
+
+    pub fn models_dir(&self) -> Result<PathBuf, ConfigError> {
+        match &self.models_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(self.data_dir()?.join("models")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_and_matches_defaults() {
+        let example = Config::parse(include_str!("../../../config/outcrop.example.toml")).unwrap();
+        let default = Config::default();
+        assert_eq!(example.listen, default.listen);
+        assert_eq!(example.engine.batch_tokens, default.engine.batch_tokens);
+        assert_eq!(example.engine.queue_len, default.engine.queue_len);
+        assert_eq!(example.validation.claude_prompt, PromptMode::Lenient);
+        assert!(example.catalog.contains_key("anthropic.claude-v2"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::parse("listn = \"127.0.0.1:1\"").unwrap_err().contains("unknown field"));
+        assert!(Config::parse("[engine]\nthreds = 2").is_err());
+    }
+
+    #[test]
+    fn strict_mode_and_models() {
+        let c = Config::parse(
+            "[validation]\nclaude_prompt = \"strict\"\n[backing_models.mine]\npath = \"/m.gguf\"\n[catalog.\"anthropic.claude-v2\"]\nbacking_model = \"mine\"",
+        )
+        .unwrap();
+        assert_eq!(c.validation.claude_prompt, PromptMode::Strict);
+        assert_eq!(c.backing_models["mine"].path.as_deref(), Some(Path::new("/m.gguf")));
+    }
+}

@@ -1,0 +1,84 @@
+//! One engine thread per backing model, each running the scheduler's work queue.
+
+use crate::Config;
+use anyhow::{bail, Context};
+use outcrop_llama::{run_engine, EngineConfig};
+use outcrop_models::Catalog;
+use outcrop_scheduler::{SchedulerConfig, SchedulerHandle};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+pub struct Engines {
+    handles: HashMap<String, SchedulerHandle>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Engines {
+    pub fn handles(&self) -> HashMap<String, SchedulerHandle> {
+        self.handles.clone()
+    }
+
+    /// Drops the last handles, which ends each work queue, and waits for the threads.
+    pub fn stop(self) {
+        drop(self.handles);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Finds (pulling when allowed) and loads every model the catalog needs; returns once all run.
+pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines> {
+    let mut handles = HashMap::new();
+    let mut threads = Vec::new();
+    for name in catalog.backing_models() {
+        let path = model_path(config, name).await?;
+        let engine = EngineConfig {
+            name: name.to_owned(),
+            model_path: path,
+            context_tokens: config.engine.context_tokens,
+            threads: config.engine.threads,
+            batch_tokens: config.engine.batch_tokens,
+            gpu_layers: config.engine.gpu_layers,
+        };
+        let (handle, queue) = outcrop_scheduler::channel(&SchedulerConfig { queue_len: config.engine.queue_len });
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(move || {
+                if let Err(e) = run_engine(&engine, |exec| queue.run(exec)) {
+                    let _ = failed_tx.send(e);
+                }
+            })
+            .context("spawning an engine thread")?;
+        tokio::select! {
+            ready = handle.wait_ready() => { ready.with_context(|| format!("engine {name} stopped while starting"))?; }
+            Ok(e) = failed_rx => return Err(e).with_context(|| format!("starting engine {name}")),
+        }
+        handles.insert(name.to_owned(), handle);
+        threads.push(thread);
+    }
+    Ok(Engines { handles, threads })
+}
+
+/// The GGUF file for a backing model: configured, or in the model cache (pulled if missing).
+async fn model_path(config: &Config, name: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = config.backing_models.get(name).and_then(|m| m.path.clone()) {
+        return Ok(path);
+    }
+    let models_dir = config.models_dir()?;
+    let path = outcrop_models::model_file(&models_dir, name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let Some(source) = outcrop_models::source(name) else {
+        bail!("backing model {name} has no file: set [backing_models.{name}] path in the config");
+    };
+    if !config.pull_missing_models {
+        bail!("model {name} is missing from {}: run `outcrop models pull {name}`", models_dir.display());
+    }
+    tracing::info!(model = name, "model missing; pulling it (once)");
+    let pulled = tokio::task::spawn_blocking(move || outcrop_models::pull(source, &models_dir, true)).await??;
+    Ok(pulled)
+}

@@ -1,0 +1,71 @@
+//! Server wiring: the only crate that names concrete implementations. It opens the store,
+//! loads the catalog, starts one engine thread per backing model, and serves the API.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod engines;
+
+pub use config::{Config, ConfigError, DEFAULT_LISTEN};
+
+use anyhow::Context;
+use outcrop_api::{ApiState, AuthPolicy};
+use outcrop_models::Catalog;
+use outcrop_store::{SqliteStore, Store};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs the server until `shutdown` completes, then drains in-flight requests and stops the
+/// engines.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let data_dir = config.data_dir()?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let store = SqliteStore::open(&data_dir.join("outcrop.db")).await.context("opening the database")?;
+    store.ensure_defaults().await.context("creating the default account")?;
+    let catalog = Catalog::builtin_with(&config.catalog)?;
+
+    let engines = engines::start(&config, &catalog).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(ApiState {
+        catalog,
+        engines: engines.handles(),
+        store: Arc::new(store),
+        auth: AuthPolicy {
+            loopback_only: addr.ip().is_loopback(),
+            allow_dev_key_anywhere: config.auth.allow_dev_key_on_any_address,
+        },
+        prompt_mode: config.validation.claude_prompt,
+    });
+    let app = outcrop_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    tracing::info!("listening on http://{addr}");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("in-flight requests drained; stopping engines");
+    engines.stop();
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,52 @@
+//! Durable state behind one trait, [`Store`], so the server never names a database.
+//! [`SqliteStore`] is the embedded default; a Postgres implementation plugs in beside it.
+//!
+//! # Security
+//! Secret access keys are stored as given: SigV4 verification needs the secret itself. Protect
+//! the data directory as you would a credentials file.
+
+#![forbid(unsafe_code)]
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use outcrop_sigv4::SecretKey;
+
+/// The account every fresh data directory gets, as in AWS's documentation examples.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+/// The development key pair (`test`/`test`), usable while the server listens on loopback only.
+pub const DEV_ACCESS_KEY: &str = "test";
+const DEV_SECRET_KEY: &str = "test";
+
+/// An access key and whom it belongs to.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret: SecretKey,
+    /// When set, requests must carry this `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
+    pub account_id: String,
+    pub principal_arn: String,
+    /// Only accepted while the server listens on loopback addresses.
+    pub loopback_only: bool,
+}
+
+/// Store failures; details are logged, never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the default account and the development key when they are missing.
+    async fn ensure_defaults(&self) -> Result<(), StoreError>;
+
+    /// The credential for an access key id, if there is one.
+    async fn credential(&self, access_key_id: &str) -> Result<Option<Credential>, StoreError>;
+}

@@ -1,0 +1,124 @@
+//! Outcrop's domain vocabulary: what a generation request is and what comes back.
+//!
+//! No I/O, no async runtime, no HTTP, no Bedrock wire shapes. The API layer parses Bedrock
+//! bodies into these types; the scheduler and engines only ever see these types.
+
+use std::fmt;
+
+/// Who speaks a turn of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// The role name chat templates expect.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Turn {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Turn { role, content: content.into() }
+    }
+}
+
+/// What the model is asked to continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// A conversation rendered with the backing model's own chat template. When the last turn
+    /// is an assistant turn its text is a prefill: the answer continues it.
+    Chat(Vec<Turn>),
+    /// Text given to the model as is (base models, raw completion).
+    Raw(String),
+}
+
+/// How the next token is chosen. `temperature == 0` means greedy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_p: Option<f32>,
+    pub top_k: Option<u32>,
+    pub seed: u32,
+}
+
+impl Sampling {
+    pub fn greedy() -> Self {
+        Sampling { temperature: 0.0, top_p: None, top_k: None, seed: 0 }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 || self.top_k == Some(1)
+    }
+}
+
+/// A validated generation request: every field has been checked at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    pub prompt: Prompt,
+    /// Most tokens to generate; 0 is allowed and generates nothing.
+    pub max_tokens: u32,
+    pub sampling: Sampling,
+    /// Matched on decoded text; a matched sequence is never emitted.
+    pub stop_sequences: Vec<String>,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model emitted its end-of-turn token.
+    EndOfTurn,
+    /// One of the request's stop sequences matched (the sequence itself).
+    StopSequence(String),
+    /// `max_tokens` were generated, or the context window is full.
+    MaxTokens,
+}
+
+/// Token counts of one generation, in the backing model's own tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+/// Facts about a loaded backing model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub name: String,
+    /// Context window of the running engine, in tokens.
+    pub context_tokens: u32,
+}
+
+/// A failure of a generation that is not the caller's fault unless stated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerationError {
+    /// The prompt (plus at least one generated token) does not fit the context window.
+    #[error("prompt of {prompt_tokens} tokens does not fit a context of {context_tokens} tokens")]
+    InputTooLong { prompt_tokens: u32, context_tokens: u32 },
+    /// The prompt could not be turned into the model's format.
+    #[error("prompt could not be rendered: {0}")]
+    Template(String),
+    /// The engine failed while decoding.
+    #[error("engine failure: {0}")]
+    Engine(String),
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
