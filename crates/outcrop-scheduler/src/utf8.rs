@@ -36,11 +36,11 @@ impl Utf8Assembler {
         }
     }
 
-    /// Whatever is left at the end of a generation.
+    /// Ends the text. Only an incomplete character can be pending (a token limit cut it in
+    /// half); it is dropped rather than shown as a replacement character.
     pub fn finish(&mut self) -> String {
-        let rest = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
-        rest
+        String::new()
     }
 }
 
@@ -63,6 +63,6 @@ mod tests {
         let mut a = Utf8Assembler::default();
         assert_eq!(a.push(b"a\xffb"), "a\u{fffd}b");
         assert_eq!(a.push(b"\xe3\x81"), "");
-        assert_eq!(a.finish(), "\u{fffd}");
+        assert_eq!(a.finish(), "", "a character cut in half is dropped");
     }
 }

@@ -69,7 +69,7 @@ fn find_markers(prompt: &str, mode: PromptMode) -> Vec<Marker> {
                 PromptMode::Strict => {
                     if before.ends_with("\n\n") {
                         Some(idx - 2)
-                    } else if before.is_empty() && role == Role::User {
+                    } else if before.trim().is_empty() && role == Role::User {
                         Some(0) // sanitized: a leading "Human:" gets its "\n\n"
                     } else {
                         None
@@ -153,7 +153,7 @@ mod tests {
     fn documented_rejected_forms() {
         assert_eq!(strict("Hello, world").unwrap_err(), BOTH);
         assert_eq!(lenient("\n\nHuman: Hello").unwrap_err(), "Invalid prompt: prompt must end with \"\n\nAssistant:\" turn");
-        assert_eq!(lenient("\n\nAssistant: Hi").unwrap_err(), BOTH);
+        assert_eq!(lenient("\n\nAssistant: Hi").unwrap_err(), "Invalid prompt: prompt must start with \"\n\nHuman:\" turn");
         assert_eq!(
             lenient("\n\nAssistant: Hi\n\nHuman: x\n\nAssistant:").unwrap_err(),
             "Invalid prompt: prompt must start with \"\n\nHuman:\" turn"

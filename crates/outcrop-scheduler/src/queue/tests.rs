@@ -123,7 +123,7 @@ async fn prompt_that_fills_the_context_is_refused() {
 
 #[tokio::test]
 async fn dropped_receiver_cancels_generation() {
-    let (h, produced, thread) = start(vec![b"a"; 1000].into_iter().collect(), 100, 4);
+    let (h, produced, thread) = start(vec![&b"a"[..]; 1000], 100, 4);
     let mut rx = h.submit(request("x", 1000, &[])).unwrap();
     assert!(matches!(rx.recv().await, Some(GenerationEvent::Started { .. })));
     drop(rx);

@@ -1,0 +1,111 @@
+"""Starts the real `outcrop` binary for the suite: a free port, a temporary data dir, and the
+shared model cache (OUTCROP_MODELS_DIR). Tests talk to it only through real clients."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def outcrop_binary() -> str:
+    explicit = os.environ.get("OUTCROP_BIN")
+    if explicit:
+        return explicit
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return str(Path(target) / "release" / "outcrop")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One running `outcrop serve` process."""
+
+    def __init__(self, config: str = "", host: str = "127.0.0.1"):
+        self.port = free_port()
+        self.dir = tempfile.TemporaryDirectory(prefix="outcrop-test-")
+        self.log_path = Path(self.dir.name) / "server.log"
+        cfg = Path(self.dir.name) / "outcrop.toml"
+        cfg.write_text(config)
+        env = dict(os.environ)
+        env.setdefault("OUTCROP_MODELS_DIR", str(ROOT / ".models"))
+        env["OUTCROP_LOG"] = "info"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [outcrop_binary(), "serve", "--listen", f"{host}:{self.port}",
+             "--data-dir", str(Path(self.dir.name) / "data"), "--config", str(cfg)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.wait_healthy()
+
+    def wait_healthy(self, timeout: float = 120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"outcrop exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/_outcrop/health", timeout=2) as r:
+                    if r.status == 200:
+                        self.health = json.load(r)
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("outcrop did not become healthy:\n" + self.log_path.read_text())
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        self.dir.cleanup()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client_env(server):
+    """The environment a user sets to point unmodified code at Outcrop."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    return env
+
+
+def make_client(server, key="test", secret="test", token=None, region="us-east-1"):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "bedrock-runtime", endpoint_url=server.url, region_name=region,
+        aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token,
+        config=Config(retries={"max_attempts": 1}, read_timeout=300),
+    )
+
+
+@pytest.fixture
+def runtime(server):
+    return make_client(server)

@@ -1,0 +1,76 @@
+"""Server lifecycle: health, graceful shutdown, the loopback rule, configuration."""
+import json
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import Server, make_client
+
+BODY = {"prompt": "\n\nHuman: Tell me a long story about the sea.\n\nAssistant:", "max_tokens_to_sample": 150, "temperature": 0}
+
+
+def test_health_lists_the_loaded_model(server):
+    assert server.health["status"] == "ok"
+    assert server.health["models"][0]["name"] == "smollm2-135m-instruct"
+    assert server.health["models"][0]["context_tokens"] > 0
+    assert "listening on http://127.0.0.1:" in server.logs()
+
+
+def test_sigterm_drains_in_flight_requests():
+    s = Server()
+    result = {}
+
+    def call():
+        try:
+            r = make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps(BODY))
+            result["body"] = json.loads(r["body"].read())
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.5)  # the request is generating
+    assert s.stop() == 0
+    t.join(30)
+    assert "error" not in result, result
+    assert result["body"]["completion"].strip()
+
+
+def test_dev_key_refused_off_loopback():
+    s = Server(host="0.0.0.0")
+    try:
+        with pytest.raises(ClientError) as e:
+            make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps(BODY))
+        assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    finally:
+        s.stop()
+
+
+def test_dev_key_allowed_off_loopback_when_configured():
+    s = Server(host="0.0.0.0", config="[auth]\nallow_dev_key_on_any_address = true\n")
+    try:
+        body = dict(BODY, max_tokens_to_sample=2)
+        r = make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps(body))
+        assert json.loads(r["body"].read())["stop_reason"]
+    finally:
+        s.stop()
+
+
+def test_strict_prompt_mode_rejects_the_seed_prompt():
+    s = Server(config='[validation]\nclaude_prompt = "strict"\n')
+    try:
+        prompt = "\nHuman: こんにちわ。\nAssistant: \n"
+        with pytest.raises(ClientError) as e:
+            make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps({"prompt": prompt, "max_tokens_to_sample": 5}))
+        assert e.value.response["Error"]["Message"] == 'Invalid prompt: prompt must end with "\n\nAssistant:" turn'
+        ok = {"prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 2}
+        make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps(ok))
+    finally:
+        s.stop()
+
+
+def test_bad_config_is_reported(tmp_path):
+    with pytest.raises(RuntimeError, match="unknown field"):
+        Server(config="listn = 1\n")
