@@ -39,7 +39,7 @@ class Server:
         cfg = Path(self.dir.name) / "outcrop.toml"
         cfg.write_text(config)
         env = dict(os.environ)
-        env.setdefault("OUTCROP_MODELS_DIR", str(ROOT / ".models"))
+        env.setdefault("OUTCROP_MODELS_DIR", str(Path.home() / ".cache" / "outcrop" / "models"))
         env["OUTCROP_LOG"] = "info"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(

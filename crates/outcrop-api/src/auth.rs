@@ -28,9 +28,19 @@ pub struct AuthPolicy {
 }
 
 /// Verifies the request's signature and returns its principal.
-pub async fn authenticate(parts: &Parts, body: &[u8], store: &dyn Store, policy: AuthPolicy) -> Result<Principal, ApiError> {
-    let header = parts.headers.get("authorization").ok_or(SigV4Error::Missing)?;
-    let header = header.to_str().map_err(|_| SigV4Error::Incomplete("Authorization header is not valid ASCII.".into()))?;
+pub async fn authenticate(
+    parts: &Parts,
+    body: &[u8],
+    store: &dyn Store,
+    policy: AuthPolicy,
+) -> Result<Principal, ApiError> {
+    let header = parts
+        .headers
+        .get("authorization")
+        .ok_or(SigV4Error::Missing)?;
+    let header = header
+        .to_str()
+        .map_err(|_| SigV4Error::Incomplete("Authorization header is not valid ASCII.".into()))?;
     if header.starts_with("Bearer ") {
         // Bedrock API keys (bearer tokens) are not issued by this instance yet.
         return Err(ApiError::UnrecognizedClient);
@@ -43,7 +53,10 @@ pub async fn authenticate(parts: &Parts, body: &[u8], store: &dyn Store, policy:
         tracing::warn!(access_key_id = %credential.access_key_id, "development key refused: server is not loopback-only");
         return Err(ApiError::UnrecognizedClient);
     }
-    let sent_token = parts.headers.get("x-amz-security-token").and_then(|v| v.to_str().ok());
+    let sent_token = parts
+        .headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok());
     if sent_token != credential.session_token.as_deref() {
         return Err(ApiError::UnrecognizedClient);
     }
@@ -55,7 +68,13 @@ pub async fn authenticate(parts: &Parts, body: &[u8], store: &dyn Store, policy:
         headers: &parts.headers,
         payload_hash: &payload_hash,
     };
-    let verified = verify(&auth, &credential.secret, &request, SERVICES, chrono::Utc::now())?;
+    let verified = verify(
+        &auth,
+        &credential.secret,
+        &request,
+        SERVICES,
+        chrono::Utc::now(),
+    )?;
     Ok(Principal {
         account_id: credential.account_id,
         arn: credential.principal_arn,

@@ -52,32 +52,80 @@ impl ApiError {
     pub fn wire(&self) -> (StatusCode, &'static str, &'static str, String) {
         use ApiError::*;
         match self {
-            Validation(m) => (StatusCode::BAD_REQUEST, "ValidationException", BEDROCK, m.clone()),
-            AccessDenied(m) => (StatusCode::FORBIDDEN, "AccessDeniedException", BEDROCK, m.clone()),
-            ResourceNotFound(m) => (StatusCode::NOT_FOUND, "ResourceNotFoundException", BEDROCK, m.clone()),
-            Throttling(m) => (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", BEDROCK, m.clone()),
-            ServiceUnavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException", BEDROCK, m.clone()),
+            Validation(m) => (
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                BEDROCK,
+                m.clone(),
+            ),
+            AccessDenied(m) => (
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                BEDROCK,
+                m.clone(),
+            ),
+            ResourceNotFound(m) => (
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                BEDROCK,
+                m.clone(),
+            ),
+            Throttling(m) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                BEDROCK,
+                m.clone(),
+            ),
+            ServiceUnavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                BEDROCK,
+                m.clone(),
+            ),
             Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerException",
                 BEDROCK,
                 "The server encountered an internal error while processing the request.".into(),
             ),
-            MissingAuthenticationToken => {
-                (StatusCode::FORBIDDEN, "MissingAuthenticationTokenException", CORAL, "Missing Authentication Token".into())
-            }
-            IncompleteSignature(m) => (StatusCode::FORBIDDEN, "IncompleteSignatureException", CORAL, m.clone()),
-            InvalidSignature(m) => (StatusCode::FORBIDDEN, "InvalidSignatureException", CORAL, m.clone()),
-            UnrecognizedClient => (StatusCode::FORBIDDEN, "UnrecognizedClientException", CORAL, INVALID_TOKEN.into()),
-            UnknownOperation { .. } => {
-                (StatusCode::NOT_FOUND, "UnknownOperationException", CORAL, "The requested operation is not recognized by the service.".into())
-            }
+            MissingAuthenticationToken => (
+                StatusCode::FORBIDDEN,
+                "MissingAuthenticationTokenException",
+                CORAL,
+                "Missing Authentication Token".into(),
+            ),
+            IncompleteSignature(m) => (
+                StatusCode::FORBIDDEN,
+                "IncompleteSignatureException",
+                CORAL,
+                m.clone(),
+            ),
+            InvalidSignature(m) => (
+                StatusCode::FORBIDDEN,
+                "InvalidSignatureException",
+                CORAL,
+                m.clone(),
+            ),
+            UnrecognizedClient => (
+                StatusCode::FORBIDDEN,
+                "UnrecognizedClientException",
+                CORAL,
+                INVALID_TOKEN.into(),
+            ),
+            UnknownOperation { .. } => (
+                StatusCode::NOT_FOUND,
+                "UnknownOperationException",
+                CORAL,
+                "The requested operation is not recognized by the service.".into(),
+            ),
         }
     }
 
     /// A `ValidationException` in the "Malformed input request" form of Bedrock's body checks.
     pub fn malformed(detail: impl std::fmt::Display) -> Self {
-        ApiError::Validation(format!("Malformed input request: {detail}, please reformat your input and try again."))
+        ApiError::Validation(format!(
+            "Malformed input request: {detail}, please reformat your input and try again."
+        ))
     }
 }
 
@@ -114,7 +162,9 @@ impl From<GenerationError> for ApiError {
     fn from(e: GenerationError) -> Self {
         match e {
             GenerationError::InputTooLong { .. } => ApiError::Validation(INPUT_TOO_LONG.into()),
-            GenerationError::Template(m) => ApiError::Validation(format!("The prompt could not be rendered for the model: {m}")),
+            GenerationError::Template(m) => ApiError::Validation(format!(
+                "The prompt could not be rendered for the model: {m}"
+            )),
             GenerationError::Engine(m) => {
                 tracing::error!(error = %m, "engine failure");
                 ApiError::Internal
@@ -127,7 +177,9 @@ impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
             SubmitError::QueueFull => ApiError::Throttling(TOO_MANY_REQUESTS.into()),
-            SubmitError::Stopped => ApiError::ServiceUnavailable("The model is not available right now. Try again later.".into()),
+            SubmitError::Stopped => ApiError::ServiceUnavailable(
+                "The model is not available right now. Try again later.".into(),
+            ),
         }
     }
 }
@@ -146,25 +198,42 @@ mod tests {
     #[test]
     fn auth_errors_use_the_coral_suffix() {
         let (status, code, suffix, msg) = ApiError::UnrecognizedClient.wire();
-        assert_eq!((status.as_u16(), code, suffix), (403, "UnrecognizedClientException", CORAL));
-        assert_eq!(msg, "The security token included in the request is invalid.");
+        assert_eq!(
+            (status.as_u16(), code, suffix),
+            (403, "UnrecognizedClientException", CORAL)
+        );
+        assert_eq!(
+            msg,
+            "The security token included in the request is invalid."
+        );
         let (_, code, suffix, _) = ApiError::from(SigV4Error::Mismatch("x".into())).wire();
         assert_eq!((code, suffix), ("InvalidSignatureException", CORAL));
     }
 
     #[test]
     fn model_errors_use_the_bedrock_suffix() {
-        let (status, code, suffix, msg) = ApiError::from(GenerationError::InputTooLong { prompt_tokens: 9, context_tokens: 8 }).wire();
-        assert_eq!((status.as_u16(), code, suffix), (400, "ValidationException", BEDROCK));
+        let (status, code, suffix, msg) = ApiError::from(GenerationError::InputTooLong {
+            prompt_tokens: 9,
+            context_tokens: 8,
+        })
+        .wire();
+        assert_eq!(
+            (status.as_u16(), code, suffix),
+            (400, "ValidationException", BEDROCK)
+        );
         assert_eq!(msg, "Input is too long for requested model.");
         let (status, code, _, msg) = ApiError::from(SubmitError::QueueFull).wire();
         assert_eq!((status.as_u16(), code), (429, "ThrottlingException"));
-        assert!(msg.contains("requests.  Wait"), "two spaces, as Bedrock sends");
+        assert!(
+            msg.contains("requests.  Wait"),
+            "two spaces, as Bedrock sends"
+        );
     }
 
     #[test]
     fn internal_details_are_not_shown() {
-        let (status, _, _, msg) = ApiError::from(GenerationError::Engine("segfault at 0xdead".into())).wire();
+        let (status, _, _, msg) =
+            ApiError::from(GenerationError::Engine("segfault at 0xdead".into())).wire();
         assert_eq!(status.as_u16(), 500);
         assert!(!msg.contains("dead"));
     }

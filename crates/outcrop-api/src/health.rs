@@ -11,11 +11,20 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Val
     let mut ready = true;
     for (name, handle) in &state.engines {
         match handle.model() {
-            Some(info) => models.push(json!({ "name": name, "context_tokens": info.context_tokens })),
+            Some(info) => {
+                models.push(json!({ "name": name, "context_tokens": info.context_tokens }))
+            }
             None => ready = false,
         }
     }
     models.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if ready { "ok" } else { "starting" }, "models": models })))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "status": if ready { "ok" } else { "starting" }, "models": models })),
+    )
 }

@@ -15,16 +15,24 @@ enum Family {
 }
 
 fn family(model_id: &str) -> Option<Family> {
-    (model_id.starts_with("anthropic.claude-v2") || model_id.starts_with("anthropic.claude-instant-v1"))
-        .then_some(Family::AnthropicText)
+    (model_id.starts_with("anthropic.claude-v2")
+        || model_id.starts_with("anthropic.claude-instant-v1"))
+    .then_some(Family::AnthropicText)
 }
 
-pub async fn invoke_model(state: &ApiState, identifier: &str, body: &[u8], started: Instant) -> Result<Response, ApiError> {
+pub async fn invoke_model(
+    state: &ApiState,
+    identifier: &str,
+    body: &[u8],
+    started: Instant,
+) -> Result<Response, ApiError> {
     let invalid = || ApiError::Validation(INVALID_MODEL_ID.into());
     let model_id = resolve_model_id(identifier).ok_or_else(invalid)?;
     let entry = state.catalog.get(model_id).ok_or_else(invalid)?;
     let Some(Family::AnthropicText) = family(model_id) else {
-        return Err(ApiError::Validation(format!("Outcrop does not serve the request format of {model_id} yet.")));
+        return Err(ApiError::Validation(format!(
+            "Outcrop does not serve the request format of {model_id} yet."
+        )));
     };
     let request = parse_text_request(body, state.prompt_mode, rand_seed())?;
     let engine = state.engines.get(&entry.backing_model).ok_or_else(|| {
@@ -35,10 +43,24 @@ pub async fn invoke_model(state: &ApiState, identifier: &str, body: &[u8], start
     let body = completion_body(&text, &reason).to_string();
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.insert("x-amzn-bedrock-input-token-count", usage.input_tokens.into());
-    headers.insert("x-amzn-bedrock-output-token-count", usage.output_tokens.into());
-    headers.insert("x-amzn-bedrock-invocation-latency", (started.elapsed().as_millis() as u64).into());
-    tracing::info!(model = model_id, input_tokens = usage.input_tokens, output_tokens = usage.output_tokens, "invoked");
+    headers.insert(
+        "x-amzn-bedrock-input-token-count",
+        usage.input_tokens.into(),
+    );
+    headers.insert(
+        "x-amzn-bedrock-output-token-count",
+        usage.output_tokens.into(),
+    );
+    headers.insert(
+        "x-amzn-bedrock-invocation-latency",
+        (started.elapsed().as_millis() as u64).into(),
+    );
+    tracing::info!(
+        model = model_id,
+        input_tokens = usage.input_tokens,
+        output_tokens = usage.output_tokens,
+        "invoked"
+    );
     Ok((StatusCode::OK, headers, body).into_response())
 }
 

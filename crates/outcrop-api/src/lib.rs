@@ -52,7 +52,10 @@ pub struct ApiState {
 
 /// The HTTP application: Outcrop's own endpoints, and every other path through [`dispatch`].
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new().route("/_outcrop/health", get(health::health)).fallback(dispatch).with_state(state)
+    Router::new()
+        .route("/_outcrop/health", get(health::health))
+        .fallback(dispatch)
+        .with_state(state)
 }
 
 /// The request pipeline shared by every Bedrock operation.
@@ -69,17 +72,28 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
-    tracing::info!(status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, "done");
+    tracing::info!(
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "done"
+    );
     response
 }
 
-async fn run(state: &ApiState, parts: axum::http::request::Parts, body: Body, started: Instant) -> Result<Response, ApiError> {
+async fn run(
+    state: &ApiState,
+    parts: axum::http::request::Parts,
+    body: Body,
+    started: Instant,
+) -> Result<Response, ApiError> {
     let operation = Operation::parse(&parts.method, parts.uri.path())?;
     let body = read_body(&parts, body).await?;
     let principal = auth::authenticate(&parts, &body, state.store.as_ref(), state.auth).await?;
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
     match operation {
-        Operation::InvokeModel { model_id } => invoke::invoke_model(state, &model_id, &body, started).await,
+        Operation::InvokeModel { model_id } => {
+            invoke::invoke_model(state, &model_id, &body, started).await
+        }
     }
 }
 
@@ -90,20 +104,31 @@ fn too_large() -> ApiError {
 }
 
 /// Reads the whole body, refusing (without reading it all) one over Bedrock's limit.
-async fn read_body(parts: &axum::http::request::Parts, body: Body) -> Result<bytes::Bytes, ApiError> {
-    let declared = parts.headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+async fn read_body(
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<bytes::Bytes, ApiError> {
+    let declared = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        use std::error::Error;
-        if e.source().is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>()) {
-            too_large()
-        } else {
-            tracing::info!(error = %e, "body read failed");
-            ApiError::Validation("The request body could not be read.".into())
-        }
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            use std::error::Error;
+            if e.source()
+                .is_some_and(|s| s.is::<http_body_util_limit::LengthLimitError>())
+            {
+                too_large()
+            } else {
+                tracing::info!(error = %e, "body read failed");
+                ApiError::Validation("The request body could not be read.".into())
+            }
+        })
 }
 
 mod http_body_util_limit {

@@ -22,7 +22,10 @@ impl Operation {
     /// Parses `raw_path` (still percent-encoded). A model id may contain `/` (ARNs) whether or
     /// not the client encoded it, so it is everything between `/model/` and the last segment.
     pub fn parse(method: &Method, raw_path: &str) -> Result<Self, ApiError> {
-        let unknown = || ApiError::UnknownOperation { method: method.to_string(), path: raw_path.to_owned() };
+        let unknown = || ApiError::UnknownOperation {
+            method: method.to_string(),
+            path: raw_path.to_owned(),
+        };
         let rest = raw_path.strip_prefix("/model/").ok_or_else(unknown)?;
         let (raw_id, action) = rest.rsplit_once('/').ok_or_else(unknown)?;
         if raw_id.is_empty() {
@@ -50,10 +53,19 @@ pub fn resolve_model_id(identifier: &str) -> Option<&str> {
         Some(rest) => {
             // arn:aws:bedrock:{region}::foundation-model/{id} (the account field is empty)
             let mut parts = rest.splitn(5, ':');
-            let (partition, service, _region, account, resource) =
-                (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let (partition, service, _region, account, resource) = (
+                parts.next()?,
+                parts.next()?,
+                parts.next()?,
+                parts.next()?,
+                parts.next()?,
+            );
             let id = resource.strip_prefix("foundation-model/")?;
-            (partition.starts_with("aws") && service == "bedrock" && account.is_empty() && !id.is_empty()).then_some(id)
+            (partition.starts_with("aws")
+                && service == "bedrock"
+                && account.is_empty()
+                && !id.is_empty())
+            .then_some(id)
         }
     }
 }
@@ -63,20 +75,34 @@ mod tests {
     use super::*;
 
     fn invoke(id: &str) -> Operation {
-        Operation::InvokeModel { model_id: id.into() }
+        Operation::InvokeModel {
+            model_id: id.into(),
+        }
     }
 
     #[test]
     fn model_ids_are_decoded() {
-        assert_eq!(Operation::parse(&Method::POST, "/model/anthropic.claude-v2/invoke").unwrap(), invoke("anthropic.claude-v2"));
-        assert_eq!(Operation::parse(&Method::POST, "/model/anthropic.claude-v2%3A1/invoke").unwrap(), invoke("anthropic.claude-v2:1"));
-        assert_eq!(Operation::parse(&Method::POST, "/model/anthropic.claude-v2:1/invoke").unwrap(), invoke("anthropic.claude-v2:1"));
+        assert_eq!(
+            Operation::parse(&Method::POST, "/model/anthropic.claude-v2/invoke").unwrap(),
+            invoke("anthropic.claude-v2")
+        );
+        assert_eq!(
+            Operation::parse(&Method::POST, "/model/anthropic.claude-v2%3A1/invoke").unwrap(),
+            invoke("anthropic.claude-v2:1")
+        );
+        assert_eq!(
+            Operation::parse(&Method::POST, "/model/anthropic.claude-v2:1/invoke").unwrap(),
+            invoke("anthropic.claude-v2:1")
+        );
         let arn = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2";
         assert_eq!(
             Operation::parse(&Method::POST, "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fanthropic.claude-v2/invoke").unwrap(),
             invoke(arn)
         );
-        assert_eq!(Operation::parse(&Method::POST, &format!("/model/{arn}/invoke")).unwrap(), invoke(arn));
+        assert_eq!(
+            Operation::parse(&Method::POST, &format!("/model/{arn}/invoke")).unwrap(),
+            invoke(arn)
+        );
     }
 
     #[test]
@@ -88,15 +114,30 @@ mod tests {
             (Method::POST, "/nothing"),
             (Method::GET, "/"),
         ] {
-            assert!(matches!(Operation::parse(&m, p), Err(ApiError::UnknownOperation { .. })), "{m} {p}");
+            assert!(
+                matches!(
+                    Operation::parse(&m, p),
+                    Err(ApiError::UnknownOperation { .. })
+                ),
+                "{m} {p}"
+            );
         }
     }
 
     #[test]
     fn arns_resolve_to_ids() {
-        assert_eq!(resolve_model_id("anthropic.claude-v2"), Some("anthropic.claude-v2"));
-        assert_eq!(resolve_model_id("arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-v2:1"), Some("anthropic.claude-v2:1"));
-        assert_eq!(resolve_model_id("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc"), None);
+        assert_eq!(
+            resolve_model_id("anthropic.claude-v2"),
+            Some("anthropic.claude-v2")
+        );
+        assert_eq!(
+            resolve_model_id("arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-v2:1"),
+            Some("anthropic.claude-v2:1")
+        );
+        assert_eq!(
+            resolve_model_id("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc"),
+            None
+        );
         assert_eq!(resolve_model_id("arn:aws:s3:::bucket"), None);
         assert_eq!(resolve_model_id(&"a".repeat(2049)), None);
     }

@@ -20,10 +20,14 @@ fn type_name(v: &Value) -> &'static str {
 
 /// Parses a body that must be a JSON object.
 pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("invalid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::malformed(format!("invalid JSON: {e}")))?;
     match value {
         Value::Object(map) => Ok(map),
-        other => Err(ApiError::malformed(format!("#: expected type: JSONObject, found: {}", type_name(&other)))),
+        other => Err(ApiError::malformed(format!(
+            "#: expected type: JSONObject, found: {}",
+            type_name(&other)
+        ))),
     }
 }
 
@@ -47,13 +51,17 @@ impl<'a> Checker<'a> {
     pub fn required(&mut self, key: &str) -> Option<&'a Value> {
         let v = self.body.get(key);
         if v.is_none() {
-            self.violations.push(format!("#: required key [{key}] not found"));
+            self.violations
+                .push(format!("#: required key [{key}] not found"));
         }
         v
     }
 
     fn wrong_type(&mut self, key: &str, expected: &str, v: &Value) {
-        self.violations.push(format!("#/{key}: expected type: {expected}, found: {}", type_name(v)));
+        self.violations.push(format!(
+            "#/{key}: expected type: {expected}, found: {}",
+            type_name(v)
+        ));
     }
 
     pub fn string(&mut self, key: &str, v: Option<&'a Value>) -> Option<&'a str> {
@@ -73,7 +81,8 @@ impl<'a> Checker<'a> {
             self.wrong_type(key, "Integer", v);
             return None;
         };
-        self.range(key, n as f64, min as f64, max as f64).then_some(n)
+        self.range(key, n as f64, min as f64, max as f64)
+            .then_some(n)
     }
 
     /// A number within `min..=max`.
@@ -88,10 +97,12 @@ impl<'a> Checker<'a> {
 
     fn range(&mut self, key: &str, n: f64, min: f64, max: f64) -> bool {
         if n < min {
-            self.violations.push(format!("#/{key}: {n} is not greater or equal to {min}"));
+            self.violations
+                .push(format!("#/{key}: {n} is not greater or equal to {min}"));
             false
         } else if n > max {
-            self.violations.push(format!("#/{key}: {n} is not less or equal to {max}"));
+            self.violations
+                .push(format!("#/{key}: {n} is not less or equal to {max}"));
             false
         } else {
             true
@@ -99,14 +110,22 @@ impl<'a> Checker<'a> {
     }
 
     /// A list of strings of at most `max_items` entries.
-    pub fn strings(&mut self, key: &str, v: Option<&'a Value>, max_items: usize) -> Option<Vec<String>> {
+    pub fn strings(
+        &mut self,
+        key: &str,
+        v: Option<&'a Value>,
+        max_items: usize,
+    ) -> Option<Vec<String>> {
         let v = v?;
         let Value::Array(items) = v else {
             self.wrong_type(key, "JSONArray", v);
             return None;
         };
         if items.len() > max_items {
-            self.violations.push(format!("#/{key}: expected maximum item count: {max_items}, found: {}", items.len()));
+            self.violations.push(format!(
+                "#/{key}: expected maximum item count: {max_items}, found: {}",
+                items.len()
+            ));
             return None;
         }
         let mut out = Vec::with_capacity(items.len());

@@ -69,7 +69,11 @@ struct DirArgs {
 
 impl DirArgs {
     fn models_dir(self) -> anyhow::Result<PathBuf> {
-        let config = Config { data_dir: self.data_dir, models_dir: self.models_dir, ..Config::default() };
+        let config = Config {
+            data_dir: self.data_dir,
+            models_dir: self.models_dir,
+            ..Config::default()
+        };
         Ok(config.models_dir()?)
     }
 }
@@ -77,8 +81,9 @@ impl DirArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OUTCROP_LOG")
-                .unwrap_or_else(|_| "info,llama_cpp_2=warn,llama-cpp-2=warn,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("OUTCROP_LOG").unwrap_or_else(|_| {
+                "info,llama_cpp_2=warn,llama-cpp-2=warn,tower_http=warn".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -102,7 +107,12 @@ fn main() -> anyhow::Result<()> {
                 println!("  (none)");
             }
             for m in &cached {
-                println!("  {:<28} {:>8.1} MB  {}", m.name, m.size as f64 / 1e6, m.path.display());
+                println!(
+                    "  {:<28} {:>8.1} MB  {}",
+                    m.name,
+                    m.size as f64 / 1e6,
+                    m.path.display()
+                );
             }
             println!("available to pull:");
             for s in outcrop_models::SOURCES {
@@ -127,6 +137,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.models_dir.is_some() {
         config.models_dir = args.models_dir;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(outcrop_server::serve(config, outcrop_server::shutdown_signal()))
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(outcrop_server::serve(
+        config,
+        outcrop_server::shutdown_signal(),
+    ))
 }

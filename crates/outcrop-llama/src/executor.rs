@@ -18,12 +18,24 @@ pub struct LlamaExecutor<'m> {
 }
 
 impl<'m> LlamaExecutor<'m> {
-    pub(crate) fn new(name: String, model: &'m LlamaModel, ctx: LlamaContext<'m>, batch_tokens: usize) -> Self {
+    pub(crate) fn new(
+        name: String,
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        batch_tokens: usize,
+    ) -> Self {
         let template = model.chat_template(None).ok();
         if template.is_none() {
             tracing::warn!(model = %name, "model has no chat template; chat prompts use a plain transcript");
         }
-        LlamaExecutor { name, model, ctx, template, batch: LlamaBatch::new(batch_tokens, 1), batch_tokens }
+        LlamaExecutor {
+            name,
+            model,
+            ctx,
+            template,
+            batch: LlamaBatch::new(batch_tokens, 1),
+            batch_tokens,
+        }
     }
 
     fn sampler(sampling: &Sampling) -> LlamaSampler {
@@ -53,7 +65,9 @@ impl<'m> LlamaExecutor<'m> {
             self.batch.clear();
             for (i, &tok) in chunk.iter().enumerate() {
                 let pos = chunk_no * self.batch_tokens + i;
-                self.batch.add(LlamaToken(tok as i32), pos as i32, &[0], pos == last).map_err(Self::engine_err)?;
+                self.batch
+                    .add(LlamaToken(tok as i32), pos as i32, &[0], pos == last)
+                    .map_err(Self::engine_err)?;
             }
             self.ctx.decode(&mut self.batch).map_err(Self::engine_err)?;
         }
@@ -63,7 +77,10 @@ impl<'m> LlamaExecutor<'m> {
 
 impl Executor for LlamaExecutor<'_> {
     fn info(&self) -> ModelInfo {
-        ModelInfo { name: self.name.clone(), context_tokens: self.ctx.n_ctx() }
+        ModelInfo {
+            name: self.name.clone(),
+            context_tokens: self.ctx.n_ctx(),
+        }
     }
 
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
@@ -92,21 +109,32 @@ impl Executor for LlamaExecutor<'_> {
         let mut piece = Vec::with_capacity(32);
         loop {
             if generated >= max_tokens || pos >= n_ctx {
-                return Ok(EngineOutcome { stop: EngineStop::Limit, generated_tokens: generated });
+                return Ok(EngineOutcome {
+                    stop: EngineStop::Limit,
+                    generated_tokens: generated,
+                });
             }
             let token = sampler.sample(&self.ctx, logits_index);
             let vocab = self.model.vocab();
             if vocab.is_eog(token) {
-                return Ok(EngineOutcome { stop: EngineStop::EndOfTurn, generated_tokens: generated });
+                return Ok(EngineOutcome {
+                    stop: EngineStop::EndOfTurn,
+                    generated_tokens: generated,
+                });
             }
             generated += 1;
             piece.clear();
             vocab.token_to_piece_into(token, &mut piece, false, None);
             if emit(&piece) == Flow::Stop {
-                return Ok(EngineOutcome { stop: EngineStop::Stopped, generated_tokens: generated });
+                return Ok(EngineOutcome {
+                    stop: EngineStop::Stopped,
+                    generated_tokens: generated,
+                });
             }
             self.batch.clear();
-            self.batch.add(token, pos as i32, &[0], true).map_err(Self::engine_err)?;
+            self.batch
+                .add(token, pos as i32, &[0], true)
+                .map_err(Self::engine_err)?;
             self.ctx.decode(&mut self.batch).map_err(Self::engine_err)?;
             logits_index = 0;
             pos += 1;

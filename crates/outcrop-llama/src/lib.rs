@@ -63,15 +63,29 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
 
 /// Loads the model and a context on this thread, then calls `serve` with the executor.
 /// Returns when `serve` returns; the model is freed then.
-pub fn run_engine<R>(config: &EngineConfig, serve: impl FnOnce(&mut LlamaExecutor<'_>) -> R) -> Result<R, EngineError> {
+pub fn run_engine<R>(
+    config: &EngineConfig,
+    serve: impl FnOnce(&mut LlamaExecutor<'_>) -> R,
+) -> Result<R, EngineError> {
     let backend = backend()?;
     if !config.model_path.is_file() {
-        return Err(EngineError::Load { path: config.model_path.clone(), reason: "no such file".into() });
+        return Err(EngineError::Load {
+            path: config.model_path.clone(),
+            reason: "no such file".into(),
+        });
     }
     let model_params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
-    let model = LlamaModel::load_from_file(backend, &config.model_path, &model_params)
-        .map_err(|e| EngineError::Load { path: config.model_path.clone(), reason: e.to_string() })?;
-    let n_ctx = config.context_tokens.unwrap_or_else(|| model.n_ctx_train()).max(16);
+    let model =
+        LlamaModel::load_from_file(backend, &config.model_path, &model_params).map_err(|e| {
+            EngineError::Load {
+                path: config.model_path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+    let n_ctx = config
+        .context_tokens
+        .unwrap_or_else(|| model.n_ctx_train())
+        .max(16);
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
@@ -86,7 +100,10 @@ pub fn run_engine<R>(config: &EngineConfig, serve: impl FnOnce(&mut LlamaExecuto
         .with_n_threads_batch(threads);
     let ctx = model
         .new_context(backend, ctx_params)
-        .map_err(|e| EngineError::Context { name: config.name.clone(), reason: e.to_string() })?;
+        .map_err(|e| EngineError::Context {
+            name: config.name.clone(),
+            reason: e.to_string(),
+        })?;
     tracing::info!(model = %config.name, path = %config.model_path.display(), n_ctx, threads, "model loaded");
     let mut exec = LlamaExecutor::new(config.name.clone(), &model, ctx, batch as usize);
     Ok(serve(&mut exec))

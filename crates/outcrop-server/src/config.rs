@@ -63,7 +63,13 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { context_tokens: None, threads: None, batch_tokens: 512, queue_len: 64, gpu_layers: 0 }
+        EngineSettings {
+            context_tokens: None,
+            threads: None,
+            batch_tokens: 512,
+            queue_len: 64,
+            gpu_layers: 0,
+        }
     }
 }
 
@@ -92,7 +98,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("no data directory: set --data-dir or OUTCROP_DATA_DIR")]
@@ -102,8 +111,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML config file over the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.into(), source: e })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.into(),
+            source: e,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -115,7 +130,9 @@ impl Config {
         if let Some(d) = &self.data_dir {
             return Ok(d.clone());
         }
-        directories::ProjectDirs::from("", "", "outcrop").map(|p| p.data_dir().to_owned()).ok_or(ConfigError::NoDataDir)
+        directories::ProjectDirs::from("", "", "outcrop")
+            .map(|p| p.data_dir().to_owned())
+            .ok_or(ConfigError::NoDataDir)
     }
 
     pub fn models_dir(&self) -> Result<PathBuf, ConfigError> {
@@ -143,7 +160,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        assert!(Config::parse("listn = \"127.0.0.1:1\"").unwrap_err().contains("unknown field"));
+        assert!(Config::parse("listn = \"127.0.0.1:1\"")
+            .unwrap_err()
+            .contains("unknown field"));
         assert!(Config::parse("[engine]\nthreds = 2").is_err());
     }
 
@@ -154,6 +173,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.validation.claude_prompt, PromptMode::Strict);
-        assert_eq!(c.backing_models["mine"].path.as_deref(), Some(Path::new("/m.gguf")));
+        assert_eq!(
+            c.backing_models["mine"].path.as_deref(),
+            Some(Path::new("/m.gguf"))
+        );
     }
 }

@@ -42,7 +42,9 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             batch_tokens: config.engine.batch_tokens,
             gpu_layers: config.engine.gpu_layers,
         };
-        let (handle, queue) = outcrop_scheduler::channel(&SchedulerConfig { queue_len: config.engine.queue_len });
+        let (handle, queue) = outcrop_scheduler::channel(&SchedulerConfig {
+            queue_len: config.engine.queue_len,
+        });
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("engine-{name}"))
@@ -76,9 +78,14 @@ async fn model_path(config: &Config, name: &str) -> anyhow::Result<PathBuf> {
         bail!("backing model {name} has no file: set [backing_models.{name}] path in the config");
     };
     if !config.pull_missing_models {
-        bail!("model {name} is missing from {}: run `outcrop models pull {name}`", models_dir.display());
+        bail!(
+            "model {name} is missing from {}: run `outcrop models pull {name}`",
+            models_dir.display()
+        );
     }
     tracing::info!(model = name, "model missing; pulling it (once)");
-    let pulled = tokio::task::spawn_blocking(move || outcrop_models::pull(source, &models_dir, true)).await??;
+    let pulled =
+        tokio::task::spawn_blocking(move || outcrop_models::pull(source, &models_dir, true))
+            .await??;
     Ok(pulled)
 }

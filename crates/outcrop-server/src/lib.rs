@@ -17,11 +17,20 @@ use std::sync::Arc;
 
 /// Runs the server until `shutdown` completes, then drains in-flight requests and stops the
 /// engines.
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let data_dir = config.data_dir()?;
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let store = SqliteStore::open(&data_dir.join("outcrop.db")).await.context("opening the database")?;
-    store.ensure_defaults().await.context("creating the default account")?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let store = SqliteStore::open(&data_dir.join("outcrop.db"))
+        .await
+        .context("opening the database")?;
+    store
+        .ensure_defaults()
+        .await
+        .context("creating the default account")?;
     let catalog = Catalog::builtin_with(&config.catalog)?;
 
     let engines = engines::start(&config, &catalog).await?;
@@ -41,7 +50,9 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     });
     let app = outcrop_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     tracing::info!("in-flight requests drained; stopping engines");
     engines.stop();
     Ok(())

@@ -14,7 +14,10 @@ pub struct CredentialScope {
 impl CredentialScope {
     /// The scope as it appears in the string to sign (without the access key id).
     pub fn scope_string(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
     }
 }
 
@@ -59,7 +62,10 @@ impl Authorization {
             }
         }
         if !missing.is_empty() {
-            return Err(SigV4Error::Incomplete(format!("{} Authorization={value}", missing.join(" "))));
+            return Err(SigV4Error::Incomplete(format!(
+                "{} Authorization={value}",
+                missing.join(" ")
+            )));
         }
         let credential = parse_credential(credential.unwrap_or_default())?;
         let signed_headers: Vec<String> = signed_headers
@@ -68,7 +74,11 @@ impl Authorization {
             .filter(|h| !h.is_empty())
             .map(str::to_ascii_lowercase)
             .collect();
-        Ok(Authorization { credential, signed_headers, signature: signature.unwrap_or_default().to_owned() })
+        Ok(Authorization {
+            credential,
+            signed_headers,
+            signature: signature.unwrap_or_default().to_owned(),
+        })
     }
 }
 
@@ -106,19 +116,28 @@ mod tests {
 
     #[test]
     fn missing_parts_are_named() {
-        let err = Authorization::parse("AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request").unwrap_err();
-        let SigV4Error::Incomplete(msg) = err else { panic!("{err:?}") };
+        let err =
+            Authorization::parse("AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request").unwrap_err();
+        let SigV4Error::Incomplete(msg) = err else {
+            panic!("{err:?}")
+        };
         assert!(msg.contains("requires 'Signature' parameter"), "{msg}");
         assert!(msg.contains("requires 'SignedHeaders' parameter"), "{msg}");
     }
 
     #[test]
     fn other_algorithms_are_refused() {
-        assert!(matches!(Authorization::parse("Basic dXNlcjpwYXNz"), Err(SigV4Error::Incomplete(_))));
+        assert!(matches!(
+            Authorization::parse("Basic dXNlcjpwYXNz"),
+            Err(SigV4Error::Incomplete(_))
+        ));
     }
 
     #[test]
     fn malformed_credential_is_refused() {
-        assert!(Authorization::parse("AWS4-HMAC-SHA256 Credential=x, SignedHeaders=host, Signature=00").is_err());
+        assert!(Authorization::parse(
+            "AWS4-HMAC-SHA256 Credential=x, SignedHeaders=host, Signature=00"
+        )
+        .is_err());
     }
 }

@@ -21,7 +21,11 @@ pub fn canonical_uri(raw_path: &str) -> String {
     if raw_path.is_empty() || raw_path == "/" {
         return "/".to_owned();
     }
-    raw_path.split('/').map(|seg| uri_encode(seg.as_bytes())).collect::<Vec<_>>().join("/")
+    raw_path
+        .split('/')
+        .map(|seg| uri_encode(seg.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The canonical query string: pairs decoded, re-encoded strictly, sorted.
@@ -39,7 +43,11 @@ pub fn canonical_query(raw_query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Trims a header value and collapses runs of spaces, as SigV4 canonicalization requires.
@@ -63,8 +71,11 @@ pub fn canonical_request(
     names.dedup();
     let mut canonical_headers = String::new();
     for name in &names {
-        let values: Vec<String> =
-            headers.get_all(name.as_str()).iter().map(|v| canonical_header_value(v.as_bytes())).collect();
+        let values: Vec<String> = headers
+            .get_all(name.as_str())
+            .iter()
+            .map(|v| canonical_header_value(v.as_bytes()))
+            .collect();
         let _ = writeln!(canonical_headers, "{name}:{}", values.join(","));
     }
     let signed: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
@@ -82,7 +93,10 @@ mod tests {
 
     #[test]
     fn model_id_colon_is_double_encoded() {
-        assert_eq!(canonical_uri("/model/anthropic.claude-v2%3A1/invoke"), "/model/anthropic.claude-v2%253A1/invoke");
+        assert_eq!(
+            canonical_uri("/model/anthropic.claude-v2%3A1/invoke"),
+            "/model/anthropic.claude-v2%253A1/invoke"
+        );
         assert_eq!(
             canonical_uri("/model/us.anthropic.claude-sonnet-4-20250514-v1%3A0/converse-stream"),
             "/model/us.anthropic.claude-sonnet-4-20250514-v1%253A0/converse-stream"
@@ -91,7 +105,10 @@ mod tests {
 
     #[test]
     fn unencoded_colon_is_encoded_once() {
-        assert_eq!(canonical_uri("/model/anthropic.claude-v2:1/invoke"), "/model/anthropic.claude-v2%3A1/invoke");
+        assert_eq!(
+            canonical_uri("/model/anthropic.claude-v2:1/invoke"),
+            "/model/anthropic.claude-v2%3A1/invoke"
+        );
     }
 
     #[test]

@@ -24,4 +24,6 @@ pub use authorization::{Authorization, CredentialScope};
 pub use canonical::{canonical_request, canonical_uri, uri_encode};
 pub use error::SigV4Error;
 pub use secret::SecretKey;
-pub use verify::{hash_payload, signing_key, string_to_sign, verify, RequestParts, Verified, MAX_CLOCK_SKEW};
+pub use verify::{
+    hash_payload, signing_key, string_to_sign, verify, RequestParts, Verified, MAX_CLOCK_SKEW,
+};

@@ -43,7 +43,10 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// The derived signing key for a scope.
 pub fn signing_key(secret: &SecretKey, date: &str, region: &str, service: &str) -> Vec<u8> {
-    let k_date = hmac(format!("AWS4{}", secret.expose()).as_bytes(), date.as_bytes());
+    let k_date = hmac(
+        format!("AWS4{}", secret.expose()).as_bytes(),
+        date.as_bytes(),
+    );
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
     hmac(&k_service, b"aws4_request")
@@ -51,7 +54,10 @@ pub fn signing_key(secret: &SecretKey, date: &str, region: &str, service: &str) 
 
 /// The string to sign for a canonical request.
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical_request.as_bytes())))
+    format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    )
 }
 
 fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
@@ -81,11 +87,16 @@ pub fn verify(
     }
     let Some(amz_date) = header_str(request.headers, "x-amz-date") else {
         return Err(SigV4Error::Incomplete(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".to_owned(),
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+                .to_owned(),
         ));
     };
     let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| SigV4Error::Incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")))?
+        .map_err(|_| {
+            SigV4Error::Incomplete(format!(
+                "Date must be in ISO-8601 'basic format'. Got '{amz_date}'."
+            ))
+        })?
         .and_utc();
     let fmt = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
     if when < now - MAX_CLOCK_SKEW {
@@ -130,7 +141,6 @@ pub fn verify(
         Err(SigV4Error::Mismatch(SIGNATURE_MISMATCH.to_owned()))
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,9 @@
 use crate::{Credential, Store, StoreError, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY};
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row;
 use std::path::Path;
 
@@ -20,7 +22,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -30,7 +35,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn ensure_defaults(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT OR IGNORE INTO accounts (account_id) VALUES (?)").bind(DEFAULT_ACCOUNT).execute(&mut *tx).await?;
+        sqlx::query("INSERT OR IGNORE INTO accounts (account_id) VALUES (?)")
+            .bind(DEFAULT_ACCOUNT)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT OR IGNORE INTO access_keys (access_key_id, secret_access_key, account_id, principal_arn, loopback_only)
              VALUES (?, ?, ?, ?, 1)",

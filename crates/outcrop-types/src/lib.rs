@@ -33,7 +33,10 @@ pub struct Turn {
 
 impl Turn {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Turn { role, content: content.into() }
+        Turn {
+            role,
+            content: content.into(),
+        }
     }
 }
 
@@ -58,7 +61,12 @@ pub struct Sampling {
 
 impl Sampling {
     pub fn greedy() -> Self {
-        Sampling { temperature: 0.0, top_p: None, top_k: None, seed: 0 }
+        Sampling {
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            seed: 0,
+        }
     }
 
     pub fn is_greedy(&self) -> bool {
@@ -108,7 +116,10 @@ pub struct ModelInfo {
 pub enum GenerationError {
     /// The prompt (plus at least one generated token) does not fit the context window.
     #[error("prompt of {prompt_tokens} tokens does not fit a context of {context_tokens} tokens")]
-    InputTooLong { prompt_tokens: u32, context_tokens: u32 },
+    InputTooLong {
+        prompt_tokens: u32,
+        context_tokens: u32,
+    },
     /// The prompt could not be turned into the model's format.
     #[error("prompt could not be rendered: {0}")]
     Template(String),

@@ -46,7 +46,11 @@ pub fn parse_prompt(prompt: &str, mode: PromptMode) -> Result<Vec<Turn>, String>
         let end = markers.get(i + 1).map_or(prompt.len(), |next| next.at);
         let content = &prompt[m.content_start..end];
         // A trailing assistant turn keeps its inner spacing: it is a prefill to continue.
-        let content = if i + 1 == markers.len() { content.trim_start().trim_end() } else { content.trim() };
+        let content = if i + 1 == markers.len() {
+            content.trim_start().trim_end()
+        } else {
+            content.trim()
+        };
         turns.push(Turn::new(m.role, content));
     }
     Ok(turns)
@@ -78,15 +82,24 @@ fn find_markers(prompt: &str, mode: PromptMode) -> Vec<Marker> {
                 PromptMode::Lenient => {
                     if before.trim().is_empty() {
                         Some(0)
-                    } else if let Some(stripped) = before.strip_suffix('\n') {
-                        Some(stripped.strip_suffix('\n').map_or(idx - 1, |_| idx - 2))
                     } else {
-                        None
+                        // One or two newlines before the marker belong to it.
+                        before.strip_suffix('\n').map(|b| {
+                            if b.ends_with('\n') {
+                                idx - 2
+                            } else {
+                                idx - 1
+                            }
+                        })
                     }
                 }
             };
             if let Some(at) = at {
-                out.push(Marker { role, at, content_start: idx + word.len() });
+                out.push(Marker {
+                    role,
+                    at,
+                    content_start: idx + word.len(),
+                });
             }
         }
     }
@@ -98,7 +111,8 @@ fn find_markers(prompt: &str, mode: PromptMode) -> Vec<Marker> {
 mod tests {
     use super::*;
 
-    const SEED: &str = "\nHuman: こんにちわ。あなたが持っている背景情報について教えてください。\nAssistant: \n";
+    const SEED: &str =
+        "\nHuman: こんにちわ。あなたが持っている背景情報について教えてください。\nAssistant: \n";
     const SEED_WRONG: &str = "こんにちわ。あなたが持っている背景情報について教えてください。";
     const BOTH: &str = "Invalid prompt: prompt must start with \"\n\nHuman:\" turn, prompt must end with \"\n\nAssistant:\" turn";
 
@@ -115,7 +129,10 @@ mod tests {
         assert_eq!(
             turns,
             vec![
-                Turn::new(Role::User, "こんにちわ。あなたが持っている背景情報について教えてください。"),
+                Turn::new(
+                    Role::User,
+                    "こんにちわ。あなたが持っている背景情報について教えてください。"
+                ),
                 Turn::new(Role::Assistant, "")
             ]
         );
@@ -129,7 +146,10 @@ mod tests {
 
     #[test]
     fn strict_mode_rejects_single_newlines() {
-        assert_eq!(strict(SEED).unwrap_err(), "Invalid prompt: prompt must end with \"\n\nAssistant:\" turn");
+        assert_eq!(
+            strict(SEED).unwrap_err(),
+            "Invalid prompt: prompt must end with \"\n\nAssistant:\" turn"
+        );
         assert_eq!(
             strict("\n\nHuman: Hello, Claude \nAssistant:").unwrap_err(),
             "Invalid prompt: prompt must end with \"\n\nAssistant:\" turn"
@@ -152,8 +172,14 @@ mod tests {
     #[test]
     fn documented_rejected_forms() {
         assert_eq!(strict("Hello, world").unwrap_err(), BOTH);
-        assert_eq!(lenient("\n\nHuman: Hello").unwrap_err(), "Invalid prompt: prompt must end with \"\n\nAssistant:\" turn");
-        assert_eq!(lenient("\n\nAssistant: Hi").unwrap_err(), "Invalid prompt: prompt must start with \"\n\nHuman:\" turn");
+        assert_eq!(
+            lenient("\n\nHuman: Hello").unwrap_err(),
+            "Invalid prompt: prompt must end with \"\n\nAssistant:\" turn"
+        );
+        assert_eq!(
+            lenient("\n\nAssistant: Hi").unwrap_err(),
+            "Invalid prompt: prompt must start with \"\n\nHuman:\" turn"
+        );
         assert_eq!(
             lenient("\n\nAssistant: Hi\n\nHuman: x\n\nAssistant:").unwrap_err(),
             "Invalid prompt: prompt must start with \"\n\nHuman:\" turn"
@@ -163,7 +189,10 @@ mod tests {
 
     #[test]
     fn system_prompt_multi_turn_and_prefill() {
-        let turns = strict("You are terse.\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Count\n\nAssistant: One,").unwrap();
+        let turns = strict(
+            "You are terse.\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Count\n\nAssistant: One,",
+        )
+        .unwrap();
         assert_eq!(
             turns,
             vec![

@@ -7,11 +7,22 @@ use serde_json::json;
 /// Claude always stops when it would start a new Human turn.
 pub const HUMAN_STOP: &str = "\n\nHuman:";
 
-const KEYS: &[&str] =
-    &["prompt", "max_tokens_to_sample", "temperature", "top_p", "top_k", "stop_sequences", "anthropic_version"];
+const KEYS: &[&str] = &[
+    "prompt",
+    "max_tokens_to_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "anthropic_version",
+];
 
 /// Parses and validates a text-completions body (bedrock-wire.md §3).
-pub fn parse_text_request(body: &[u8], mode: PromptMode, seed: u32) -> Result<GenerationRequest, ApiError> {
+pub fn parse_text_request(
+    body: &[u8],
+    mode: PromptMode,
+    seed: u32,
+) -> Result<GenerationRequest, ApiError> {
     let map = schema::object(body)?;
     let mut c = Checker::new(&map, KEYS);
     let prompt = c.required("prompt");
@@ -19,10 +30,14 @@ pub fn parse_text_request(body: &[u8], mode: PromptMode, seed: u32) -> Result<Ge
     let max_tokens = c.required("max_tokens_to_sample");
     let max_tokens = c.integer("max_tokens_to_sample", max_tokens, 0, i64::from(u32::MAX));
     // Defaults are Bedrock's documented ones for Claude text completions.
-    let temperature = c.number("temperature", map.get("temperature"), 0.0, 1.0).unwrap_or(0.5);
+    let temperature = c
+        .number("temperature", map.get("temperature"), 0.0, 1.0)
+        .unwrap_or(0.5);
     let top_p = c.number("top_p", map.get("top_p"), 0.0, 1.0).unwrap_or(1.0);
     let top_k = c.integer("top_k", map.get("top_k"), 0, 500).unwrap_or(250);
-    let stops = c.strings("stop_sequences", map.get("stop_sequences"), 8191).unwrap_or_default();
+    let stops = c
+        .strings("stop_sequences", map.get("stop_sequences"), 8191)
+        .unwrap_or_default();
     let _ = c.string("anthropic_version", map.get("anthropic_version"));
     c.finish()?;
     let (Some(prompt), Some(max_tokens)) = (prompt, max_tokens) else {
@@ -48,7 +63,11 @@ pub fn parse_text_request(body: &[u8], mode: PromptMode, seed: u32) -> Result<Ge
 /// Claude reports the Human stop sequence, so an end of turn does too.
 pub fn completion_body(text: &str, reason: &StopReason) -> serde_json::Value {
     // Claude's completions continue "Assistant:" and so begin with a space.
-    let completion = if text.is_empty() || text.starts_with(char::is_whitespace) { text.to_owned() } else { format!(" {text}") };
+    let completion = if text.is_empty() || text.starts_with(char::is_whitespace) {
+        text.to_owned()
+    } else {
+        format!(" {text}")
+    };
     let (stop_reason, stop) = match reason {
         StopReason::EndOfTurn => ("stop_sequence", Some(HUMAN_STOP.to_owned())),
         StopReason::StopSequence(s) => ("stop_sequence", Some(s.clone())),
@@ -69,9 +88,20 @@ mod tests {
 
     #[test]
     fn minimal_body_gets_bedrock_defaults() {
-        let r = parse(&format!(r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": 20}}"#)).unwrap();
+        let r = parse(&format!(
+            r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": 20}}"#
+        ))
+        .unwrap();
         assert_eq!(r.max_tokens, 20);
-        assert_eq!(r.sampling, Sampling { temperature: 0.5, top_p: None, top_k: Some(250), seed: 7 });
+        assert_eq!(
+            r.sampling,
+            Sampling {
+                temperature: 0.5,
+                top_p: None,
+                top_k: Some(250),
+                seed: 7
+            }
+        );
         assert_eq!(r.stop_sequences, vec![HUMAN_STOP]);
     }
 
@@ -105,27 +135,57 @@ mod tests {
 
     #[test]
     fn wrong_types_and_ranges() {
-        let e = parse(&format!(r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": "5"}}"#)).unwrap_err();
-        assert!(e.contains("#/max_tokens_to_sample: expected type: Integer, found: String"), "{e}");
+        let e = parse(&format!(
+            r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": "5"}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("#/max_tokens_to_sample: expected type: Integer, found: String"),
+            "{e}"
+        );
         let e = parse(r#"{"prompt": 5, "max_tokens_to_sample": 5}"#).unwrap_err();
-        assert!(e.contains("#/prompt: expected type: String, found: Integer"), "{e}");
-        let e = parse(&format!(r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": 5, "temperature": 1.5}}"#)).unwrap_err();
-        assert!(e.contains("#/temperature: 1.5 is not less or equal to 1"), "{e}");
-        let e = parse(&format!(r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": -1}}"#)).unwrap_err();
+        assert!(
+            e.contains("#/prompt: expected type: String, found: Integer"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": 5, "temperature": 1.5}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("#/temperature: 1.5 is not less or equal to 1"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": -1}}"#
+        ))
+        .unwrap_err();
         assert!(e.contains("is not greater or equal to 0"), "{e}");
-        let e = parse(&format!(r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": 5, "stop_sequences": "x"}}"#)).unwrap_err();
-        assert!(e.contains("#/stop_sequences: expected type: JSONArray, found: String"), "{e}");
+        let e = parse(&format!(
+            r#"{{"prompt": {OK_PROMPT}, "max_tokens_to_sample": 5, "stop_sequences": "x"}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("#/stop_sequences: expected type: JSONArray, found: String"),
+            "{e}"
+        );
     }
 
     #[test]
     fn not_json_or_not_an_object() {
-        assert!(parse("{not json").unwrap_err().starts_with("Malformed input request: invalid JSON"));
-        assert!(parse("[1]").unwrap_err().contains("#: expected type: JSONObject, found: JSONArray"));
+        assert!(parse("{not json")
+            .unwrap_err()
+            .starts_with("Malformed input request: invalid JSON"));
+        assert!(parse("[1]")
+            .unwrap_err()
+            .contains("#: expected type: JSONObject, found: JSONArray"));
     }
 
     #[test]
     fn bad_prompt_after_schema() {
-        assert!(parse(r#"{"prompt": "hello", "max_tokens_to_sample": 5}"#).unwrap_err().starts_with("Invalid prompt:"));
+        assert!(parse(r#"{"prompt": "hello", "max_tokens_to_sample": 5}"#)
+            .unwrap_err()
+            .starts_with("Invalid prompt:"));
     }
 
     #[test]
@@ -134,7 +194,10 @@ mod tests {
             completion_body("Hello", &StopReason::EndOfTurn),
             json!({"completion": " Hello", "stop_reason": "stop_sequence", "stop": "\n\nHuman:"})
         );
-        assert_eq!(completion_body(" a", &StopReason::MaxTokens), json!({"completion": " a", "stop_reason": "max_tokens", "stop": null}));
+        assert_eq!(
+            completion_body(" a", &StopReason::MaxTokens),
+            json!({"completion": " a", "stop_reason": "max_tokens", "stop": null})
+        );
         assert_eq!(
             completion_body("x", &StopReason::StopSequence("END".into())),
             json!({"completion": " x", "stop_reason": "stop_sequence", "stop": "END"})

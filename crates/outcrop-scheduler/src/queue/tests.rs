@@ -13,7 +13,10 @@ struct FakeExecutor {
 
 impl Executor for FakeExecutor {
     fn info(&self) -> ModelInfo {
-        ModelInfo { name: "fake".into(), context_tokens: self.context }
+        ModelInfo {
+            name: "fake".into(),
+            context_tokens: self.context,
+        }
     }
 
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
@@ -34,16 +37,27 @@ impl Executor for FakeExecutor {
         for piece in &self.pieces {
             if n == max_tokens {
                 self.produced.lock().unwrap().push(n);
-                return Ok(EngineOutcome { stop: EngineStop::Limit, generated_tokens: n });
+                return Ok(EngineOutcome {
+                    stop: EngineStop::Limit,
+                    generated_tokens: n,
+                });
             }
             n += 1;
+            // Slow enough that a test can act while tokens are still being generated.
+            std::thread::sleep(std::time::Duration::from_micros(200));
             if emit(piece) == Flow::Stop {
                 self.produced.lock().unwrap().push(n);
-                return Ok(EngineOutcome { stop: EngineStop::Stopped, generated_tokens: n });
+                return Ok(EngineOutcome {
+                    stop: EngineStop::Stopped,
+                    generated_tokens: n,
+                });
             }
         }
         self.produced.lock().unwrap().push(n);
-        Ok(EngineOutcome { stop: EngineStop::EndOfTurn, generated_tokens: n })
+        Ok(EngineOutcome {
+            stop: EngineStop::EndOfTurn,
+            generated_tokens: n,
+        })
     }
 }
 
@@ -56,10 +70,22 @@ fn request(prompt: &str, max_tokens: u32, stops: &[&str]) -> GenerationRequest {
     }
 }
 
-fn start(pieces: Vec<&'static [u8]>, context: u32, queue_len: usize) -> (SchedulerHandle, Arc<Mutex<Vec<u32>>>, std::thread::JoinHandle<()>) {
+fn start(
+    pieces: Vec<&'static [u8]>,
+    context: u32,
+    queue_len: usize,
+) -> (
+    SchedulerHandle,
+    Arc<Mutex<Vec<u32>>>,
+    std::thread::JoinHandle<()>,
+) {
     let (handle, queue) = channel(&SchedulerConfig { queue_len });
     let produced = Arc::new(Mutex::new(Vec::new()));
-    let mut exec = FakeExecutor { pieces, context, produced: produced.clone() };
+    let mut exec = FakeExecutor {
+        pieces,
+        context,
+        produced: produced.clone(),
+    };
     let thread = std::thread::spawn(move || queue.run(&mut exec));
     (handle, produced, thread)
 }
@@ -76,29 +102,64 @@ async fn collect(mut rx: GenerationStream) -> Vec<GenerationEvent> {
 async fn generation_reports_start_text_and_end() {
     let (h, _, _) = start(vec![b"Hel", b"lo", b" there"], 100, 4);
     let events = collect(h.submit(request("a b c", 10, &[])).unwrap()).await;
-    let text: String = events.iter().filter_map(|e| if let GenerationEvent::Text(t) = e { Some(t.as_str()) } else { None }).collect();
+    let text: String = events
+        .iter()
+        .filter_map(|e| {
+            if let GenerationEvent::Text(t) = e {
+                Some(t.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(events[0], GenerationEvent::Started { input_tokens: 3 });
     assert_eq!(text, "Hello there");
     assert_eq!(
         events.last().unwrap(),
-        &GenerationEvent::Finished { reason: StopReason::EndOfTurn, usage: Usage { input_tokens: 3, output_tokens: 3 } }
+        &GenerationEvent::Finished {
+            reason: StopReason::EndOfTurn,
+            usage: Usage {
+                input_tokens: 3,
+                output_tokens: 3
+            }
+        }
     );
 }
 
 #[tokio::test]
 async fn stop_sequence_ends_generation_and_is_not_emitted() {
-    let (h, produced, _) = start(vec![b"Sure", b".\n", b"\nHu", b"man:", b" more", b" text"], 100, 4);
+    let (h, produced, _) = start(
+        vec![b"Sure", b".\n", b"\nHu", b"man:", b" more", b" text"],
+        100,
+        4,
+    );
     let events = collect(h.submit(request("x", 10, &["\n\nHuman:"])).unwrap()).await;
-    let text: String = events.iter().filter_map(|e| if let GenerationEvent::Text(t) = e { Some(t.clone()) } else { None }).collect();
+    let text: String = events
+        .iter()
+        .filter_map(|e| {
+            if let GenerationEvent::Text(t) = e {
+                Some(t.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(text, "Sure.");
     assert_eq!(
         events.last().unwrap(),
         &GenerationEvent::Finished {
             reason: StopReason::StopSequence("\n\nHuman:".into()),
-            usage: Usage { input_tokens: 1, output_tokens: 4 }
+            usage: Usage {
+                input_tokens: 1,
+                output_tokens: 4
+            }
         }
     );
-    assert_eq!(*produced.lock().unwrap(), vec![4], "the engine stopped at the matching token");
+    assert_eq!(
+        *produced.lock().unwrap(),
+        vec![4],
+        "the engine stopped at the matching token"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +168,13 @@ async fn max_tokens_limits_output() {
     let events = collect(h.submit(request("x", 2, &[])).unwrap()).await;
     assert_eq!(
         events.last().unwrap(),
-        &GenerationEvent::Finished { reason: StopReason::MaxTokens, usage: Usage { input_tokens: 1, output_tokens: 2 } }
+        &GenerationEvent::Finished {
+            reason: StopReason::MaxTokens,
+            usage: Usage {
+                input_tokens: 1,
+                output_tokens: 2
+            }
+        }
     );
     let events = collect(h.submit(request("x", 0, &[])).unwrap()).await;
     assert_eq!(events.len(), 2, "{events:?}");
@@ -117,7 +184,13 @@ async fn max_tokens_limits_output() {
 async fn prompt_that_fills_the_context_is_refused() {
     let (h, produced, _) = start(vec![b"a"], 4, 4);
     let events = collect(h.submit(request("a b c d", 10, &[])).unwrap()).await;
-    assert_eq!(events, vec![GenerationEvent::Failed(GenerationError::InputTooLong { prompt_tokens: 4, context_tokens: 4 })]);
+    assert_eq!(
+        events,
+        vec![GenerationEvent::Failed(GenerationError::InputTooLong {
+            prompt_tokens: 4,
+            context_tokens: 4
+        })]
+    );
     assert!(produced.lock().unwrap().is_empty());
 }
 
@@ -125,13 +198,20 @@ async fn prompt_that_fills_the_context_is_refused() {
 async fn dropped_receiver_cancels_generation() {
     let (h, produced, thread) = start(vec![&b"a"[..]; 1000], 100, 4);
     let mut rx = h.submit(request("x", 1000, &[])).unwrap();
-    assert!(matches!(rx.recv().await, Some(GenerationEvent::Started { .. })));
+    assert!(matches!(
+        rx.recv().await,
+        Some(GenerationEvent::Started { .. })
+    ));
     drop(rx);
     drop(h);
     thread.join().unwrap();
     let produced = produced.lock().unwrap();
     assert_eq!(produced.len(), 1);
-    assert!(produced[0] < 1000, "cancelled early, produced {}", produced[0]);
+    assert!(
+        produced[0] < 1000,
+        "cancelled early, produced {}",
+        produced[0]
+    );
 }
 
 #[tokio::test]
@@ -140,7 +220,10 @@ async fn full_queue_refuses_at_once() {
     let (h, _queue) = channel(&SchedulerConfig { queue_len: 2 });
     let _a = h.submit(request("x", 1, &[])).unwrap();
     let _b = h.submit(request("x", 1, &[])).unwrap();
-    assert_eq!(h.submit(request("x", 1, &[])).unwrap_err(), SubmitError::QueueFull);
+    assert_eq!(
+        h.submit(request("x", 1, &[])).unwrap_err(),
+        SubmitError::QueueFull
+    );
 }
 
 #[tokio::test]
@@ -148,7 +231,11 @@ async fn readiness_follows_the_engine() {
     let (h, queue) = channel(&SchedulerConfig::default());
     assert!(h.model().is_none());
     let produced = Arc::new(Mutex::new(Vec::new()));
-    let mut exec = FakeExecutor { pieces: vec![], context: 8, produced };
+    let mut exec = FakeExecutor {
+        pieces: vec![],
+        context: 8,
+        produced,
+    };
     let _t = std::thread::spawn(move || queue.run(&mut exec));
     assert_eq!(h.wait_ready().await.unwrap().name, "fake");
 }

@@ -1,0 +1,152 @@
+//! The AWS SDK for Rust (`aws-sdk-bedrockruntime`) against the real `outcrop` binary and the
+//! real default model. The model cache is OUTCROP_MODELS_DIR (default ~/.cache/outcrop/models);
+//! the server pulls the model there if it is missing.
+
+use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::Client;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn models_dir() -> String {
+    std::env::var("OUTCROP_MODELS_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/outcrop/models",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
+/// Starts `outcrop serve` on a free port and waits for its "listening on" line.
+fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outcrop"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("OUTCROP_MODELS_DIR", models_dir())
+        .env("OUTCROP_LOG", "info")
+        .env_remove("OUTCROP_CONFIG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("outcrop binary runs");
+    let stderr = child.stderr.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        assert!(Instant::now() < deadline, "server did not start in time");
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(at) = line.find("listening on ") {
+            break line[at + "listening on ".len()..].trim().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+async fn client(url: &str, key: &str, secret: &str) -> Client {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+#[tokio::test]
+async fn aws_sdk_invoke_model_and_errors() {
+    let server = start_server();
+    let runtime = client(&server.url, "test", "test").await;
+
+    let body = r#"{"prompt": "\n\nHuman: Say hello.\n\nAssistant:", "max_tokens_to_sample": 16, "temperature": 0}"#;
+    for model in [
+        "anthropic.claude-v2",
+        "anthropic.claude-v2:1",
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-instant-v1",
+    ] {
+        let out = runtime
+            .invoke_model()
+            .model_id(model)
+            .content_type("application/json")
+            .body(Blob::new(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{model}: {e:?}"));
+        assert_eq!(out.content_type(), "application/json");
+        let json: serde_json::Value = serde_json::from_slice(out.body().as_ref()).unwrap();
+        assert!(
+            !json["completion"].as_str().unwrap().trim().is_empty(),
+            "{json}"
+        );
+        assert!(
+            ["stop_sequence", "max_tokens"].contains(&json["stop_reason"].as_str().unwrap()),
+            "{json}"
+        );
+    }
+
+    let err = runtime
+        .invoke_model()
+        .model_id("anthropic.claude-v2")
+        .body(Blob::new(
+            r#"{"prompt": "hello", "max_tokens_to_sample": 5}"#,
+        ))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_validation_exception(), "{err:?}");
+    assert_eq!(
+        err.meta().message(),
+        Some("Invalid prompt: prompt must start with \"\n\nHuman:\" turn, prompt must end with \"\n\nAssistant:\" turn")
+    );
+
+    let err = runtime
+        .invoke_model()
+        .model_id("anthropic.claude-v9")
+        .body(Blob::new(body))
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert!(err.is_validation_exception(), "{err:?}");
+    assert_eq!(
+        err.meta().message(),
+        Some("The provided model identifier is invalid.")
+    );
+
+    let stranger = client(&server.url, "AKIANOBODY", "secret").await;
+    let err = stranger
+        .invoke_model()
+        .model_id("anthropic.claude-v2")
+        .body(Blob::new(body))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("UnrecognizedClientException")
+    );
+}
