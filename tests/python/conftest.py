@@ -40,7 +40,7 @@ class Server:
         cfg.write_text(config)
         env = dict(os.environ)
         env.setdefault("OUTCROP_MODELS_DIR", str(Path.home() / ".cache" / "outcrop" / "models"))
-        env["OUTCROP_LOG"] = "info"
+        env["OUTCROP_LOG"] = "info,outcrop_api=debug"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [outcrop_binary(), "serve", "--listen", f"{host}:{self.port}",

@@ -36,6 +36,7 @@ use outcrop_store::Store;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 /// Bedrock's limit on an InvokeModel body.
 pub const MAX_BODY_BYTES: usize = 25_000_000;
@@ -64,20 +65,20 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     let span = tracing::info_span!("request", id = %request_id, method = %parts.method, path = %parts.uri.path());
-    let _guard = span.enter();
-    let mut response = match run(&state, parts, body, started).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-requestid", v);
+    async move {
+        let mut response = match run(&state, parts, body, started).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amzn-requestid", v);
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(status = response.status().as_u16(), ms, "done");
+        response
     }
-    tracing::info!(
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        "done"
-    );
-    response
+    .instrument(span)
+    .await
 }
 
 async fn run(
