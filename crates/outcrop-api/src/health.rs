@@ -11,9 +11,14 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Val
     let mut ready = true;
     for (name, handle) in &state.engines {
         match handle.model() {
-            Some(info) => {
-                models.push(json!({ "name": name, "context_tokens": info.context_tokens }))
-            }
+            Some(info) => models.push(json!({
+                "name": name,
+                "context_tokens": info.context_tokens,
+                "kv_tokens": info.kv_tokens,
+                "parallel": info.max_sequences,
+                "active_sequences": handle.active_sequences(),
+                "waiting": handle.waiting(),
+            })),
             None => ready = false,
         }
     }

@@ -4,17 +4,19 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use outcrop_scheduler::{EngineOutcome, EngineStop, Executor, Flow};
+use outcrop_scheduler::{Decode, Executor, Sampled, SeqId};
 use outcrop_types::{GenerationError, ModelInfo, Prompt, Sampling};
 
-/// One model and one context, owned by the engine thread.
+/// One model and one multi-sequence context, owned by the engine thread.
 pub struct LlamaExecutor<'m> {
     name: String,
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     template: Option<LlamaChatTemplate>,
     batch: LlamaBatch<'static>,
-    batch_tokens: usize,
+    /// One sampler per sequence slot (its own seed and state).
+    samplers: Vec<Option<LlamaSampler>>,
+    context_per_sequence: u32,
 }
 
 impl<'m> LlamaExecutor<'m> {
@@ -23,6 +25,8 @@ impl<'m> LlamaExecutor<'m> {
         model: &'m LlamaModel,
         ctx: LlamaContext<'m>,
         batch_tokens: usize,
+        sequences: u32,
+        context_per_sequence: u32,
     ) -> Self {
         let template = model.chat_template(None).ok();
         if template.is_none() {
@@ -34,7 +38,8 @@ impl<'m> LlamaExecutor<'m> {
             ctx,
             template,
             batch: LlamaBatch::new(batch_tokens, 1),
-            batch_tokens,
+            samplers: (0..sequences).map(|_| None).collect(),
+            context_per_sequence,
         }
     }
 
@@ -57,29 +62,15 @@ impl<'m> LlamaExecutor<'m> {
     fn engine_err(e: impl std::fmt::Display) -> GenerationError {
         GenerationError::Engine(e.to_string())
     }
-
-    /// Decodes the prompt in chunks of at most `batch_tokens`; logits only for the last token.
-    fn decode_prompt(&mut self, prompt: &[u32]) -> Result<(), GenerationError> {
-        let last = prompt.len().saturating_sub(1);
-        for (chunk_no, chunk) in prompt.chunks(self.batch_tokens).enumerate() {
-            self.batch.clear();
-            for (i, &tok) in chunk.iter().enumerate() {
-                let pos = chunk_no * self.batch_tokens + i;
-                self.batch
-                    .add(LlamaToken(tok as i32), pos as i32, &[0], pos == last)
-                    .map_err(Self::engine_err)?;
-            }
-            self.ctx.decode(&mut self.batch).map_err(Self::engine_err)?;
-        }
-        Ok(())
-    }
 }
 
 impl Executor for LlamaExecutor<'_> {
     fn info(&self) -> ModelInfo {
         ModelInfo {
             name: self.name.clone(),
-            context_tokens: self.ctx.n_ctx(),
+            context_tokens: self.context_per_sequence,
+            max_sequences: self.samplers.len() as u32,
+            kv_tokens: self.ctx.n_ctx(),
         }
     }
 
@@ -89,55 +80,56 @@ impl Executor for LlamaExecutor<'_> {
         Ok(tokens.into_iter().map(|t| t.0 as u32).collect())
     }
 
-    fn generate(
-        &mut self,
-        prompt: &[u32],
-        sampling: &Sampling,
-        max_tokens: u32,
-        emit: &mut dyn FnMut(&[u8]) -> Flow,
-    ) -> Result<EngineOutcome, GenerationError> {
-        if prompt.is_empty() {
-            return Err(GenerationError::Template("empty prompt".into()));
+    fn begin(&mut self, seq: SeqId, sampling: &Sampling) {
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.samplers[seq] = Some(Self::sampler(sampling));
+    }
+
+    fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError> {
+        self.batch.clear();
+        let mut sample_at = Vec::new();
+        for d in work {
+            let last = d.tokens.len().saturating_sub(1);
+            for (i, &tok) in d.tokens.iter().enumerate() {
+                let logits = d.sample && i == last;
+                if logits {
+                    sample_at.push((d.seq, self.batch.n_tokens()));
+                }
+                self.batch
+                    .add(
+                        LlamaToken(tok as i32),
+                        (d.pos as usize + i) as i32,
+                        &[d.seq as i32],
+                        logits,
+                    )
+                    .map_err(Self::engine_err)?;
+            }
         }
-        self.ctx.clear_kv_cache();
-        self.decode_prompt(prompt)?;
-        let mut sampler = Self::sampler(sampling);
-        let n_ctx = self.ctx.n_ctx() as usize;
-        let mut pos = prompt.len();
-        let mut logits_index = self.batch.n_tokens() - 1;
-        let mut generated = 0u32;
-        let mut piece = Vec::with_capacity(32);
-        loop {
-            if generated >= max_tokens || pos >= n_ctx {
-                return Ok(EngineOutcome {
-                    stop: EngineStop::Limit,
-                    generated_tokens: generated,
-                });
+        self.ctx.decode(&mut self.batch).map_err(Self::engine_err)?;
+        let vocab = self.model.vocab();
+        let mut out = Vec::with_capacity(sample_at.len());
+        for (seq, index) in sample_at {
+            let sampler = self.samplers[seq]
+                .as_mut()
+                .ok_or_else(|| Self::engine_err("sampling a slot that was not begun"))?;
+            let token = sampler.sample(&self.ctx, index);
+            let end_of_turn = vocab.is_eog(token);
+            let mut piece = Vec::new();
+            if !end_of_turn {
+                vocab.token_to_piece_into(token, &mut piece, false, None);
             }
-            let token = sampler.sample(&self.ctx, logits_index);
-            let vocab = self.model.vocab();
-            if vocab.is_eog(token) {
-                return Ok(EngineOutcome {
-                    stop: EngineStop::EndOfTurn,
-                    generated_tokens: generated,
-                });
-            }
-            generated += 1;
-            piece.clear();
-            vocab.token_to_piece_into(token, &mut piece, false, None);
-            if emit(&piece) == Flow::Stop {
-                return Ok(EngineOutcome {
-                    stop: EngineStop::Stopped,
-                    generated_tokens: generated,
-                });
-            }
-            self.batch.clear();
-            self.batch
-                .add(token, pos as i32, &[0], true)
-                .map_err(Self::engine_err)?;
-            self.ctx.decode(&mut self.batch).map_err(Self::engine_err)?;
-            logits_index = 0;
-            pos += 1;
+            out.push(Sampled {
+                seq,
+                token: token.0 as u32,
+                end_of_turn,
+                piece,
+            });
         }
+        Ok(out)
+    }
+
+    fn end(&mut self, seq: SeqId) {
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.samplers[seq] = None;
     }
 }

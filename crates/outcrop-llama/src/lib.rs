@@ -28,11 +28,15 @@ pub struct EngineConfig {
     /// Name used in logs and health output.
     pub name: String,
     pub model_path: PathBuf,
-    /// Context window in tokens; `None` uses the model's training context.
+    /// Context window of each sequence in tokens; `None` uses the model's training context.
     pub context_tokens: Option<u32>,
+    /// Sequences decoded together (continuous-batching slots).
+    pub sequences: u32,
+    /// KV cells shared by all sequences; `None`: one context's worth.
+    pub kv_tokens: Option<u32>,
     /// CPU threads for decoding; `None` uses every available core.
     pub threads: Option<u32>,
-    /// Most prompt tokens decoded in one llama.cpp call.
+    /// Most tokens decoded in one llama.cpp call (the scheduler's step budget).
     pub batch_tokens: u32,
     /// Layers offloaded to a GPU (only with the `cuda` feature).
     pub gpu_layers: u32,
@@ -82,20 +86,27 @@ pub fn run_engine<R>(
                 reason: e.to_string(),
             }
         })?;
-    let n_ctx = config
+    let per_sequence = config
         .context_tokens
         .unwrap_or_else(|| model.n_ctx_train())
         .max(16);
+    let sequences = config.sequences.max(1);
+    // One KV pool shared by all sequences (llama.cpp's unified cache): memory follows the
+    // pool, not slots x context, and a lone sequence decodes as fast as with one slot. The
+    // scheduler reserves cells at admission so the pool never runs out mid-generation.
+    let n_ctx = config.kv_tokens.unwrap_or(per_sequence).max(per_sequence);
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
         .max(1) as i32;
-    let batch = config.batch_tokens.clamp(16, n_ctx);
+    // A step holds the budget plus one token per generating sequence at most.
+    let batch = config.batch_tokens.max(16) + sequences;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(batch)
-        .with_n_ubatch(batch)
-        .with_n_seq_max(1)
+        .with_n_ubatch(batch.min(512))
+        .with_n_seq_max(sequences)
+        .with_kv_unified(true)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let ctx = model
@@ -104,7 +115,14 @@ pub fn run_engine<R>(
             name: config.name.clone(),
             reason: e.to_string(),
         })?;
-    tracing::info!(model = %config.name, path = %config.model_path.display(), n_ctx, threads, "model loaded");
-    let mut exec = LlamaExecutor::new(config.name.clone(), &model, ctx, batch as usize);
+    tracing::info!(model = %config.name, path = %config.model_path.display(), per_sequence, sequences, threads, "model loaded");
+    let mut exec = LlamaExecutor::new(
+        config.name.clone(),
+        &model,
+        ctx,
+        batch as usize,
+        sequences,
+        per_sequence,
+    );
     Ok(serve(&mut exec))
 }

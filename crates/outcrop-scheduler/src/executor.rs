@@ -1,48 +1,48 @@
 use outcrop_types::{GenerationError, ModelInfo, Prompt, Sampling};
 
-/// Whether the engine should go on generating after a token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    Stop,
+/// A sequence slot of the engine (`0..ModelInfo::max_sequences`); each has its own KV cells
+/// and sampler.
+pub type SeqId = usize;
+
+/// One sequence's share of a decode step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decode<'a> {
+    pub seq: SeqId,
+    /// A chunk of the prompt, or the one token sampled last step.
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]` in the sequence.
+    pub pos: u32,
+    /// Sample a token after the last of `tokens`.
+    pub sample: bool,
 }
 
-/// Why the engine stopped on its own (or was stopped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineStop {
-    /// The model produced an end-of-generation token (not counted, not emitted).
-    EndOfTurn,
-    /// `max_tokens` generated, or the context window is full.
-    Limit,
-    /// The caller's `emit` answered [`Flow::Stop`].
-    Stopped,
+/// A token sampled for one sequence in a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sampled {
+    pub seq: SeqId,
+    pub token: u32,
+    /// The model's end-of-generation token: not text, not counted.
+    pub end_of_turn: bool,
+    /// The token's text as bytes (possibly part of a UTF-8 character).
+    pub piece: Vec<u8>,
 }
 
-/// What a finished generation reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EngineOutcome {
-    pub stop: EngineStop,
-    /// Tokens generated and emitted (the end-of-turn token is not counted).
-    pub generated_tokens: u32,
-}
-
-/// A model engine as the scheduler drives it. Implementations live in engine crates
-/// (`outcrop-llama`); they run on one dedicated thread and need not be `Send`.
+/// A model engine as the scheduler drives it: several sequences advance together in one
+/// `step`. Implementations live in engine crates (`outcrop-llama`); they run on one dedicated
+/// thread and need not be `Send`.
 pub trait Executor {
-    /// Facts about the loaded model.
+    /// Facts about the loaded model; `context_tokens` is per sequence.
     fn info(&self) -> ModelInfo;
 
     /// Renders the prompt in the model's own format and tokenizes it.
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError>;
 
-    /// Generates up to `max_tokens` tokens after `prompt`, calling `emit` with the bytes of each
-    /// token's text (possibly a partial UTF-8 sequence). Stops at end of turn, at the limit, or
-    /// when `emit` answers [`Flow::Stop`].
-    fn generate(
-        &mut self,
-        prompt: &[u32],
-        sampling: &Sampling,
-        max_tokens: u32,
-        emit: &mut dyn FnMut(&[u8]) -> Flow,
-    ) -> Result<EngineOutcome, GenerationError>;
+    /// Prepares slot `seq` for a new sequence: empty KV cells, a fresh sampler.
+    fn begin(&mut self, seq: SeqId, sampling: &Sampling);
+
+    /// Decodes every entry of `work` in one batch and samples where asked, in `work` order.
+    fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError>;
+
+    /// Frees slot `seq` (its KV cells) once its sequence ended or was cancelled.
+    fn end(&mut self, seq: SeqId);
 }

@@ -1,22 +1,24 @@
-//! The scheduler: owns the [`Executor`] trait that engines implement, admits requests through a
-//! bounded queue, and turns an engine's raw token bytes into text events, applying stop
-//! sequences on decoded text.
+//! The scheduler: owns the [`Executor`] trait that engines implement and runs continuous
+//! batching over it. Requests enter through a bounded queue ([`SchedulerHandle::submit`]
+//! refuses at once when it is full); between decode steps, waiting requests are admitted into
+//! free sequence slots; every step decodes one token for each generating sequence plus chunks
+//! of admitted prompts, under a per-step token budget, so running streams keep flowing while
+//! long prompts are processed. Token bytes become text here (UTF-8 reassembly, stop sequences
+//! matched on decoded text). Dropping a [`GenerationStream`] cancels its generation: the slot
+//! and its KV cells are freed at the next step.
 //!
 //! Engines are not `Send` (llama.cpp contexts belong to one thread), so an engine runs a
 //! [`WorkQueue`] on its own thread; the async side holds a cloneable [`SchedulerHandle`].
-//! Dropping the receiver of a [`GenerationStream`] cancels that generation at its next token.
-//!
-//! This first scheduler runs one generation at a time in arrival order. The trait and the
-//! queue are the seam where continuous batching (several sequences per decode step) plugs in.
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod executor;
 mod queue;
 mod stop;
 mod utf8;
 
-pub use executor::{EngineOutcome, EngineStop, Executor, Flow};
+pub use executor::{Decode, Executor, Sampled, SeqId};
 pub use queue::{
     channel, GenerationEvent, GenerationStream, SchedulerConfig, SchedulerHandle, SubmitError,
     WorkQueue,

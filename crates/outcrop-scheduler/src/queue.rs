@@ -1,17 +1,25 @@
-use crate::{EngineStop, Executor, Flow, StopMatcher, Utf8Assembler};
+use crate::batch::Batcher;
+use crate::Executor;
 use outcrop_types::{GenerationError, GenerationRequest, ModelInfo, StopReason, Usage};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 /// Limits of one scheduler.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// Requests that may wait for the engine; one more is refused at once.
+    /// Requests that may wait for a free sequence slot; one more is refused at once.
     pub queue_len: usize,
+    /// Most tokens decoded in one step (generating sequences first, then prompt chunks).
+    pub step_tokens: usize,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        SchedulerConfig { queue_len: 64 }
+        SchedulerConfig {
+            queue_len: 64,
+            step_tokens: 512,
+        }
     }
 }
 
@@ -19,7 +27,7 @@ impl Default for SchedulerConfig {
 /// or `Failed` at any point, after which nothing follows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenerationEvent {
-    /// The prompt was accepted; its size in the backing model's tokens.
+    /// The prompt was admitted; its size in the backing model's tokens.
     Started {
         input_tokens: u32,
     },
@@ -35,7 +43,7 @@ pub enum GenerationEvent {
 /// The receiving end of one generation. Dropping it cancels the generation.
 pub type GenerationStream = mpsc::UnboundedReceiver<GenerationEvent>;
 
-/// Why a request was not admitted.
+/// Why a request was not admitted to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("the request queue is full")]
@@ -44,9 +52,16 @@ pub enum SubmitError {
     Stopped,
 }
 
-struct Job {
-    request: GenerationRequest,
-    events: mpsc::UnboundedSender<GenerationEvent>,
+pub(crate) struct Job {
+    pub request: GenerationRequest,
+    pub events: mpsc::UnboundedSender<GenerationEvent>,
+}
+
+/// Counters the engine thread publishes.
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    pub active: AtomicUsize,
+    pub waiting: AtomicUsize,
 }
 
 /// The async side of a scheduler: cheap to clone, used by request handlers.
@@ -54,26 +69,33 @@ struct Job {
 pub struct SchedulerHandle {
     jobs: mpsc::Sender<Job>,
     ready: watch::Receiver<Option<ModelInfo>>,
+    gauges: Arc<Gauges>,
 }
 
 /// The engine side: run on the engine's own thread with [`WorkQueue::run`].
 pub struct WorkQueue {
     jobs: mpsc::Receiver<Job>,
     ready: watch::Sender<Option<ModelInfo>>,
+    gauges: Arc<Gauges>,
+    config: SchedulerConfig,
 }
 
 /// Creates a connected handle and work queue.
 pub fn channel(config: &SchedulerConfig) -> (SchedulerHandle, WorkQueue) {
     let (jobs_tx, jobs_rx) = mpsc::channel(config.queue_len.max(1));
     let (ready_tx, ready_rx) = watch::channel(None);
+    let gauges = Arc::new(Gauges::default());
     (
         SchedulerHandle {
             jobs: jobs_tx,
             ready: ready_rx,
+            gauges: gauges.clone(),
         },
         WorkQueue {
             jobs: jobs_rx,
             ready: ready_tx,
+            gauges,
+            config: config.clone(),
         },
     )
 }
@@ -108,84 +130,48 @@ impl SchedulerHandle {
             .ok()
             .and_then(|m| m.clone())
     }
+
+    /// Sequences holding a slot (prefilling or generating) after the last step.
+    pub fn active_sequences(&self) -> usize {
+        self.gauges.active.load(Ordering::Relaxed)
+    }
+
+    /// Admitted requests waiting for a slot after the last step (the channel's own backlog
+    /// not included).
+    pub fn waiting(&self) -> usize {
+        self.gauges.waiting.load(Ordering::Relaxed)
+    }
 }
 
 impl WorkQueue {
-    /// Serves queued generations with `exec` until every handle is dropped. Blocks the thread.
+    /// Serves generations with `exec` until every handle is dropped and the work is done.
+    /// Blocks the thread.
     pub fn run<E: Executor>(mut self, exec: &mut E) {
-        let _ = self.ready.send(Some(exec.info()));
-        while let Some(job) = self.jobs.blocking_recv() {
-            if job.events.is_closed() {
-                continue; // the client left while queued
+        let info = exec.info();
+        let _ = self.ready.send(Some(info.clone()));
+        let mut batcher = Batcher::new(&info, self.config.step_tokens, self.gauges.clone());
+        let mut open = true;
+        loop {
+            if batcher.is_idle() {
+                match self.jobs.blocking_recv() {
+                    Some(job) => batcher.enqueue(job),
+                    None => break,
+                }
             }
-            let event = match run_job(exec, &job) {
-                Ok((reason, usage)) => GenerationEvent::Finished { reason, usage },
-                Err(e) => GenerationEvent::Failed(e),
-            };
-            let _ = job.events.send(event);
+            while open {
+                match self.jobs.try_recv() {
+                    Ok(job) => batcher.enqueue(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            batcher.step(exec);
+            if !open && batcher.is_idle() {
+                break;
+            }
         }
         let _ = self.ready.send(None);
     }
-}
-
-fn run_job<E: Executor>(exec: &mut E, job: &Job) -> Result<(StopReason, Usage), GenerationError> {
-    let req = &job.request;
-    let prompt = exec.tokenize_prompt(&req.prompt)?;
-    let context = exec.info().context_tokens;
-    let input_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
-    // The prompt plus at least one generated token must fit the context window.
-    if input_tokens >= context {
-        return Err(GenerationError::InputTooLong {
-            prompt_tokens: input_tokens,
-            context_tokens: context,
-        });
-    }
-    let mut usage = Usage {
-        input_tokens,
-        output_tokens: 0,
-    };
-    if job
-        .events
-        .send(GenerationEvent::Started { input_tokens })
-        .is_err()
-    {
-        return Ok((StopReason::MaxTokens, usage));
-    }
-    if req.max_tokens == 0 {
-        return Ok((StopReason::MaxTokens, usage));
-    }
-    let mut utf8 = Utf8Assembler::default();
-    let mut stops = StopMatcher::new(&req.stop_sequences);
-    let mut matched: Option<String> = None;
-    let mut emit = |bytes: &[u8]| {
-        let text = utf8.push(bytes);
-        if text.is_empty() {
-            return Flow::Continue;
-        }
-        let m = stops.push(&text);
-        if !m.emit.is_empty() && job.events.send(GenerationEvent::Text(m.emit)).is_err() {
-            return Flow::Stop; // client disconnected: cancel
-        }
-        if m.stop.is_some() {
-            matched = m.stop;
-            return Flow::Stop;
-        }
-        Flow::Continue
-    };
-    let outcome = exec.generate(&prompt, &req.sampling, req.max_tokens, &mut emit)?;
-    usage.output_tokens = outcome.generated_tokens;
-    if let Some(stop) = matched {
-        return Ok((StopReason::StopSequence(stop), usage));
-    }
-    let rest = stops.push(&utf8.finish()).emit + &stops.finish();
-    if !rest.is_empty() {
-        let _ = job.events.send(GenerationEvent::Text(rest));
-    }
-    let reason = match outcome.stop {
-        EngineStop::EndOfTurn => StopReason::EndOfTurn,
-        EngineStop::Limit | EngineStop::Stopped => StopReason::MaxTokens,
-    };
-    Ok((reason, usage))
 }
 
 #[cfg(test)]

@@ -49,13 +49,20 @@ pub struct ValidationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
-    /// Context window per model, in tokens (default: the model's training context).
+    /// Context window of each sequence, in tokens (default: the model's training context).
     pub context_tokens: Option<u32>,
+    /// Sequences generated together per model (continuous batching).
+    pub parallel: u32,
+    /// KV cache cells shared by those sequences (default: one context's worth). Requests wait
+    /// until the cells they may need (prompt + max tokens) are free.
+    pub kv_tokens: Option<u32>,
     /// CPU threads per engine (default: all cores).
     pub threads: Option<u32>,
-    /// Prompt tokens decoded per llama.cpp call.
+    /// Token budget of one decode step: one token per generating sequence, the rest for
+    /// prompt chunks (long prompts are split so running streams keep flowing).
     pub batch_tokens: u32,
-    /// Requests that may wait per model; beyond it clients get ThrottlingException at once.
+    /// Requests that may wait for a free sequence per model; beyond it clients get
+    /// ThrottlingException at once.
     pub queue_len: usize,
     /// Layers to offload to a GPU (builds with the `cuda` feature only).
     pub gpu_layers: u32,
@@ -65,6 +72,8 @@ impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             context_tokens: None,
+            parallel: 8,
+            kv_tokens: None,
             threads: None,
             batch_tokens: 512,
             queue_len: 64,

@@ -38,12 +38,15 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             name: name.to_owned(),
             model_path: path,
             context_tokens: config.engine.context_tokens,
+            sequences: config.engine.parallel,
+            kv_tokens: config.engine.kv_tokens,
             threads: config.engine.threads,
             batch_tokens: config.engine.batch_tokens,
             gpu_layers: config.engine.gpu_layers,
         };
         let (handle, queue) = outcrop_scheduler::channel(&SchedulerConfig {
             queue_len: config.engine.queue_len,
+            step_tokens: config.engine.batch_tokens as usize,
         });
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()

@@ -107,8 +107,13 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
     pub name: String,
-    /// Context window of the running engine, in tokens.
+    /// Context window of each sequence, in tokens.
     pub context_tokens: u32,
+    /// Sequences the engine decodes together (its slots).
+    pub max_sequences: u32,
+    /// KV cells shared by all sequences; a sequence is admitted only when the cells it may
+    /// need (prompt + max tokens, up to `context_tokens`) are free.
+    pub kv_tokens: u32,
 }
 
 /// A failure of a generation that is not the caller's fault unless stated.

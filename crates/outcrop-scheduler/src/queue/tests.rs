@@ -1,14 +1,31 @@
 //! Scheduler behaviour against a fake executor: no model needed.
 use super::*;
-use crate::EngineOutcome;
+use crate::{Decode, Sampled, SeqId};
 use outcrop_types::{Prompt, Sampling};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
-/// Emits a fixed script of pieces, then ends the turn; records how many tokens it produced.
+/// What the fake saw, for assertions.
+#[derive(Default)]
+struct Log {
+    /// Per step: (seq, tokens, pos, sample).
+    steps: Vec<Vec<(SeqId, usize, u32, bool)>>,
+    begun: Vec<SeqId>,
+    ended: Vec<SeqId>,
+}
+
+/// Every sequence says the same script, then ends its turn. Prompts are one token per word.
+/// Checks that positions are contiguous and that only begun slots are decoded.
 struct FakeExecutor {
-    pieces: Vec<&'static [u8]>,
+    script: Vec<&'static [u8]>,
     context: u32,
-    produced: Arc<Mutex<Vec<u32>>>,
+    slots: u32,
+    kv_tokens: Option<u32>,
+    step_delay: Duration,
+    said: HashMap<SeqId, usize>,
+    next_pos: HashMap<SeqId, u32>,
+    log: Arc<Mutex<Log>>,
 }
 
 impl Executor for FakeExecutor {
@@ -16,48 +33,115 @@ impl Executor for FakeExecutor {
         ModelInfo {
             name: "fake".into(),
             context_tokens: self.context,
+            max_sequences: self.slots,
+            kv_tokens: self.kv_tokens.unwrap_or(self.context * self.slots),
         }
     }
 
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
         match prompt {
-            Prompt::Raw(s) => Ok(s.split_whitespace().map(|_| 1).collect()),
+            Prompt::Raw(s) => Ok(s.split_whitespace().map(|w| w.len() as u32).collect()),
             Prompt::Chat(turns) => Ok(vec![1; turns.len()]),
         }
     }
 
-    fn generate(
-        &mut self,
-        _prompt: &[u32],
-        _sampling: &Sampling,
-        max_tokens: u32,
-        emit: &mut dyn FnMut(&[u8]) -> Flow,
-    ) -> Result<EngineOutcome, GenerationError> {
-        let mut n = 0;
-        for piece in &self.pieces {
-            if n == max_tokens {
-                self.produced.lock().unwrap().push(n);
-                return Ok(EngineOutcome {
-                    stop: EngineStop::Limit,
-                    generated_tokens: n,
-                });
-            }
-            n += 1;
-            // Slow enough that a test can act while tokens are still being generated.
-            std::thread::sleep(std::time::Duration::from_micros(200));
-            if emit(piece) == Flow::Stop {
-                self.produced.lock().unwrap().push(n);
-                return Ok(EngineOutcome {
-                    stop: EngineStop::Stopped,
-                    generated_tokens: n,
+    fn begin(&mut self, seq: SeqId, _sampling: &Sampling) {
+        assert!(!self.said.contains_key(&seq), "slot {seq} begun twice");
+        self.said.insert(seq, 0);
+        self.next_pos.insert(seq, 0);
+        self.log.lock().unwrap().begun.push(seq);
+    }
+
+    fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError> {
+        std::thread::sleep(self.step_delay);
+        let mut out = Vec::new();
+        let mut record = Vec::new();
+        for d in work {
+            let next = self
+                .next_pos
+                .get_mut(&d.seq)
+                .expect("decoding a slot that was not begun");
+            assert_eq!(d.pos, *next, "positions of seq {} are contiguous", d.seq);
+            *next += d.tokens.len() as u32;
+            record.push((d.seq, d.tokens.len(), d.pos, d.sample));
+            if d.sample {
+                let said = self.said.get_mut(&d.seq).unwrap();
+                let (piece, eot) = match self.script.get(*said) {
+                    Some(p) => (p.to_vec(), false),
+                    None => (Vec::new(), true),
+                };
+                *said += 1;
+                out.push(Sampled {
+                    seq: d.seq,
+                    token: 7,
+                    end_of_turn: eot,
+                    piece,
                 });
             }
         }
-        self.produced.lock().unwrap().push(n);
-        Ok(EngineOutcome {
-            stop: EngineStop::EndOfTurn,
-            generated_tokens: n,
-        })
+        self.log.lock().unwrap().steps.push(record);
+        Ok(out)
+    }
+
+    fn end(&mut self, seq: SeqId) {
+        assert!(
+            self.said.remove(&seq).is_some(),
+            "slot {seq} ended but not begun"
+        );
+        self.next_pos.remove(&seq);
+        self.log.lock().unwrap().ended.push(seq);
+    }
+}
+
+struct Setup {
+    script: Vec<&'static [u8]>,
+    context: u32,
+    slots: u32,
+    kv_tokens: Option<u32>,
+    step_tokens: usize,
+    queue_len: usize,
+    step_delay: Duration,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            script: vec![b"Hel", b"lo", b" there"],
+            context: 100,
+            slots: 4,
+            kv_tokens: None,
+            step_tokens: 64,
+            queue_len: 8,
+            step_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Setup {
+    fn start(
+        self,
+    ) -> (
+        SchedulerHandle,
+        Arc<Mutex<Log>>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let (handle, queue) = channel(&SchedulerConfig {
+            queue_len: self.queue_len,
+            step_tokens: self.step_tokens,
+        });
+        let log = Arc::new(Mutex::new(Log::default()));
+        let mut exec = FakeExecutor {
+            script: self.script,
+            context: self.context,
+            slots: self.slots,
+            kv_tokens: self.kv_tokens,
+            step_delay: self.step_delay,
+            said: HashMap::new(),
+            next_pos: HashMap::new(),
+            log: log.clone(),
+        };
+        let thread = std::thread::spawn(move || queue.run(&mut exec));
+        (handle, log, thread)
     }
 }
 
@@ -70,26 +154,6 @@ fn request(prompt: &str, max_tokens: u32, stops: &[&str]) -> GenerationRequest {
     }
 }
 
-fn start(
-    pieces: Vec<&'static [u8]>,
-    context: u32,
-    queue_len: usize,
-) -> (
-    SchedulerHandle,
-    Arc<Mutex<Vec<u32>>>,
-    std::thread::JoinHandle<()>,
-) {
-    let (handle, queue) = channel(&SchedulerConfig { queue_len });
-    let produced = Arc::new(Mutex::new(Vec::new()));
-    let mut exec = FakeExecutor {
-        pieces,
-        context,
-        produced: produced.clone(),
-    };
-    let thread = std::thread::spawn(move || queue.run(&mut exec));
-    (handle, produced, thread)
-}
-
 async fn collect(mut rx: GenerationStream) -> Vec<GenerationEvent> {
     let mut out = Vec::new();
     while let Some(e) = rx.recv().await {
@@ -98,11 +162,8 @@ async fn collect(mut rx: GenerationStream) -> Vec<GenerationEvent> {
     out
 }
 
-#[tokio::test]
-async fn generation_reports_start_text_and_end() {
-    let (h, _, _) = start(vec![b"Hel", b"lo", b" there"], 100, 4);
-    let events = collect(h.submit(request("a b c", 10, &[])).unwrap()).await;
-    let text: String = events
+fn text(events: &[GenerationEvent]) -> String {
+    events
         .iter()
         .filter_map(|e| {
             if let GenerationEvent::Text(t) = e {
@@ -111,9 +172,15 @@ async fn generation_reports_start_text_and_end() {
                 None
             }
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn generation_reports_start_text_and_end() {
+    let (h, log, _) = Setup::default().start();
+    let events = collect(h.submit(request("a bb ccc", 10, &[])).unwrap()).await;
     assert_eq!(events[0], GenerationEvent::Started { input_tokens: 3 });
-    assert_eq!(text, "Hello there");
+    assert_eq!(text(&events), "Hello there");
     assert_eq!(
         events.last().unwrap(),
         &GenerationEvent::Finished {
@@ -124,27 +191,19 @@ async fn generation_reports_start_text_and_end() {
             }
         }
     );
+    let log = log.lock().unwrap();
+    assert_eq!(log.begun, log.ended, "the slot was freed");
 }
 
 #[tokio::test]
 async fn stop_sequence_ends_generation_and_is_not_emitted() {
-    let (h, produced, _) = start(
-        vec![b"Sure", b".\n", b"\nHu", b"man:", b" more", b" text"],
-        100,
-        4,
-    );
+    let (h, _, _) = Setup {
+        script: vec![b"Sure", b".\n", b"\nHu", b"man:", b" more"],
+        ..Setup::default()
+    }
+    .start();
     let events = collect(h.submit(request("x", 10, &["\n\nHuman:"])).unwrap()).await;
-    let text: String = events
-        .iter()
-        .filter_map(|e| {
-            if let GenerationEvent::Text(t) = e {
-                Some(t.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
-    assert_eq!(text, "Sure.");
+    assert_eq!(text(&events), "Sure.");
     assert_eq!(
         events.last().unwrap(),
         &GenerationEvent::Finished {
@@ -155,17 +214,13 @@ async fn stop_sequence_ends_generation_and_is_not_emitted() {
             }
         }
     );
-    assert_eq!(
-        *produced.lock().unwrap(),
-        vec![4],
-        "the engine stopped at the matching token"
-    );
 }
 
 #[tokio::test]
 async fn max_tokens_limits_output() {
-    let (h, _, _) = start(vec![b"a", b"b", b"c"], 100, 4);
+    let (h, _, _) = Setup::default().start();
     let events = collect(h.submit(request("x", 2, &[])).unwrap()).await;
+    assert_eq!(text(&events), "Hello");
     assert_eq!(
         events.last().unwrap(),
         &GenerationEvent::Finished {
@@ -182,7 +237,11 @@ async fn max_tokens_limits_output() {
 
 #[tokio::test]
 async fn prompt_that_fills_the_context_is_refused() {
-    let (h, produced, _) = start(vec![b"a"], 4, 4);
+    let (h, log, _) = Setup {
+        context: 4,
+        ..Setup::default()
+    }
+    .start();
     let events = collect(h.submit(request("a b c d", 10, &[])).unwrap()).await;
     assert_eq!(
         events,
@@ -191,33 +250,171 @@ async fn prompt_that_fills_the_context_is_refused() {
             context_tokens: 4
         })]
     );
-    assert!(produced.lock().unwrap().is_empty());
+    assert!(log.lock().unwrap().begun.is_empty());
 }
 
 #[tokio::test]
-async fn dropped_receiver_cancels_generation() {
-    let (h, produced, thread) = start(vec![&b"a"[..]; 1000], 100, 4);
-    let mut rx = h.submit(request("x", 1000, &[])).unwrap();
+async fn generation_stops_at_the_context_end() {
+    let (h, _, _) = Setup {
+        context: 4,
+        script: vec![b"a"; 10],
+        ..Setup::default()
+    }
+    .start();
+    let events = collect(h.submit(request("a b", 10, &[])).unwrap()).await;
+    assert!(
+        matches!(events.last().unwrap(), GenerationEvent::Finished { reason: StopReason::MaxTokens, usage } if usage.input_tokens + usage.output_tokens <= 4),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn step_budget_chunks_long_prompts() {
+    let (h, log, _) = Setup {
+        step_tokens: 8,
+        ..Setup::default()
+    }
+    .start();
+    let prompt = vec!["w"; 20].join(" ");
+    collect(h.submit(request(&prompt, 1, &[])).unwrap()).await;
+    let log = log.lock().unwrap();
+    let chunks: Vec<(usize, u32, bool)> = log
+        .steps
+        .iter()
+        .flatten()
+        .map(|&(_, n, pos, s)| (n, pos, s))
+        .collect();
+    assert_eq!(chunks, vec![(8, 0, false), (8, 8, false), (4, 16, true)]);
+}
+
+#[tokio::test]
+async fn running_streams_keep_flowing_during_a_long_prefill() {
+    let (h, log, _) = Setup {
+        step_tokens: 8,
+        script: vec![b"x"; 40],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let mut first = h.submit(request("a", 40, &[])).unwrap();
+    assert!(matches!(
+        first.recv().await,
+        Some(GenerationEvent::Started { .. })
+    ));
+    assert!(
+        matches!(first.recv().await, Some(GenerationEvent::Text(_))),
+        "the first sequence generates"
+    );
+    let long = vec!["w"; 30].join(" ");
+    let second = h.submit(request(&long, 1, &[])).unwrap();
+    collect(second).await;
+    let log = log.lock().unwrap();
+    let prefill_steps: Vec<&Vec<(SeqId, usize, u32, bool)>> = log
+        .steps
+        .iter()
+        .filter(|s| s.iter().any(|&(seq, n, _, _)| seq == 1 && n > 1))
+        .collect();
+    assert!(
+        prefill_steps.len() >= 4,
+        "30 tokens under a budget of 8 take several steps"
+    );
+    for step in prefill_steps {
+        assert!(
+            step.iter().any(|&(seq, n, _, _)| seq == 0 && n == 1),
+            "seq 0 decodes in every step: {step:?}"
+        );
+        assert!(
+            step.iter().map(|&(_, n, _, _)| n).sum::<usize>() <= 8,
+            "budget respected: {step:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sequences_share_steps_and_do_not_mix() {
+    let (h, log, _) = Setup {
+        script: vec![b"a", b"b", b"c", b"d"],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let streams: Vec<_> = (0..4)
+        .map(|i| h.submit(request(&format!("p{i}"), 10, &[])).unwrap())
+        .collect();
+    for s in streams {
+        assert_eq!(text(&collect(s).await), "abcd");
+    }
+    let log = log.lock().unwrap();
+    assert!(
+        log.steps.iter().any(|s| s.len() >= 2),
+        "sequences were batched together"
+    );
+    let mut begun = log.begun.clone();
+    begun.sort_unstable();
+    begun.dedup();
+    assert!(begun.len() >= 2);
+}
+
+#[tokio::test]
+async fn slots_are_limited_and_admission_is_fifo() {
+    let (h, log, thread) = Setup {
+        slots: 2,
+        script: vec![b"x"; 5],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let streams: Vec<_> = (0..5)
+        .map(|i| h.submit(request(&format!("p{i}"), 5, &[])).unwrap())
+        .collect();
+    drop(h);
+    for s in streams {
+        assert_eq!(text(&collect(s).await), "xxxxx");
+    }
+    thread.join().unwrap(); // a slot is freed just after its Finished event is sent
+    let log = log.lock().unwrap();
+    assert!(
+        log.steps.iter().all(|s| s.len() <= 2),
+        "never more than 2 sequences"
+    );
+    assert_eq!(log.begun.len(), 5);
+    assert_eq!(log.ended.len(), 5);
+}
+
+#[tokio::test]
+async fn dropped_receiver_frees_the_slot() {
+    let (h, log, _) = Setup {
+        script: vec![b"a"; 10_000],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let mut rx = h.submit(request("x", 10_000, &[])).unwrap();
     assert!(matches!(
         rx.recv().await,
         Some(GenerationEvent::Started { .. })
     ));
+    assert!(matches!(rx.recv().await, Some(GenerationEvent::Text(_))));
     drop(rx);
-    drop(h);
-    thread.join().unwrap();
-    let produced = produced.lock().unwrap();
-    assert_eq!(produced.len(), 1);
-    assert!(
-        produced[0] < 1000,
-        "cancelled early, produced {}",
-        produced[0]
-    );
+    for _ in 0..1000 {
+        if h.active_sequences() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(h.active_sequences(), 0);
+    let log = log.lock().unwrap();
+    assert_eq!(log.ended, vec![0]);
+    assert!(log.steps.len() < 10_000, "stopped early");
 }
 
 #[tokio::test]
 async fn full_queue_refuses_at_once() {
     // No engine thread: nothing drains the queue.
-    let (h, _queue) = channel(&SchedulerConfig { queue_len: 2 });
+    let (h, _queue) = channel(&SchedulerConfig {
+        queue_len: 2,
+        step_tokens: 16,
+    });
     let _a = h.submit(request("x", 1, &[])).unwrap();
     let _b = h.submit(request("x", 1, &[])).unwrap();
     assert_eq!(
@@ -227,15 +424,43 @@ async fn full_queue_refuses_at_once() {
 }
 
 #[tokio::test]
-async fn readiness_follows_the_engine() {
-    let (h, queue) = channel(&SchedulerConfig::default());
-    assert!(h.model().is_none());
-    let produced = Arc::new(Mutex::new(Vec::new()));
-    let mut exec = FakeExecutor {
-        pieces: vec![],
-        context: 8,
-        produced,
-    };
-    let _t = std::thread::spawn(move || queue.run(&mut exec));
+async fn engine_stops_when_handles_are_gone() {
+    let (h, _, thread) = Setup::default().start();
     assert_eq!(h.wait_ready().await.unwrap().name, "fake");
+    let rx = h.submit(request("x", 3, &[])).unwrap();
+    drop(h);
+    assert_eq!(
+        text(&collect(rx).await),
+        "Hello there",
+        "queued work is finished first"
+    );
+    thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn admission_reserves_kv_cells() {
+    // 4 slots but KV for 2 requests of (1 prompt + 4 output) tokens: at most 2 run at once.
+    let (h, log, thread) = Setup {
+        slots: 4,
+        kv_tokens: Some(10),
+        context: 10,
+        script: vec![b"x"; 4],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let streams: Vec<_> = (0..4)
+        .map(|i| h.submit(request(&format!("p{i}"), 4, &[])).unwrap())
+        .collect();
+    drop(h);
+    for s in streams {
+        assert_eq!(text(&collect(s).await), "xxxx");
+    }
+    thread.join().unwrap();
+    let log = log.lock().unwrap();
+    assert!(
+        log.steps.iter().all(|s| s.len() <= 2),
+        "never more than 2 sequences hold KV"
+    );
+    assert_eq!(log.ended.len(), 4);
 }
