@@ -32,6 +32,9 @@ pub enum ApiError {
     Throttling(String),
     #[error("{0}")]
     ServiceUnavailable(String),
+    /// The model failed while streaming.
+    #[error("{0}")]
+    ModelStreamError(String),
     /// Details are logged where the error happens; clients get a fixed text.
     #[error("internal error")]
     Internal,
@@ -79,6 +82,12 @@ impl ApiError {
             ServiceUnavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailableException",
+                BEDROCK,
+                m.clone(),
+            ),
+            ModelStreamError(m) => (
+                StatusCode::FAILED_DEPENDENCY,
+                "ModelStreamErrorException",
                 BEDROCK,
                 m.clone(),
             ),
@@ -244,5 +253,28 @@ mod tests {
             ApiError::malformed("#: required key [max_tokens_to_sample] not found").to_string(),
             "Malformed input request: #: required key [max_tokens_to_sample] not found, please reformat your input and try again."
         );
+    }
+}
+
+impl ApiError {
+    /// The lower-camel event-stream union member that carries this error once a stream has
+    /// begun (an exception frame instead of an HTTP status).
+    pub fn stream_exception_type(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Validation(_) => "validationException",
+            Throttling(_) => "throttlingException",
+            ServiceUnavailable(_) => "serviceUnavailableException",
+            ModelStreamError(_) => "modelStreamErrorException",
+            Internal => "internalServerException",
+            // Raised before any byte of a response, never inside a stream.
+            AccessDenied(_)
+            | ResourceNotFound(_)
+            | MissingAuthenticationToken
+            | IncompleteSignature(_)
+            | InvalidSignature(_)
+            | UnrecognizedClient
+            | UnknownOperation { .. } => "internalServerException",
+        }
     }
 }

@@ -5,12 +5,12 @@ use crate::error::INVALID_MODEL_ID;
 use crate::{resolve_model_id, ApiError, ApiState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use outcrop_scheduler::GenerationEvent;
+use outcrop_scheduler::{GenerationEvent, SchedulerHandle};
 use outcrop_types::{GenerationRequest, StopReason, Usage};
 use std::time::Instant;
 
 /// The body formats this instance speaks, chosen by model id.
-enum Family {
+pub(crate) enum Family {
     AnthropicText,
 }
 
@@ -20,27 +20,54 @@ fn family(model_id: &str) -> Option<Family> {
     .then_some(Family::AnthropicText)
 }
 
+/// A validated invocation: the model family, its engine and the generation request.
+pub(crate) struct Prepared<'s> {
+    pub model_id: String,
+    pub family: Family,
+    pub engine: &'s SchedulerHandle,
+    pub request: GenerationRequest,
+}
+
+/// Resolves the model and parses the body: everything an invocation checks before it runs.
+pub(crate) fn prepare<'s>(
+    state: &'s ApiState,
+    identifier: &str,
+    body: &[u8],
+) -> Result<Prepared<'s>, ApiError> {
+    let invalid = || ApiError::Validation(INVALID_MODEL_ID.into());
+    let model_id = resolve_model_id(identifier).ok_or_else(invalid)?;
+    let entry = state.catalog.get(model_id).ok_or_else(invalid)?;
+    let Some(family) = family(model_id) else {
+        return Err(ApiError::Validation(format!(
+            "Outcrop does not serve the request format of {model_id} yet."
+        )));
+    };
+    let request = match family {
+        Family::AnthropicText => parse_text_request(body, state.prompt_mode, rand_seed())?,
+    };
+    let engine = state.engines.get(&entry.backing_model).ok_or_else(|| {
+        tracing::error!(model = %entry.backing_model, "catalog names a backing model that is not loaded");
+        ApiError::ServiceUnavailable("The model is not available right now. Try again later.".into())
+    })?;
+    Ok(Prepared {
+        model_id: model_id.to_owned(),
+        family,
+        engine,
+        request,
+    })
+}
+
 pub async fn invoke_model(
     state: &ApiState,
     identifier: &str,
     body: &[u8],
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let invalid = || ApiError::Validation(INVALID_MODEL_ID.into());
-    let model_id = resolve_model_id(identifier).ok_or_else(invalid)?;
-    let entry = state.catalog.get(model_id).ok_or_else(invalid)?;
-    let Some(Family::AnthropicText) = family(model_id) else {
-        return Err(ApiError::Validation(format!(
-            "Outcrop does not serve the request format of {model_id} yet."
-        )));
+    let prepared = prepare(state, identifier, body)?;
+    let (text, reason, usage) = generate(prepared.engine, prepared.request).await?;
+    let body = match prepared.family {
+        Family::AnthropicText => completion_body(&text, &reason).to_string(),
     };
-    let request = parse_text_request(body, state.prompt_mode, rand_seed())?;
-    let engine = state.engines.get(&entry.backing_model).ok_or_else(|| {
-        tracing::error!(model = %entry.backing_model, "catalog names a backing model that is not loaded");
-        ApiError::ServiceUnavailable("The model is not available right now. Try again later.".into())
-    })?;
-    let (text, reason, usage) = generate(engine, request).await?;
-    let body = completion_body(&text, &reason).to_string();
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert(
@@ -56,7 +83,7 @@ pub async fn invoke_model(
         (started.elapsed().as_millis() as u64).into(),
     );
     tracing::info!(
-        model = model_id,
+        model = prepared.model_id,
         input_tokens = usage.input_tokens,
         output_tokens = usage.output_tokens,
         "invoked"
@@ -66,7 +93,7 @@ pub async fn invoke_model(
 
 /// Runs a generation to its end and returns the whole text.
 async fn generate(
-    engine: &outcrop_scheduler::SchedulerHandle,
+    engine: &SchedulerHandle,
     request: GenerationRequest,
 ) -> Result<(String, StopReason, Usage), ApiError> {
     let mut events = engine.submit(request)?;
@@ -84,7 +111,7 @@ async fn generate(
 }
 
 /// A sampling seed per request: sampled answers differ between calls, as on Bedrock.
-fn rand_seed() -> u32 {
+pub(crate) fn rand_seed() -> u32 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }

@@ -14,10 +14,12 @@
 mod anthropic;
 mod auth;
 pub mod error;
+mod eventstream;
 mod health;
 mod invoke;
 mod operation;
 mod schema;
+mod stream;
 
 pub use anthropic::PromptMode;
 pub use auth::{AuthPolicy, Principal};
@@ -94,6 +96,9 @@ async fn run(
     match operation {
         Operation::InvokeModel { model_id } => {
             invoke::invoke_model(state, &model_id, &body, started).await
+        }
+        Operation::InvokeModelWithResponseStream { model_id } => {
+            stream::invoke_model_with_response_stream(state, &model_id, &body, started).await
         }
     }
 }

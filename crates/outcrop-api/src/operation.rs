@@ -9,6 +9,7 @@ use percent_encoding::percent_decode_str;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     InvokeModel { model_id: String },
+    InvokeModelWithResponseStream { model_id: String },
 }
 
 impl Operation {
@@ -16,6 +17,7 @@ impl Operation {
     pub fn name(&self) -> &'static str {
         match self {
             Operation::InvokeModel { .. } => "InvokeModel",
+            Operation::InvokeModelWithResponseStream { .. } => "InvokeModelWithResponseStream",
         }
     }
 
@@ -37,6 +39,9 @@ impl Operation {
             .into_owned();
         match (method, action) {
             (&Method::POST, "invoke") => Ok(Operation::InvokeModel { model_id }),
+            (&Method::POST, "invoke-with-response-stream") => {
+                Ok(Operation::InvokeModelWithResponseStream { model_id })
+            }
             _ => Err(unknown()),
         }
     }
@@ -102,6 +107,20 @@ mod tests {
         assert_eq!(
             Operation::parse(&Method::POST, &format!("/model/{arn}/invoke")).unwrap(),
             invoke(arn)
+        );
+    }
+
+    #[test]
+    fn streaming_route() {
+        assert_eq!(
+            Operation::parse(
+                &Method::POST,
+                "/model/anthropic.claude-v2%3A1/invoke-with-response-stream"
+            )
+            .unwrap(),
+            Operation::InvokeModelWithResponseStream {
+                model_id: "anthropic.claude-v2:1".into()
+            }
         );
     }
 

@@ -3,4 +3,4 @@ mod prompt;
 mod text;
 
 pub use prompt::{parse_prompt, PromptMode};
-pub use text::{completion_body, parse_text_request};
+pub use text::{completion_body, parse_text_request, TextChunks};

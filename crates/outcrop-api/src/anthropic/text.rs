@@ -204,3 +204,53 @@ mod tests {
         );
     }
 }
+
+/// Shapes a generation as Claude text-completion stream chunks. The concatenated
+/// `completion`s equal the InvokeModel `completion` for the same generation.
+#[derive(Debug, Default)]
+pub struct TextChunks {
+    began: bool,
+}
+
+impl TextChunks {
+    /// A chunk for a piece of generated text.
+    pub fn text(&mut self, text: &str) -> serde_json::Value {
+        let completion = if self.began || text.starts_with(char::is_whitespace) {
+            text.to_owned()
+        } else {
+            format!(" {text}")
+        };
+        self.began = true;
+        json!({ "completion": completion, "stop_reason": null, "stop": null })
+    }
+
+    /// The final chunk: empty completion, the stop reason (metrics are added by the caller).
+    pub fn end(&self, reason: &StopReason) -> serde_json::Value {
+        let mut body = completion_body("", reason);
+        body["completion"] = json!("");
+        body
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn chunks_concatenate_to_the_invoke_completion() {
+        let mut c = TextChunks::default();
+        let parts: Vec<String> = ["Hello", ",", " world"]
+            .iter()
+            .map(|t| c.text(t)["completion"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            parts.concat(),
+            completion_body("Hello, world", &StopReason::EndOfTurn)["completion"]
+        );
+        assert_eq!(c.text("x")["stop_reason"], serde_json::Value::Null);
+        assert_eq!(
+            c.end(&StopReason::EndOfTurn),
+            json!({"completion": "", "stop_reason": "stop_sequence", "stop": "\n\nHuman:"})
+        );
+    }
+}
