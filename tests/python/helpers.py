@@ -25,3 +25,10 @@ def error_of(status_headers_body):
     status, headers, body = status_headers_body
     lower = {k.lower(): v for k, v in headers.items()}
     return status, lower.get("x-amzn-errortype", ""), json.loads(body)["message"], lower
+
+
+def signed_headers(server, method, path, body=b"", key="test", secret="test"):
+    """Headers of a request signed by botocore, for clients built on plain sockets."""
+    req = AWSRequest(method=method, url=server.url + path, data=body, headers={})
+    SigV4Auth(Credentials(key, secret), "bedrock", "us-east-1").add_auth(req)
+    return dict(req.headers)

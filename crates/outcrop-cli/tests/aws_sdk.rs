@@ -150,3 +150,63 @@ async fn aws_sdk_invoke_model_and_errors() {
         Some("UnrecognizedClientException")
     );
 }
+
+#[tokio::test]
+async fn aws_sdk_invoke_model_with_response_stream() {
+    use aws_sdk_bedrockruntime::types::ResponseStream;
+    let server = start_server();
+    let runtime = client(&server.url, "test", "test").await;
+    let body = r#"{"prompt": "\n\nHuman: Name three colours.\n\nAssistant:", "max_tokens_to_sample": 30, "temperature": 0}"#;
+    let mut out = runtime
+        .invoke_model_with_response_stream()
+        .model_id("anthropic.claude-v2:1")
+        .body(Blob::new(body))
+        .send()
+        .await
+        .expect("stream starts");
+    assert_eq!(out.content_type(), "application/json");
+    let mut chunks = Vec::new();
+    while let Some(event) = out
+        .body
+        .recv()
+        .await
+        .expect("frames decode with valid CRCs")
+    {
+        match event {
+            ResponseStream::Chunk(part) => {
+                let json: serde_json::Value =
+                    serde_json::from_slice(part.bytes().unwrap().as_ref()).unwrap();
+                chunks.push(json);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert!(chunks.len() > 2, "{chunks:?}");
+    let text: String = chunks
+        .iter()
+        .map(|c| c["completion"].as_str().unwrap())
+        .collect();
+    assert!(!text.trim().is_empty());
+    let last = chunks.last().unwrap();
+    assert!(
+        last["amazon-bedrock-invocationMetrics"]["outputTokenCount"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{last}"
+    );
+
+    let whole = runtime
+        .invoke_model()
+        .model_id("anthropic.claude-v2:1")
+        .body(Blob::new(body))
+        .send()
+        .await
+        .unwrap();
+    let whole: serde_json::Value = serde_json::from_slice(whole.body().as_ref()).unwrap();
+    assert_eq!(
+        whole["completion"].as_str().unwrap(),
+        text,
+        "stream equals InvokeModel at temperature 0"
+    );
+}

@@ -75,6 +75,12 @@ impl Batcher {
         self.publish();
     }
 
+    /// Whether another request could be admitted now. Requests stay in the bounded channel
+    /// until then, so the channel's bound is the real waiting limit.
+    pub fn has_room(&self) -> bool {
+        self.waiting.len() < self.free.len()
+    }
+
     pub fn is_idle(&self) -> bool {
         self.active.is_empty() && self.waiting.is_empty()
     }
@@ -148,6 +154,7 @@ impl Batcher {
                 break;
             }
             let job = self.waiting.pop_front().expect("head exists").job;
+            self.publish();
             let input_tokens = prompt.len() as u32;
             if job
                 .events

@@ -136,10 +136,10 @@ impl SchedulerHandle {
         self.gauges.active.load(Ordering::Relaxed)
     }
 
-    /// Admitted requests waiting for a slot after the last step (the channel's own backlog
-    /// not included).
+    /// Requests waiting for a slot: queued in the channel or taken in but not yet admitted.
     pub fn waiting(&self) -> usize {
-        self.gauges.waiting.load(Ordering::Relaxed)
+        let queued = self.jobs.max_capacity() - self.jobs.capacity();
+        queued + self.gauges.waiting.load(Ordering::Relaxed)
     }
 }
 
@@ -158,7 +158,7 @@ impl WorkQueue {
                     None => break,
                 }
             }
-            while open {
+            while open && batcher.has_room() {
                 match self.jobs.try_recv() {
                     Ok(job) => batcher.enqueue(job),
                     Err(mpsc::error::TryRecvError::Empty) => break,

@@ -464,3 +464,28 @@ async fn admission_reserves_kv_cells() {
     );
     assert_eq!(log.ended.len(), 4);
 }
+
+#[tokio::test]
+async fn queue_bound_holds_while_slots_are_busy() {
+    // One slot, a queue of one: with one generating and one waiting, the next is refused.
+    let (h, _, _) = Setup {
+        slots: 1,
+        queue_len: 1,
+        script: vec![b"x"; 10_000],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let mut running = h.submit(request("a", 10_000, &[])).unwrap();
+    assert!(matches!(
+        running.recv().await,
+        Some(GenerationEvent::Started { .. })
+    ));
+    let _queued = h.submit(request("b", 1, &[])).unwrap();
+    assert_eq!(h.waiting(), 1);
+    assert_eq!(
+        h.submit(request("c", 1, &[])).unwrap_err(),
+        SubmitError::QueueFull
+    );
+    drop(running);
+}
