@@ -200,6 +200,29 @@ impl From<outcrop_store::StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The lower-camel event-stream union member that carries this error once a stream has
+    /// begun (an exception frame instead of an HTTP status).
+    pub fn stream_exception_type(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Validation(_) => "validationException",
+            Throttling(_) => "throttlingException",
+            ServiceUnavailable(_) => "serviceUnavailableException",
+            ModelStreamError(_) => "modelStreamErrorException",
+            Internal => "internalServerException",
+            // Raised before any byte of a response, never inside a stream.
+            AccessDenied(_)
+            | ResourceNotFound(_)
+            | MissingAuthenticationToken
+            | IncompleteSignature(_)
+            | InvalidSignature(_)
+            | UnrecognizedClient
+            | UnknownOperation { .. } => "internalServerException",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,28 +276,5 @@ mod tests {
             ApiError::malformed("#: required key [max_tokens_to_sample] not found").to_string(),
             "Malformed input request: #: required key [max_tokens_to_sample] not found, please reformat your input and try again."
         );
-    }
-}
-
-impl ApiError {
-    /// The lower-camel event-stream union member that carries this error once a stream has
-    /// begun (an exception frame instead of an HTTP status).
-    pub fn stream_exception_type(&self) -> &'static str {
-        use ApiError::*;
-        match self {
-            Validation(_) => "validationException",
-            Throttling(_) => "throttlingException",
-            ServiceUnavailable(_) => "serviceUnavailableException",
-            ModelStreamError(_) => "modelStreamErrorException",
-            Internal => "internalServerException",
-            // Raised before any byte of a response, never inside a stream.
-            AccessDenied(_)
-            | ResourceNotFound(_)
-            | MissingAuthenticationToken
-            | IncompleteSignature(_)
-            | InvalidSignature(_)
-            | UnrecognizedClient
-            | UnknownOperation { .. } => "internalServerException",
-        }
     }
 }
