@@ -1,0 +1,175 @@
+"""Continuous batching: Outcrop vs llama.cpp's own llama-server, same GGUF, same run.
+
+For each concurrency N in (1, 4, 8, 16), each server is started with N parallel sequences and
+driven through its own streaming API by N client threads, each sending `--requests` requests
+back to back: Outcrop with boto3 invoke_model_with_response_stream, llama-server with
+POST /completion {"stream": true}. Both get the same ChatML prompt text, greedy decoding,
+128 tokens at most, and llama-server's prompt cache is off (Outcrop has none). Reported per N:
+aggregate output tokens/s (all tokens / wall time of the level) and time to first token
+p50/p95 (first non-empty text).
+"""
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import boto3
+from botocore.config import Config
+
+MAX_TOKENS = 128
+USERS = [f"Tell me a long story about a lighthouse keeper named {n}." for n in
+         ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kai", "Lea", "Max", "Nia", "Oz", "Pia"]]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url, proc):
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("server exited")
+            time.sleep(0.05)
+
+
+def start_outcrop(binary, model, n, threads):
+    port, data = free_port(), tempfile.mkdtemp(prefix="outcrop-bench-")
+    cfg = os.path.join(data, "c.toml")
+    with open(cfg, "w") as f:
+        f.write(f"[engine]\nparallel = {n}\nthreads = {threads}\nqueue_len = 256\n")
+    env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_LOG="warn")
+    proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--config", cfg],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_healthy(f"http://127.0.0.1:{port}/_outcrop/health", proc)
+    return proc, port
+
+
+def start_llama_server(binary, model, n, threads):
+    port = free_port()
+    proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-c", "8192",
+                             "--parallel", str(n), "--cont-batching", "-t", str(threads), "-tb", str(threads),
+                             "-b", "512", "--no-webui"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_healthy(f"http://127.0.0.1:{port}/health", proc)
+    return proc, port
+
+
+def outcrop_request(port, user):
+    client = getattr(threading.current_thread(), "bedrock", None)
+    if client is None:
+        client = boto3.client("bedrock-runtime", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test",
+                              config=Config(retries={"max_attempts": 1}, read_timeout=600))
+        threading.current_thread().bedrock = client
+    body = json.dumps({"prompt": f"\n\nHuman: {user}\n\nAssistant:", "max_tokens_to_sample": MAX_TOKENS, "temperature": 0})
+    t0 = time.perf_counter()
+    ttft, tokens = None, 0
+    r = client.invoke_model_with_response_stream(modelId="anthropic.claude-v2", body=body)
+    for event in r["body"]:
+        chunk = json.loads(event["chunk"]["bytes"])
+        if ttft is None and chunk.get("completion"):
+            ttft = time.perf_counter() - t0
+        if "amazon-bedrock-invocationMetrics" in chunk:
+            tokens = chunk["amazon-bedrock-invocationMetrics"]["outputTokenCount"]
+    return ttft, tokens
+
+
+def llama_request(port, user):
+    prompt = f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    body = json.dumps({"prompt": prompt, "n_predict": MAX_TOKENS, "stream": True, "temperature": 0,
+                       "cache_prompt": False})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t0 = time.perf_counter()
+    conn.request("POST", "/completion", body=body, headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    ttft, tokens = None, 0
+    for line in r:
+        if not line.startswith(b"data: "):
+            continue
+        data = json.loads(line[6:])
+        if ttft is None and data.get("content"):
+            ttft = time.perf_counter() - t0
+        if data.get("stop"):
+            tokens = data.get("tokens_predicted") or data.get("timings", {}).get("predicted_n", 0)
+            break
+    conn.close()
+    return ttft, tokens
+
+
+def run_level(request, port, n, per_client):
+    results, lock = [], threading.Lock()
+
+    def client(i):
+        for k in range(per_client):
+            out = request(port, USERS[(i + k) % len(USERS)])
+            with lock:
+                results.append(out)
+
+    request(port, USERS[0])  # warm-up
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ttfts = sorted(r[0] for r in results if r[0] is not None)
+    tokens = sum(r[1] for r in results)
+    p95 = ttfts[min(len(ttfts) - 1, int(round(0.95 * (len(ttfts) - 1))))]
+    return {"requests": len(results), "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall,
+            "ttft_p50_ms": statistics.median(ttfts) * 1000, "ttft_p95_ms": p95 * 1000}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--outcrop", required=True)
+    ap.add_argument("--llama-server", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--requests", type=int, default=3, help="requests per client thread")
+    ap.add_argument("--levels", default="1,4,8,16")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    table = []
+    for n in [int(x) for x in args.levels.split(",")]:
+        per_client = max(args.requests, 8 // n)
+        row = {"concurrency": n}
+        for name, start, request in (("outcrop", start_outcrop, outcrop_request),
+                                     ("llama_server", start_llama_server, llama_request)):
+            binary = args.outcrop if name == "outcrop" else args.llama_server
+            proc, port = start(binary, args.model, n, args.threads)
+            try:
+                row[name] = run_level(request, port, n, per_client)
+            finally:
+                proc.terminate()
+                proc.wait()
+        row["throughput_ratio"] = row["outcrop"]["tok_s"] / row["llama_server"]["tok_s"]
+        print(json.dumps(row), flush=True)
+        table.append(row)
+    single = table[0]["outcrop"]["tok_s"] if table[0]["concurrency"] == 1 else None
+    with open(args.out, "w") as f:
+        json.dump({"levels": table, "outcrop_single_stream_tok_s": single}, f, indent=2)
+    print("| N | Outcrop tok/s | llama-server tok/s | ratio | Outcrop TTFT p50/p95 ms | llama-server TTFT p50/p95 ms |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in table:
+        o, l = r["outcrop"], r["llama_server"]
+        print(f"| {r['concurrency']} | {o['tok_s']:.1f} | {l['tok_s']:.1f} | {r['throughput_ratio']:.2f} | "
+              f"{o['ttft_p50_ms']:.0f} / {o['ttft_p95_ms']:.0f} | {l['ttft_p50_ms']:.0f} / {l['ttft_p95_ms']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
