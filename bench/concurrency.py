@@ -46,19 +46,23 @@ def wait_healthy(url, proc):
             time.sleep(0.05)
 
 
-def start_outcrop(binary, model, n, threads):
+def start_outcrop(binary, model, n, threads, kv):
     port, data = free_port(), tempfile.mkdtemp(prefix="outcrop-bench-")
     cfg = os.path.join(data, "c.toml")
     with open(cfg, "w") as f:
         f.write(f"[engine]\nparallel = {n}\nthreads = {threads}\nqueue_len = 256\n")
+        if kv == "per-slot":
+            f.write(f"kv_unified = false\ncontext_tokens = {8192 // n}\n")
     env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_LOG="warn")
+    log = open(os.path.join(data, "server.log"), "w")
+    print(f"outcrop N={n} log: {log.name}", flush=True)
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--config", cfg],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=log, stderr=log)
     wait_healthy(f"http://127.0.0.1:{port}/_outcrop/health", proc)
     return proc, port
 
 
-def start_llama_server(binary, model, n, threads):
+def start_llama_server(binary, model, n, threads, kv):
     port = free_port()
     proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-c", "8192",
                              "--parallel", str(n), "--cont-batching", "-t", str(threads), "-tb", str(threads),
@@ -69,12 +73,13 @@ def start_llama_server(binary, model, n, threads):
 
 
 def outcrop_request(port, user):
-    client = getattr(threading.current_thread(), "bedrock", None)
+    clients = threading.current_thread().__dict__.setdefault("bedrock", {})
+    client = clients.get(port)  # one client per thread and server
     if client is None:
         client = boto3.client("bedrock-runtime", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                               aws_access_key_id="test", aws_secret_access_key="test",
                               config=Config(retries={"max_attempts": 1}, read_timeout=600))
-        threading.current_thread().bedrock = client
+        clients[port] = client
     body = json.dumps({"prompt": f"\n\nHuman: {user}\n\nAssistant:", "max_tokens_to_sample": MAX_TOKENS, "temperature": 0})
     t0 = time.perf_counter()
     ttft, tokens = None, 0
@@ -143,6 +148,9 @@ def main():
     ap.add_argument("--requests", type=int, default=3, help="requests per client thread")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--outcrop-kv", choices=["unified", "per-slot"], default="per-slot",
+                    help="per-slot: like llama-server --parallel N -c 8192 (8192/N cells per slot); "
+                         "unified: Outcrop's default shared pool of 8192 cells")
     args = ap.parse_args()
     table = []
     for n in [int(x) for x in args.levels.split(",")]:
@@ -151,7 +159,7 @@ def main():
         for name, start, request in (("outcrop", start_outcrop, outcrop_request),
                                      ("llama_server", start_llama_server, llama_request)):
             binary = args.outcrop if name == "outcrop" else args.llama_server
-            proc, port = start(binary, args.model, n, args.threads)
+            proc, port = start(binary, args.model, n, args.threads, args.outcrop_kv)
             try:
                 row[name] = run_level(request, port, n, per_client)
             finally:
@@ -162,7 +170,7 @@ def main():
         table.append(row)
     single = table[0]["outcrop"]["tok_s"] if table[0]["concurrency"] == 1 else None
     with open(args.out, "w") as f:
-        json.dump({"levels": table, "outcrop_single_stream_tok_s": single}, f, indent=2)
+        json.dump({"outcrop_kv": args.outcrop_kv, "levels": table, "outcrop_single_stream_tok_s": single}, f, indent=2)
     print("| N | Outcrop tok/s | llama-server tok/s | ratio | Outcrop TTFT p50/p95 ms | llama-server TTFT p50/p95 ms |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in table:

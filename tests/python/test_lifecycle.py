@@ -76,3 +76,19 @@ def test_strict_prompt_mode_rejects_the_seed_prompt():
 def test_bad_config_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match="unknown field"):
         Server(config="listn = 1\n")
+
+
+def test_shutdown_grace_ends_long_streams_with_an_exception_frame():
+    from botocore.exceptions import EventStreamError
+    s = Server(config="shutdown_grace_secs = 0\n")
+    body = {"prompt": "\n\nHuman: Count from one to ten thousand.\n\nAssistant:", "max_tokens_to_sample": 4000}
+    r = make_client(s).invoke_model_with_response_stream(modelId="anthropic.claude-v2", body=json.dumps(body))
+    events = iter(r["body"])
+    next(events)  # the stream has begun
+    s.proc.send_signal(__import__("signal").SIGTERM)
+    with pytest.raises(EventStreamError) as e:
+        for _ in events:
+            pass
+    assert e.value.response["Error"] == {"Code": "serviceUnavailableException",
+                                         "Message": "The service is shutting down. Try again later."}
+    assert s.stop() == 0

@@ -138,3 +138,20 @@ def test_full_queue_throttles_at_once():
         assert any(r[0] == "ok" for r in results), results
     finally:
         s.stop()
+
+
+def test_per_sequence_kv_pools_serve_concurrent_requests():
+    s = Server(config="[engine]\nparallel = 4\nkv_unified = false\ncontext_tokens = 1024\n")
+    try:
+        assert s.health["models"][0]["context_tokens"] == 1024
+        words = WORDS[:4]
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda w: ask_code_word(make_client(s), w, streaming=True), words))
+        for word, answer in zip(words, answers):
+            assert word.lower() in answer.lower(), (word, answer)
+        long = "\n\nHuman: " + "lorem ipsum " * 600 + "\n\nAssistant:"
+        with pytest.raises(ClientError) as e:
+            make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps({"prompt": long, "max_tokens_to_sample": 5}))
+        assert e.value.response["Error"]["Message"] == "Input is too long for requested model."
+    finally:
+        s.stop()

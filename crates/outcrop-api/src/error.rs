@@ -178,6 +178,9 @@ impl From<GenerationError> for ApiError {
                 tracing::error!(error = %m, "engine failure");
                 ApiError::Internal
             }
+            GenerationError::ShuttingDown => ApiError::ServiceUnavailable(
+                "The service is shutting down. Try again later.".into(),
+            ),
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct EngineConfig {
     pub sequences: u32,
     /// KV cells shared by all sequences; `None`: one context's worth.
     pub kv_tokens: Option<u32>,
+    /// One KV pool shared by all sequences (`true`), or a separate stream of
+    /// `context_tokens` cells per sequence (`false`: cheaper attention when many sequences
+    /// run together, memory = parallel x context).
+    pub kv_unified: bool,
     /// CPU threads for decoding; `None` uses every available core.
     pub threads: Option<u32>,
     /// Most tokens decoded in one llama.cpp call (the scheduler's step budget).
@@ -94,7 +98,11 @@ pub fn run_engine<R>(
     // One KV pool shared by all sequences (llama.cpp's unified cache): memory follows the
     // pool, not slots x context, and a lone sequence decodes as fast as with one slot. The
     // scheduler reserves cells at admission so the pool never runs out mid-generation.
-    let n_ctx = config.kv_tokens.unwrap_or(per_sequence).max(per_sequence);
+    let n_ctx = if config.kv_unified {
+        config.kv_tokens.unwrap_or(per_sequence).max(per_sequence)
+    } else {
+        per_sequence.saturating_mul(sequences)
+    };
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
@@ -106,7 +114,7 @@ pub fn run_engine<R>(
         .with_n_batch(batch)
         .with_n_ubatch(batch.min(512))
         .with_n_seq_max(sequences)
-        .with_kv_unified(true)
+        .with_kv_unified(config.kv_unified)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let ctx = model

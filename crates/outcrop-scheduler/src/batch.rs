@@ -115,6 +115,21 @@ impl Batcher {
         }
     }
 
+    /// Ends all waiting and running generations with [`GenerationError::ShuttingDown`].
+    pub fn abort_all<E: Executor>(&mut self, exec: &mut E) {
+        for w in self.waiting.drain(..) {
+            let _ = w
+                .job
+                .events
+                .send(GenerationEvent::Failed(GenerationError::ShuttingDown));
+        }
+        let seqs: Vec<SeqId> = self.active.iter().map(|a| a.seq).collect();
+        for seq in seqs {
+            self.finish(exec, seq, Err(GenerationError::ShuttingDown));
+        }
+        self.publish();
+    }
+
     fn drop_cancelled<E: Executor>(&mut self, exec: &mut E) {
         self.waiting.retain(|w| !w.job.events.is_closed());
         let cancelled: Vec<SeqId> = self

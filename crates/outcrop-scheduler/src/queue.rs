@@ -1,7 +1,7 @@
 use crate::batch::Batcher;
 use crate::Executor;
 use outcrop_types::{GenerationError, GenerationRequest, ModelInfo, StopReason, Usage};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
@@ -62,6 +62,8 @@ pub(crate) struct Job {
 pub(crate) struct Gauges {
     pub active: AtomicUsize,
     pub waiting: AtomicUsize,
+    /// Set by [`SchedulerHandle::abort_all`]: end all work, admit nothing more.
+    pub aborting: AtomicBool,
 }
 
 /// The async side of a scheduler: cheap to clone, used by request handlers.
@@ -103,6 +105,9 @@ pub fn channel(config: &SchedulerConfig) -> (SchedulerHandle, WorkQueue) {
 impl SchedulerHandle {
     /// Queues a generation, or refuses at once when the queue is full.
     pub fn submit(&self, request: GenerationRequest) -> Result<GenerationStream, SubmitError> {
+        if self.gauges.aborting.load(Ordering::Relaxed) {
+            return Err(SubmitError::Stopped);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         self.jobs
             .try_send(Job {
@@ -129,6 +134,14 @@ impl SchedulerHandle {
             .await
             .ok()
             .and_then(|m| m.clone())
+    }
+
+    /// Ends every generation, running or waiting, with [`GenerationError::ShuttingDown`] at
+    /// the next step, and refuses new ones: the end of a shutdown's grace period.
+    pub fn abort_all(&self) {
+        // An idle engine has nothing to end; a busy one checks the flag every step, and
+        // anything it receives afterwards.
+        self.gauges.aborting.store(true, Ordering::Relaxed);
     }
 
     /// Sequences holding a slot (prefilling or generating) after the last step.
@@ -163,6 +176,14 @@ impl WorkQueue {
                     Ok(job) => batcher.enqueue(job),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if self.gauges.aborting.load(Ordering::Relaxed) {
+                batcher.abort_all(exec);
+                while let Ok(job) = self.jobs.try_recv() {
+                    let _ = job
+                        .events
+                        .send(GenerationEvent::Failed(GenerationError::ShuttingDown));
                 }
             }
             batcher.step(exec);

@@ -23,6 +23,9 @@ pub struct Config {
     pub models_dir: Option<PathBuf>,
     /// Pull the default model on start when it is missing.
     pub pull_missing_models: bool,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before running
+    /// generations are ended.
+    pub shutdown_grace_secs: u64,
     pub auth: AuthConfig,
     pub validation: ValidationConfig,
     pub engine: EngineSettings,
@@ -56,6 +59,10 @@ pub struct EngineSettings {
     /// KV cache cells shared by those sequences (default: one context's worth). Requests wait
     /// until the cells they may need (prompt + max tokens) are free.
     pub kv_tokens: Option<u32>,
+    /// `true`: one KV pool shared by all sequences (memory follows `kv_tokens`). `false`: a
+    /// separate pool of `context_tokens` per sequence (faster with many concurrent sequences,
+    /// memory = parallel x context_tokens).
+    pub kv_unified: bool,
     /// CPU threads per engine (default: all cores).
     pub threads: Option<u32>,
     /// Token budget of one decode step: one token per generating sequence, the rest for
@@ -74,6 +81,7 @@ impl Default for EngineSettings {
             context_tokens: None,
             parallel: 8,
             kv_tokens: None,
+            kv_unified: true,
             threads: None,
             batch_tokens: 512,
             queue_len: 64,
@@ -95,6 +103,7 @@ impl Default for Config {
             data_dir: None,
             models_dir: None,
             pull_missing_models: true,
+            shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
             validation: ValidationConfig::default(),
             engine: EngineSettings::default(),

@@ -40,6 +40,7 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             context_tokens: config.engine.context_tokens,
             sequences: config.engine.parallel,
             kv_tokens: config.engine.kv_tokens,
+            kv_unified: config.engine.kv_unified,
             threads: config.engine.threads,
             batch_tokens: config.engine.batch_tokens,
             gpu_layers: config.engine.gpu_layers,

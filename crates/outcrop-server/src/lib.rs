@@ -50,9 +50,34 @@ pub async fn serve(
     });
     let app = outcrop_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{addr}");
-    axum::serve(listener, app)
+    // On shutdown, in-flight requests may finish for `shutdown_grace_secs`; generations still
+    // running then are ended (a 503, or a serviceUnavailableException frame in a stream).
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let handles = engines.handles();
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    let grace_task = tokio::spawn(async move {
+        if signalled_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "grace period over; ending running generations"
+            );
+            handles
+                .values()
+                .for_each(outcrop_scheduler::SchedulerHandle::abort_all);
+        }
+    });
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled_tx.send(());
+    };
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    // Drained before the grace period ended: the task's handles must not keep engines alive.
+    grace_task.abort();
+    let _ = grace_task.await;
+    served?;
     tracing::info!("in-flight requests drained; stopping engines");
     engines.stop();
     Ok(())

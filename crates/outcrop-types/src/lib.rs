@@ -131,6 +131,9 @@ pub enum GenerationError {
     /// The engine failed while decoding.
     #[error("engine failure: {0}")]
     Engine(String),
+    /// The server is shutting down and stopped this generation after its grace period.
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 impl fmt::Display for Role {

@@ -489,3 +489,37 @@ async fn queue_bound_holds_while_slots_are_busy() {
     );
     drop(running);
 }
+
+#[tokio::test]
+async fn abort_all_ends_running_and_waiting_work() {
+    let (h, _, thread) = Setup {
+        slots: 1,
+        script: vec![b"x"; 100_000],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let mut running = h.submit(request("a", 100_000, &[])).unwrap();
+    assert!(matches!(
+        running.recv().await,
+        Some(GenerationEvent::Started { .. })
+    ));
+    let waiting = h.submit(request("b", 5, &[])).unwrap();
+    h.abort_all();
+    let rest = collect(running).await;
+    assert_eq!(
+        rest.last(),
+        Some(&GenerationEvent::Failed(GenerationError::ShuttingDown))
+    );
+    assert_eq!(
+        collect(waiting).await,
+        vec![GenerationEvent::Failed(GenerationError::ShuttingDown)]
+    );
+    assert_eq!(
+        h.submit(request("c", 1, &[])).unwrap_err(),
+        SubmitError::Stopped
+    );
+    assert_eq!(h.active_sequences(), 0);
+    drop(h);
+    thread.join().unwrap();
+}
