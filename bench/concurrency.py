@@ -2,13 +2,15 @@
 
 For each concurrency N in (1, 4, 8, 16), each server is started with N parallel sequences and
 driven through its own streaming API by N client threads, each sending `--requests` requests
-back to back: Outcrop with boto3 invoke_model_with_response_stream, llama-server with
-POST /completion {"stream": true}. Both get the same ChatML prompt text, greedy decoding,
+back to back: Outcrop with InvokeModelWithResponseStream (SigV4-signed by botocore, frames read
+off the socket), llama-server with POST /completion {"stream": true} (SSE lines read off the
+socket). Both get the same ChatML prompt text, greedy decoding,
 128 tokens at most, and llama-server's prompt cache is off (Outcrop has none). Reported per N:
 aggregate output tokens/s (all tokens / wall time of the level) and time to first token
 p50/p95 (first non-empty text).
 """
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -20,8 +22,9 @@ import threading
 import time
 import urllib.request
 
-import boto3
-from botocore.config import Config
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 MAX_TOKENS = 128
 USERS = [f"Tell me a long story about a lighthouse keeper named {n}." for n in
@@ -73,24 +76,26 @@ def start_llama_server(binary, model, n, threads, kv):
 
 
 def outcrop_request(port, user):
-    clients = threading.current_thread().__dict__.setdefault("bedrock", {})
-    client = clients.get(port)  # one client per thread and server
-    if client is None:
-        client = boto3.client("bedrock-runtime", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test",
-                              config=Config(retries={"max_attempts": 1}, read_timeout=600))
-        clients[port] = client
-    body = json.dumps({"prompt": f"\n\nHuman: {user}\n\nAssistant:", "max_tokens_to_sample": MAX_TOKENS, "temperature": 0})
+    """One InvokeModelWithResponseStream call, read off the socket like the llama-server client:
+    signed by botocore, TTFT at the first chunk frame, tokens from the final chunk's metrics.
+    (boto3's event-stream parser costs enough CPU on a 2-core machine to skew the comparison.)"""
+    path = "/model/anthropic.claude-v2/invoke-with-response-stream"
+    body = json.dumps({"prompt": f"\n\nHuman: {user}\n\nAssistant:", "max_tokens_to_sample": MAX_TOKENS,
+                       "temperature": 0}).encode()
+    req = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}{path}", data=body, headers={})
+    SigV4Auth(Credentials("test", "test"), "bedrock", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     t0 = time.perf_counter()
-    ttft, tokens = None, 0
-    r = client.invoke_model_with_response_stream(modelId="anthropic.claude-v2", body=body)
-    for event in r["body"]:
-        chunk = json.loads(event["chunk"]["bytes"])
-        if ttft is None and chunk.get("completion"):
-            ttft = time.perf_counter() - t0
-        if "amazon-bedrock-invocationMetrics" in chunk:
-            tokens = chunk["amazon-bedrock-invocationMetrics"]["outputTokenCount"]
-    return ttft, tokens
+    conn.request("POST", path, body=body, headers=dict(req.headers))
+    r = conn.getresponse()
+    assert r.status == 200, r.status
+    data = r.read1(65536)
+    ttft = time.perf_counter() - t0
+    data += r.read()
+    conn.close()
+    at = data.rfind(b'"bytes":"') + len(b'"bytes":"')
+    last = json.loads(base64.b64decode(data[at:data.index(b'"', at)]))
+    return ttft, last["amazon-bedrock-invocationMetrics"]["outputTokenCount"]
 
 
 def llama_request(port, user):

@@ -35,8 +35,7 @@ pub struct EngineConfig {
     /// KV cells shared by all sequences; `None`: one context's worth.
     pub kv_tokens: Option<u32>,
     /// One KV pool shared by all sequences (`true`), or a separate stream of
-    /// `context_tokens` cells per sequence (`false`: cheaper attention when many sequences
-    /// run together, memory = parallel x context).
+    /// `context_tokens` cells per sequence (`false`; memory = parallel x context).
     pub kv_unified: bool,
     /// CPU threads for decoding; `None` uses every available core.
     pub threads: Option<u32>,

@@ -60,8 +60,7 @@ pub struct EngineSettings {
     /// until the cells they may need (prompt + max tokens) are free.
     pub kv_tokens: Option<u32>,
     /// `true`: one KV pool shared by all sequences (memory follows `kv_tokens`). `false`: a
-    /// separate pool of `context_tokens` per sequence (faster with many concurrent sequences,
-    /// memory = parallel x context_tokens).
+    /// separate pool of `context_tokens` per sequence (memory = parallel x context_tokens).
     pub kv_unified: bool,
     /// CPU threads per engine (default: all cores).
     pub threads: Option<u32>,
