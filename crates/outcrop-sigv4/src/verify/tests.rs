@@ -84,9 +84,13 @@ fn aws_documented_iam_example() {
     assert_eq!(ok.region, "us-east-1");
 }
 
-/// AWS SigV4 test suite, `get-vanilla`.
-#[test]
-fn aws_test_suite_get_vanilla() {
+/// Verifies AWS's SigV4 test-suite request `get-vanilla` with a given secret, accepted
+/// services and clock.
+fn get_vanilla(
+    secret: &str,
+    services: &[&str],
+    now: DateTime<Utc>,
+) -> Result<Verified, SigV4Error> {
     let h = headers(&[
         ("host", "example.amazonaws.com"),
         ("x-amz-date", "20150830T123600Z"),
@@ -100,19 +104,16 @@ fn aws_test_suite_get_vanilla() {
         headers: &h,
         payload_hash: &empty,
     };
-    verify(
-        &auth,
-        &SecretKey::new(EXAMPLE_SECRET),
-        &parts,
-        &["service"],
-        example_time(),
-    )
-    .unwrap();
+    verify(&auth, &SecretKey::new(secret), &parts, services, now)
+}
+
+/// AWS SigV4 test suite, `get-vanilla`.
+#[test]
+fn aws_test_suite_get_vanilla() {
+    get_vanilla(EXAMPLE_SECRET, &["service"], example_time()).unwrap();
     // One changed byte of the secret must fail.
-    let err = verify(
-        &auth,
-        &SecretKey::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ"),
-        &parts,
+    let err = get_vanilla(
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ",
         &["service"],
         example_time(),
     )
@@ -122,29 +123,15 @@ fn aws_test_suite_get_vanilla() {
 
 #[test]
 fn clock_skew_is_fifteen_minutes() {
-    let h = headers(&[
-        ("host", "example.amazonaws.com"),
-        ("x-amz-date", "20150830T123600Z"),
-    ]);
-    let auth = Authorization::parse("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31").unwrap();
-    let empty = hash_payload(b"");
-    let parts = RequestParts {
-        method: "GET",
-        raw_path: "/",
-        raw_query: "",
-        headers: &h,
-        payload_hash: &empty,
-    };
-    let secret = SecretKey::new(EXAMPLE_SECRET);
     let at = |mins: i64| example_time() + TimeDelta::minutes(mins);
-    assert!(verify(&auth, &secret, &parts, &["service"], at(14)).is_ok());
-    assert!(verify(&auth, &secret, &parts, &["service"], at(-14)).is_ok());
-    let late = verify(&auth, &secret, &parts, &["service"], at(16)).unwrap_err();
+    assert!(get_vanilla(EXAMPLE_SECRET, &["service"], at(14)).is_ok());
+    assert!(get_vanilla(EXAMPLE_SECRET, &["service"], at(-14)).is_ok());
+    let late = get_vanilla(EXAMPLE_SECRET, &["service"], at(16)).unwrap_err();
     assert!(
         matches!(&late, SigV4Error::Expired(m) if m.starts_with("Signature expired: 20150830T123600Z is now earlier than")),
         "{late:?}"
     );
-    let early = verify(&auth, &secret, &parts, &["service"], at(-16)).unwrap_err();
+    let early = get_vanilla(EXAMPLE_SECRET, &["service"], at(-16)).unwrap_err();
     assert!(
         matches!(&early, SigV4Error::Expired(m) if m.starts_with("Signature not yet current")),
         "{early:?}"
@@ -153,27 +140,7 @@ fn clock_skew_is_fifteen_minutes() {
 
 #[test]
 fn wrong_service_scope_is_refused() {
-    let h = headers(&[
-        ("host", "example.amazonaws.com"),
-        ("x-amz-date", "20150830T123600Z"),
-    ]);
-    let auth = Authorization::parse("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31").unwrap();
-    let empty = hash_payload(b"");
-    let parts = RequestParts {
-        method: "GET",
-        raw_path: "/",
-        raw_query: "",
-        headers: &h,
-        payload_hash: &empty,
-    };
-    let err = verify(
-        &auth,
-        &SecretKey::new(EXAMPLE_SECRET),
-        &parts,
-        &["bedrock"],
-        example_time(),
-    )
-    .unwrap_err();
+    let err = get_vanilla(EXAMPLE_SECRET, &["bedrock"], example_time()).unwrap_err();
     assert!(matches!(err, SigV4Error::Mismatch(m) if m.contains("'bedrock'")));
 }
 
