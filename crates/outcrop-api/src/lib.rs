@@ -13,6 +13,7 @@
 
 mod anthropic;
 mod auth;
+mod control;
 pub mod error;
 mod eventstream;
 mod health;
@@ -96,6 +97,12 @@ async fn run(
     match operation {
         Operation::InvokeModel { model_id } => {
             invoke::invoke_model(state, &model_id, &body, started).await
+        }
+        Operation::ListFoundationModels => {
+            control::list_foundation_models(state, &principal, parts.uri.query().unwrap_or(""))
+        }
+        Operation::GetFoundationModel { model_identifier } => {
+            control::get_foundation_model(state, &principal, &model_identifier)
         }
         Operation::InvokeModelWithResponseStream { model_id } => {
             stream::invoke_model_with_response_stream(state, &model_id, &body, started).await

@@ -8,8 +8,17 @@ use percent_encoding::percent_decode_str;
 /// A recognised operation and its path parameters, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    InvokeModel { model_id: String },
-    InvokeModelWithResponseStream { model_id: String },
+    InvokeModel {
+        model_id: String,
+    },
+    InvokeModelWithResponseStream {
+        model_id: String,
+    },
+    /// Control plane: the catalog (filters come from the query string).
+    ListFoundationModels,
+    GetFoundationModel {
+        model_identifier: String,
+    },
 }
 
 impl Operation {
@@ -18,6 +27,8 @@ impl Operation {
         match self {
             Operation::InvokeModel { .. } => "InvokeModel",
             Operation::InvokeModelWithResponseStream { .. } => "InvokeModelWithResponseStream",
+            Operation::ListFoundationModels => "ListFoundationModels",
+            Operation::GetFoundationModel { .. } => "GetFoundationModel",
         }
     }
 
@@ -28,6 +39,21 @@ impl Operation {
             method: method.to_string(),
             path: raw_path.to_owned(),
         };
+        if method == Method::GET && raw_path == "/foundation-models" {
+            return Ok(Operation::ListFoundationModels);
+        }
+        if let Some(raw_id) = raw_path.strip_prefix("/foundation-models/") {
+            let model_identifier = percent_decode_str(raw_id)
+                .decode_utf8()
+                .map_err(|_| ApiError::Validation(crate::error::INVALID_MODEL_ID.into()))?
+                .into_owned();
+            return match *method {
+                Method::GET if !model_identifier.is_empty() => {
+                    Ok(Operation::GetFoundationModel { model_identifier })
+                }
+                _ => Err(unknown()),
+            };
+        }
         let rest = raw_path.strip_prefix("/model/").ok_or_else(unknown)?;
         let (raw_id, action) = rest.rsplit_once('/').ok_or_else(unknown)?;
         if raw_id.is_empty() {
@@ -108,6 +134,22 @@ mod tests {
             Operation::parse(&Method::POST, &format!("/model/{arn}/invoke")).unwrap(),
             invoke(arn)
         );
+    }
+
+    #[test]
+    fn control_plane_routes() {
+        assert_eq!(
+            Operation::parse(&Method::GET, "/foundation-models").unwrap(),
+            Operation::ListFoundationModels
+        );
+        assert_eq!(
+            Operation::parse(&Method::GET, "/foundation-models/arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fanthropic.claude-v2").unwrap(),
+            Operation::GetFoundationModel {
+                model_identifier: "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2".into()
+            }
+        );
+        assert!(Operation::parse(&Method::POST, "/foundation-models").is_err());
+        assert!(Operation::parse(&Method::GET, "/foundation-models/").is_err());
     }
 
     #[test]

@@ -13,6 +13,28 @@ pub struct CatalogEntry {
     /// USD per 1,000 tokens, kept as decimal strings (never floats).
     pub input_price_per_1k: String,
     pub output_price_per_1k: String,
+    /// `TEXT`, `IMAGE`, `EMBEDDING`, ... as Bedrock lists them.
+    #[serde(default = "text_only")]
+    pub input_modalities: Vec<String>,
+    #[serde(default = "text_only")]
+    pub output_modalities: Vec<String>,
+    #[serde(default = "yes")]
+    pub streaming: bool,
+    /// `ACTIVE` or `LEGACY`.
+    #[serde(default = "active")]
+    pub lifecycle: String,
+}
+
+fn text_only() -> Vec<String> {
+    vec!["TEXT".to_owned()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn active() -> String {
+    "ACTIVE".to_owned()
 }
 
 /// Field overrides for a catalog entry, from the server config.
@@ -89,6 +111,10 @@ impl Catalog {
                         .output_price_per_1k
                         .clone()
                         .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    input_modalities: text_only(),
+                    output_modalities: text_only(),
+                    streaming: true,
+                    lifecycle: active(),
                 }),
             }
         }

@@ -1,0 +1,187 @@
+//! The Bedrock control plane (`bedrock` client), served on the same listener as the runtime:
+//! the foundation-model catalog.
+
+use crate::error::INVALID_MODEL_ID;
+use crate::{resolve_model_id, ApiError, ApiState, Principal};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use outcrop_models::CatalogEntry;
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+
+/// `GET /foundation-models` with its optional filters.
+pub fn list_foundation_models(
+    state: &ApiState,
+    principal: &Principal,
+    raw_query: &str,
+) -> Result<Response, ApiError> {
+    let mut by_provider = None;
+    let mut by_output = None;
+    let mut by_inference = None;
+    let mut by_customization = None;
+    for (key, value) in query_pairs(raw_query) {
+        match key.as_str() {
+            "byProvider" => {
+                let ok = !value.is_empty()
+                    && value.len() <= 63
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ' ');
+                if !ok {
+                    return Err(constraint(
+                        &value,
+                        "byProvider",
+                        "Member must satisfy regular expression pattern: [A-Za-z0-9- ]{1,63}",
+                    ));
+                }
+                by_provider = Some(value);
+            }
+            "byOutputModality" => {
+                by_output = Some(one_of(
+                    value,
+                    "byOutputModality",
+                    &["TEXT", "IMAGE", "EMBEDDING"],
+                )?)
+            }
+            "byInferenceType" => {
+                by_inference = Some(one_of(
+                    value,
+                    "byInferenceType",
+                    &["ON_DEMAND", "PROVISIONED"],
+                )?)
+            }
+            "byCustomizationType" => {
+                by_customization = Some(one_of(
+                    value,
+                    "byCustomizationType",
+                    &["FINE_TUNING", "CONTINUED_PRE_TRAINING", "DISTILLATION"],
+                )?)
+            }
+            _ => {} // e.g. projectIdentifier: nothing to filter on here
+        }
+    }
+    let summaries: Vec<Value> = state
+        .catalog
+        .entries()
+        .iter()
+        .filter(|e| {
+            by_provider
+                .as_ref()
+                .is_none_or(|p| e.provider.eq_ignore_ascii_case(p))
+        })
+        .filter(|e| {
+            by_output
+                .as_ref()
+                .is_none_or(|m| e.output_modalities.contains(m))
+        })
+        // Every model here is on-demand, and none can be customized.
+        .filter(|_| by_inference.as_deref().is_none_or(|t| t == "ON_DEMAND"))
+        .filter(|_| by_customization.is_none())
+        .map(|e| model_json(e, &principal.region))
+        .collect();
+    Ok(json_response(json!({ "modelSummaries": summaries })))
+}
+
+/// `GET /foundation-models/{modelIdentifier}`: an id or a foundation-model ARN.
+pub fn get_foundation_model(
+    state: &ApiState,
+    principal: &Principal,
+    identifier: &str,
+) -> Result<Response, ApiError> {
+    let invalid = || ApiError::Validation(INVALID_MODEL_ID.into());
+    let model_id = resolve_model_id(identifier).ok_or_else(invalid)?;
+    let entry = state.catalog.get(model_id).ok_or_else(invalid)?;
+    Ok(json_response(
+        json!({ "modelDetails": model_json(entry, &principal.region) }),
+    ))
+}
+
+/// A FoundationModelSummary / FoundationModelDetails (the two share their members).
+fn model_json(e: &CatalogEntry, region: &str) -> Value {
+    json!({
+        "modelArn": format!("arn:aws:bedrock:{region}::foundation-model/{}", e.id),
+        "modelId": e.id,
+        "modelName": e.name,
+        "providerName": e.provider,
+        "inputModalities": e.input_modalities,
+        "outputModalities": e.output_modalities,
+        "responseStreamingSupported": e.streaming,
+        "customizationsSupported": [],
+        "inferenceTypesSupported": ["ON_DEMAND"],
+        "modelLifecycle": { "status": e.lifecycle },
+    })
+}
+
+fn json_response(body: Value) -> Response {
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn constraint(value: &str, member: &str, rule: &str) -> ApiError {
+    ApiError::Validation(format!("1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {rule}"))
+}
+
+fn one_of(value: String, member: &str, allowed: &[&str]) -> Result<String, ApiError> {
+    if allowed.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(constraint(
+            &value,
+            member,
+            &format!(
+                "Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ),
+        ))
+    }
+}
+
+/// `a=b&c=d` decoded (`+` is a space, as form encoding has it).
+fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let decode = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_pairs_decode() {
+        assert_eq!(
+            query_pairs("byProvider=Anthropic&byOutputModality=TEXT&x=a%20b+c"),
+            vec![
+                ("byProvider".into(), "Anthropic".into()),
+                ("byOutputModality".into(), "TEXT".into()),
+                ("x".into(), "a b c".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn enum_violations_name_the_member() {
+        let e = one_of(
+            "AUDIO".into(),
+            "byOutputModality",
+            &["TEXT", "IMAGE", "EMBEDDING"],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 validation error detected: Value 'AUDIO' at 'byOutputModality' failed to satisfy constraint: Member must satisfy enum value set: [TEXT, IMAGE, EMBEDDING]"
+        );
+    }
+}
