@@ -53,7 +53,7 @@ def start_outcrop(binary, model, n, threads, kv):
     port, data = free_port(), tempfile.mkdtemp(prefix="outcrop-bench-")
     cfg = os.path.join(data, "c.toml")
     with open(cfg, "w") as f:
-        f.write(f"[engine]\nparallel = {n}\nthreads = {threads}\nqueue_len = 256\n")
+        f.write(f"[access]\nmode = \"open\"\n[engine]\nparallel = {n}\nthreads = {threads}\nqueue_len = 256\n")
         if kv == "per-slot":
             f.write(f"kv_unified = false\ncontext_tokens = {8192 // n}\n")
     env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_LOG="warn")

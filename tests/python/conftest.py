@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -13,6 +14,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+from enable_model_access import enable_model_access  # noqa: E402
+
+CLAUDE_MODELS = ["anthropic.claude-v2", "anthropic.claude-v2:1", "anthropic.claude-instant-v1"]
 
 
 def outcrop_binary() -> str:
@@ -32,7 +37,9 @@ def free_port() -> int:
 class Server:
     """One running `outcrop serve` process."""
 
-    def __init__(self, config: str = "", host: str = "127.0.0.1"):
+    def __init__(self, config: str = "", host: str = "127.0.0.1", enable=CLAUDE_MODELS):
+        """Starts a server; `enable` lists the models whose access is enabled first, through
+        the control plane, as a user does in the console before calling them."""
         self.port = free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="outcrop-test-")
         self.log_path = Path(self.dir.name) / "server.log"
@@ -49,6 +56,9 @@ class Server:
         )
         self.url = f"http://127.0.0.1:{self.port}"
         self.wait_healthy()
+        if enable:
+            enable_model_access(enable, endpoint_url=self.url, region_name="us-east-1",
+                                aws_access_key_id="test", aws_secret_access_key="test")
 
     def wait_healthy(self, timeout: float = 120):
         deadline = time.time() + timeout

@@ -32,7 +32,10 @@ def test_sigterm_drains_in_flight_requests():
     t = threading.Thread(target=call)
     t.start()
     deadline = time.time() + 30
-    while "authenticated" not in s.logs() and time.time() < deadline:  # the request is in flight
+    def in_flight():
+        return any("authenticated" in line and "InvokeModel" in line for line in s.logs().splitlines())
+
+    while not in_flight() and time.time() < deadline:
         time.sleep(0.02)
     assert s.stop(timeout=300) == 0
     t.join(60)
@@ -41,7 +44,7 @@ def test_sigterm_drains_in_flight_requests():
 
 
 def test_dev_key_refused_off_loopback():
-    s = Server(host="0.0.0.0")
+    s = Server(host="0.0.0.0", enable=[])  # the development key cannot enable anything here
     try:
         with pytest.raises(ClientError) as e:
             make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps(BODY))

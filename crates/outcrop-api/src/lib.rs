@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod anthropic;
 mod auth;
 mod control;
@@ -22,6 +23,7 @@ mod operation;
 mod schema;
 mod stream;
 
+pub use access::AccessMode;
 pub use anthropic::PromptMode;
 pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
@@ -52,6 +54,9 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub auth: AuthPolicy,
     pub prompt_mode: PromptMode,
+    pub access_mode: AccessMode,
+    /// Where access notifications (RFC 5322 messages) are written; `None`: nowhere.
+    pub outbox: Option<std::path::PathBuf>,
 }
 
 /// The HTTP application: Outcrop's own endpoints, and every other path through [`dispatch`].
@@ -96,8 +101,23 @@ async fn run(
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
     match operation {
         Operation::InvokeModel { model_id } => {
+            access::check_invoke(state, &principal, &model_id).await?;
             invoke::invoke_model(state, &model_id, &body, started).await
         }
+        Operation::GetFoundationModelAvailability { model_id } => {
+            access::availability(state, &principal, &model_id).await
+        }
+        Operation::ListFoundationModelAgreementOffers { model_id } => {
+            access::offers(state, &model_id)
+        }
+        Operation::CreateFoundationModelAgreement => {
+            access::create_agreement(state, &principal, &body).await
+        }
+        Operation::DeleteFoundationModelAgreement => {
+            access::delete_agreement(state, &principal, &body).await
+        }
+        Operation::PutUseCaseForModelAccess => access::put_use_case(state, &principal, &body).await,
+        Operation::GetUseCaseForModelAccess => access::get_use_case(state, &principal).await,
         Operation::ListFoundationModels => {
             control::list_foundation_models(state, &principal, parts.uri.query().unwrap_or(""))
         }
@@ -105,6 +125,7 @@ async fn run(
             control::get_foundation_model(state, &principal, &model_identifier)
         }
         Operation::InvokeModelWithResponseStream { model_id } => {
+            access::check_invoke(state, &principal, &model_id).await?;
             stream::invoke_model_with_response_stream(state, &model_id, &body, started).await
         }
     }

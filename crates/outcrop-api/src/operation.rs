@@ -19,6 +19,16 @@ pub enum Operation {
     GetFoundationModel {
         model_identifier: String,
     },
+    GetFoundationModelAvailability {
+        model_id: String,
+    },
+    ListFoundationModelAgreementOffers {
+        model_id: String,
+    },
+    CreateFoundationModelAgreement,
+    DeleteFoundationModelAgreement,
+    PutUseCaseForModelAccess,
+    GetUseCaseForModelAccess,
 }
 
 impl Operation {
@@ -29,6 +39,14 @@ impl Operation {
             Operation::InvokeModelWithResponseStream { .. } => "InvokeModelWithResponseStream",
             Operation::ListFoundationModels => "ListFoundationModels",
             Operation::GetFoundationModel { .. } => "GetFoundationModel",
+            Operation::GetFoundationModelAvailability { .. } => "GetFoundationModelAvailability",
+            Operation::ListFoundationModelAgreementOffers { .. } => {
+                "ListFoundationModelAgreementOffers"
+            }
+            Operation::CreateFoundationModelAgreement => "CreateFoundationModelAgreement",
+            Operation::DeleteFoundationModelAgreement => "DeleteFoundationModelAgreement",
+            Operation::PutUseCaseForModelAccess => "PutUseCaseForModelAccess",
+            Operation::GetUseCaseForModelAccess => "GetUseCaseForModelAccess",
         }
     }
 
@@ -39,8 +57,45 @@ impl Operation {
             method: method.to_string(),
             path: raw_path.to_owned(),
         };
-        if method == Method::GET && raw_path == "/foundation-models" {
-            return Ok(Operation::ListFoundationModels);
+        match (method, raw_path) {
+            (&Method::GET, "/foundation-models") => return Ok(Operation::ListFoundationModels),
+            (&Method::POST, "/create-foundation-model-agreement") => {
+                return Ok(Operation::CreateFoundationModelAgreement)
+            }
+            (&Method::POST, "/delete-foundation-model-agreement") => {
+                return Ok(Operation::DeleteFoundationModelAgreement)
+            }
+            (&Method::POST, "/use-case-for-model-access") => {
+                return Ok(Operation::PutUseCaseForModelAccess)
+            }
+            (&Method::GET, "/use-case-for-model-access") => {
+                return Ok(Operation::GetUseCaseForModelAccess)
+            }
+            _ => {}
+        }
+        let decode = |raw: &str| {
+            percent_decode_str(raw)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| ApiError::Validation(crate::error::INVALID_MODEL_ID.into()))
+        };
+        if let Some(raw_id) = raw_path.strip_prefix("/foundation-model-availability/") {
+            let model_id = decode(raw_id)?;
+            return match *method {
+                Method::GET if !model_id.is_empty() => {
+                    Ok(Operation::GetFoundationModelAvailability { model_id })
+                }
+                _ => Err(unknown()),
+            };
+        }
+        if let Some(raw_id) = raw_path.strip_prefix("/list-foundation-model-agreement-offers/") {
+            let model_id = decode(raw_id)?;
+            return match *method {
+                Method::GET if !model_id.is_empty() => {
+                    Ok(Operation::ListFoundationModelAgreementOffers { model_id })
+                }
+                _ => Err(unknown()),
+            };
         }
         if let Some(raw_id) = raw_path.strip_prefix("/foundation-models/") {
             let model_identifier = percent_decode_str(raw_id)

@@ -34,8 +34,13 @@ fn models_dir() -> String {
 /// Starts `outcrop serve` on a free port and waits for its "listening on" line.
 fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
+    // Model access is covered by the boto3 suite; these tests run with every model enabled.
+    let config = dir.path().join("outcrop.toml");
+    std::fs::write(&config, "[access]\nmode = \"open\"\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_outcrop"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(dir.path())
         .env("OUTCROP_MODELS_DIR", models_dir())
         .env("OUTCROP_LOG", "info")

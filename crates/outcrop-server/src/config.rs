@@ -1,7 +1,7 @@
 //! The server configuration: built-in defaults, then the TOML file, then flags and
 //! environment variables (applied by the CLI).
 
-use outcrop_api::PromptMode;
+use outcrop_api::{AccessMode, PromptMode};
 use outcrop_models::CatalogOverride;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -27,6 +27,7 @@ pub struct Config {
     /// generations are ended.
     pub shutdown_grace_secs: u64,
     pub auth: AuthConfig,
+    pub access: AccessConfig,
     pub validation: ValidationConfig,
     pub engine: EngineSettings,
     /// Local models by name: where the GGUF file is (default: `<models_dir>/<name>.gguf`).
@@ -40,6 +41,13 @@ pub struct Config {
 pub struct AuthConfig {
     /// Accept the development key pair (`test`/`test`) on non-loopback addresses too.
     pub allow_dev_key_on_any_address: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// `explicit` (as Bedrock: enable each model first) or `open` (every model enabled).
+    pub mode: AccessMode,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -104,6 +112,7 @@ impl Default for Config {
             pull_missing_models: true,
             shutdown_grace_secs: 30,
             auth: AuthConfig::default(),
+            access: AccessConfig::default(),
             validation: ValidationConfig::default(),
             engine: EngineSettings::default(),
             backing_models: BTreeMap::new(),

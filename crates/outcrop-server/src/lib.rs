@@ -47,6 +47,8 @@ pub async fn serve(
             allow_dev_key_anywhere: config.auth.allow_dev_key_on_any_address,
         },
         prompt_mode: config.validation.claude_prompt,
+        access_mode: config.access.mode,
+        outbox: Some(data_dir.join("outbox")),
     });
     let app = outcrop_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{addr}");

@@ -49,4 +49,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The credential for an access key id, if there is one.
     async fn credential(&self, access_key_id: &str) -> Result<Option<Credential>, StoreError>;
+
+    /// Records the account's agreement for a model; `false` if it already had one.
+    async fn create_agreement(&self, account_id: &str, model_id: &str) -> Result<bool, StoreError>;
+
+    /// Removes the account's agreement for a model; `false` if there was none.
+    async fn delete_agreement(&self, account_id: &str, model_id: &str) -> Result<bool, StoreError>;
+
+    async fn has_agreement(&self, account_id: &str, model_id: &str) -> Result<bool, StoreError>;
+
+    /// Stores (replacing) the account's model-access use-case form.
+    async fn put_use_case(&self, account_id: &str, form_data: &[u8]) -> Result<(), StoreError>;
+
+    async fn use_case(&self, account_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }

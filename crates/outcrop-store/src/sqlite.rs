@@ -70,7 +70,62 @@ impl Store for SqliteStore {
             loopback_only: r.get::<i64, _>(5) != 0,
         }))
     }
+
+    async fn create_agreement(&self, account_id: &str, model_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO model_agreements (account_id, model_id) VALUES (?, ?)",
+        )
+        .bind(account_id)
+        .bind(model_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_agreement(&self, account_id: &str, model_id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM model_agreements WHERE account_id = ? AND model_id = ?")
+                .bind(account_id)
+                .bind(model_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn has_agreement(&self, account_id: &str, model_id: &str) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 FROM model_agreements WHERE account_id = ? AND model_id = ?")
+                .bind(account_id)
+                .bind(model_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
+    async fn put_use_case(&self, account_id: &str, form_data: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO use_case_forms (account_id, form_data) VALUES (?, ?)
+             ON CONFLICT(account_id) DO UPDATE SET form_data = excluded.form_data,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(account_id)
+        .bind(form_data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn use_case(&self, account_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT form_data FROM use_case_forms WHERE account_id = ?")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
 }
+
+#[cfg(test)]
+mod access_tests;
 
 #[cfg(test)]
 mod tests {

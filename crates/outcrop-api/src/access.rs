@@ -1,0 +1,299 @@
+//! Model access, as the Bedrock console's "Model access" page drives it through the control
+//! plane: agreement offers, agreements, the use-case form Anthropic requires, availability,
+//! and the check every runtime call passes (`AccessDeniedException` without access).
+
+use crate::error::INVALID_MODEL_ID;
+use crate::{resolve_model_id, ApiError, ApiState, Principal};
+use aws_smithy_types::base64;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use outcrop_models::CatalogEntry;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+pub const ACCESS_DENIED: &str = "You don't have access to the model with the specified model ID.";
+
+/// Who may invoke what without asking first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessMode {
+    /// As on Bedrock: a model needs an agreement (and, for Anthropic, a use-case form).
+    #[default]
+    Explicit,
+    /// Every catalog model is invocable (CI, quick experiments).
+    Open,
+}
+
+/// Whether the account may invoke the model now.
+async fn entitled(state: &ApiState, account: &str, entry: &CatalogEntry) -> Result<bool, ApiError> {
+    if state.access_mode == AccessMode::Open {
+        return Ok(true);
+    }
+    if !state.store.has_agreement(account, &entry.id).await? {
+        return Ok(false);
+    }
+    Ok(!needs_use_case(entry) || state.store.use_case(account).await?.is_some())
+}
+
+fn needs_use_case(entry: &CatalogEntry) -> bool {
+    entry.provider.eq_ignore_ascii_case("anthropic")
+}
+
+/// The runtime's access check. Unknown ids pass here: the operation refuses them itself.
+pub async fn check_invoke(
+    state: &ApiState,
+    principal: &Principal,
+    identifier: &str,
+) -> Result<(), ApiError> {
+    let Some(entry) = resolve_model_id(identifier).and_then(|id| state.catalog.get(id)) else {
+        return Ok(());
+    };
+    if entitled(state, &principal.account_id, entry).await? {
+        Ok(())
+    } else {
+        Err(ApiError::AccessDenied(ACCESS_DENIED.into()))
+    }
+}
+
+fn catalog_entry<'s>(state: &'s ApiState, identifier: &str) -> Result<&'s CatalogEntry, ApiError> {
+    resolve_model_id(identifier)
+        .and_then(|id| state.catalog.get(id))
+        .ok_or_else(|| ApiError::Validation(INVALID_MODEL_ID.into()))
+}
+
+/// The one public offer of a model; its token names the model, so it cannot be replayed for
+/// another one.
+fn offer_token(model_id: &str) -> String {
+    let digest = Sha256::digest(format!("outcrop-offer/{model_id}"));
+    format!("offer-{}", &hex::encode(digest)[..40])
+}
+
+fn respond(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn body_json(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::Validation(
+            "The request body is not a valid JSON object.".into(),
+        )),
+    }
+}
+
+fn required_str<'b>(
+    body: &'b serde_json::Map<String, Value>,
+    member: &str,
+) -> Result<&'b str, ApiError> {
+    body.get(member).and_then(Value::as_str).ok_or_else(|| {
+        ApiError::Validation(format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        ))
+    })
+}
+
+/// `GET /foundation-model-availability/{modelId}`
+pub async fn availability(
+    state: &ApiState,
+    principal: &Principal,
+    identifier: &str,
+) -> Result<Response, ApiError> {
+    let entry = catalog_entry(state, identifier)?;
+    let agreed = state.access_mode == AccessMode::Open
+        || state
+            .store
+            .has_agreement(&principal.account_id, &entry.id)
+            .await?;
+    let entitled = entitled(state, &principal.account_id, entry).await?;
+    let available = |yes: bool| if yes { "AVAILABLE" } else { "NOT_AVAILABLE" };
+    Ok(respond(
+        StatusCode::OK,
+        json!({
+            "modelId": entry.id,
+            "agreementAvailability": { "status": available(agreed) },
+            "authorizationStatus": "AUTHORIZED",
+            "entitlementAvailability": available(entitled),
+            "regionAvailability": "AVAILABLE",
+        }),
+    ))
+}
+
+/// `GET /list-foundation-model-agreement-offers/{modelId}`
+pub fn offers(state: &ApiState, identifier: &str) -> Result<Response, ApiError> {
+    let entry = catalog_entry(state, identifier)?;
+    let rate = |dimension: &str, price: &str, what: &str| json!({ "dimension": dimension, "price": price, "description": format!("{what} tokens, USD per 1,000"), "unit": "1K tokens" });
+    Ok(respond(
+        StatusCode::OK,
+        json!({
+            "modelId": entry.id,
+            "offers": [{
+                "offerId": format!("outcrop-public-{}", entry.id),
+                "offerToken": offer_token(&entry.id),
+                "termDetails": {
+                    "usageBasedPricingTerm": { "rateCard": [
+                        rate("input_tokens", &entry.input_price_per_1k, "Input"),
+                        rate("output_tokens", &entry.output_price_per_1k, "Output"),
+                    ]},
+                    "legalTerm": { "url": "https://aws.amazon.com/service-terms/" },
+                    "supportTerm": { "refundPolicyDescription": "No refunds: usage is metered per token." },
+                },
+            }],
+        }),
+    ))
+}
+
+/// `POST /create-foundation-model-agreement` (202)
+pub async fn create_agreement(
+    state: &ApiState,
+    principal: &Principal,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let body = body_json(body)?;
+    let token = required_str(&body, "offerToken")?;
+    let entry = catalog_entry(state, required_str(&body, "modelId")?)?;
+    if token != offer_token(&entry.id) {
+        return Err(ApiError::Validation(
+            "The provided offer token is invalid.".into(),
+        ));
+    }
+    let created = state
+        .store
+        .create_agreement(&principal.account_id, &entry.id)
+        .await?;
+    if created {
+        let granted = entitled(state, &principal.account_id, entry).await?;
+        notify(state, principal, entry, granted);
+    }
+    Ok(respond(
+        StatusCode::ACCEPTED,
+        json!({ "modelId": entry.id }),
+    ))
+}
+
+/// `POST /delete-foundation-model-agreement` (202)
+pub async fn delete_agreement(
+    state: &ApiState,
+    principal: &Principal,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let body = body_json(body)?;
+    let entry = catalog_entry(state, required_str(&body, "modelId")?)?;
+    if !state
+        .store
+        .delete_agreement(&principal.account_id, &entry.id)
+        .await?
+    {
+        return Err(ApiError::ResourceNotFound(format!(
+            "No agreement found for model {}.",
+            entry.id
+        )));
+    }
+    Ok(respond(StatusCode::ACCEPTED, json!({})))
+}
+
+/// `POST /use-case-for-model-access` (201): the form is a JSON document (company name,
+/// website, intended users, industry, use cases), base64-encoded in `formData`.
+pub async fn put_use_case(
+    state: &ApiState,
+    principal: &Principal,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let body = body_json(body)?;
+    let form = base64::decode(required_str(&body, "formData")?)
+        .map_err(|_| ApiError::Validation("formData must be base64-encoded.".into()))?;
+    if !(10..=16384).contains(&form.len()) {
+        return Err(ApiError::Validation(format!(
+            "1 validation error detected: Value at 'formData' failed to satisfy constraint: Member must have length between 10 and 16384, found {}",
+            form.len()
+        )));
+    }
+    if !matches!(serde_json::from_slice::<Value>(&form), Ok(Value::Object(_))) {
+        return Err(ApiError::Validation(
+            "The use case form must be a JSON object.".into(),
+        ));
+    }
+    state
+        .store
+        .put_use_case(&principal.account_id, &form)
+        .await?;
+    Ok(respond(StatusCode::CREATED, json!({})))
+}
+
+/// `GET /use-case-for-model-access`
+pub async fn get_use_case(state: &ApiState, principal: &Principal) -> Result<Response, ApiError> {
+    match state.store.use_case(&principal.account_id).await? {
+        Some(form) => Ok(respond(
+            StatusCode::OK,
+            json!({ "formData": base64::encode(form) }),
+        )),
+        None => Err(ApiError::ResourceNotFound(
+            "No use case found for this account.".into(),
+        )),
+    }
+}
+
+/// The approval e-mail of the Bedrock console, as an RFC 5322 message in the outbox.
+fn notify(state: &ApiState, principal: &Principal, entry: &CatalogEntry, granted: bool) {
+    let Some(outbox) = &state.outbox else { return };
+    let now = chrono::Utc::now();
+    let (subject, text) = if granted {
+        (
+            format!("Access granted: {} on Amazon Bedrock (Outcrop)", entry.name),
+            format!(
+                "You now have access to {} ({}). It can be invoked at once.",
+                entry.name, entry.id
+            ),
+        )
+    } else {
+        (
+            format!("Agreement recorded: {} on Amazon Bedrock (Outcrop)", entry.name),
+            format!(
+                "The agreement for {} ({}) is recorded. Submit the use case form (PutUseCaseForModelAccess) to use it.",
+                entry.name, entry.id
+            ),
+        )
+    };
+    let message = format!(
+        "From: Outcrop <no-reply@outcrop.localhost>\r\nTo: account {account} <{arn}>\r\nSubject: {subject}\r\n\
+         Date: {date}\r\nMessage-ID: <{id}@outcrop.localhost>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n",
+        account = principal.account_id,
+        arn = principal.arn,
+        date = now.to_rfc2822(),
+        id = uuid::Uuid::new_v4(),
+    );
+    let file: PathBuf = outbox.join(format!(
+        "{}-{}.eml",
+        now.format("%Y%m%dT%H%M%S%3fZ"),
+        entry.id.replace(':', "_")
+    ));
+    if let Err(e) = std::fs::create_dir_all(outbox).and_then(|()| std::fs::write(&file, message)) {
+        tracing::warn!(error = %e, path = %file.display(), "could not write the access notification");
+    } else {
+        tracing::info!(path = %file.display(), model = %entry.id, granted, "access notification written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_tokens_are_per_model() {
+        assert_eq!(
+            offer_token("anthropic.claude-v2"),
+            offer_token("anthropic.claude-v2")
+        );
+        assert_ne!(
+            offer_token("anthropic.claude-v2"),
+            offer_token("anthropic.claude-v2:1")
+        );
+        assert!(offer_token("x").starts_with("offer-"));
+    }
+}
