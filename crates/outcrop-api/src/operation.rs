@@ -5,6 +5,9 @@ use crate::ApiError;
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
 
+/// Builds an operation from a decoded path parameter.
+type MakeOperation = fn(String) -> Operation;
+
 /// A recognised operation and its path parameters, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
@@ -79,45 +82,34 @@ impl Operation {
                 .map(|s| s.into_owned())
                 .map_err(|_| ApiError::Validation(crate::error::INVALID_MODEL_ID.into()))
         };
-        if let Some(raw_id) = raw_path.strip_prefix("/foundation-model-availability/") {
-            let model_id = decode(raw_id)?;
-            return match *method {
-                Method::GET if !model_id.is_empty() => {
-                    Ok(Operation::GetFoundationModelAvailability { model_id })
-                }
-                _ => Err(unknown()),
-            };
-        }
-        if let Some(raw_id) = raw_path.strip_prefix("/list-foundation-model-agreement-offers/") {
-            let model_id = decode(raw_id)?;
-            return match *method {
-                Method::GET if !model_id.is_empty() => {
-                    Ok(Operation::ListFoundationModelAgreementOffers { model_id })
-                }
-                _ => Err(unknown()),
-            };
-        }
-        if let Some(raw_id) = raw_path.strip_prefix("/foundation-models/") {
-            let model_identifier = percent_decode_str(raw_id)
-                .decode_utf8()
-                .map_err(|_| ApiError::Validation(crate::error::INVALID_MODEL_ID.into()))?
-                .into_owned();
-            return match *method {
-                Method::GET if !model_identifier.is_empty() => {
-                    Ok(Operation::GetFoundationModel { model_identifier })
-                }
-                _ => Err(unknown()),
-            };
+        // GET /{prefix}{model}: the control-plane reads of one model.
+        let model_routes: [(&str, MakeOperation); 3] = [
+            ("/foundation-models/", |model_identifier| {
+                Operation::GetFoundationModel { model_identifier }
+            }),
+            ("/foundation-model-availability/", |model_id| {
+                Operation::GetFoundationModelAvailability { model_id }
+            }),
+            ("/list-foundation-model-agreement-offers/", |model_id| {
+                Operation::ListFoundationModelAgreementOffers { model_id }
+            }),
+        ];
+        for (prefix, make) in model_routes {
+            if let Some(raw_id) = raw_path.strip_prefix(prefix) {
+                let model = decode(raw_id)?;
+                return if *method == Method::GET && !model.is_empty() {
+                    Ok(make(model))
+                } else {
+                    Err(unknown())
+                };
+            }
         }
         let rest = raw_path.strip_prefix("/model/").ok_or_else(unknown)?;
         let (raw_id, action) = rest.rsplit_once('/').ok_or_else(unknown)?;
         if raw_id.is_empty() {
             return Err(unknown());
         }
-        let model_id = percent_decode_str(raw_id)
-            .decode_utf8()
-            .map_err(|_| ApiError::Validation(crate::error::INVALID_MODEL_ID.into()))?
-            .into_owned();
+        let model_id = decode(raw_id)?;
         match (method, action) {
             (&Method::POST, "invoke") => Ok(Operation::InvokeModel { model_id }),
             (&Method::POST, "invoke-with-response-stream") => {
