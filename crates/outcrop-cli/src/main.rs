@@ -1,5 +1,7 @@
 //! `outcrop`: the command line. Thin: it parses flags and calls the server and models crates.
 
+mod identities;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use outcrop_server::Config;
@@ -23,6 +25,12 @@ enum Command {
     /// Manage local model files.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Manage IAM-style users of the default account.
+    #[command(subcommand)]
+    Users(identities::UsersCommand),
+    /// Manage access keys (for SigV4) of users.
+    #[command(subcommand)]
+    Keys(identities::KeysCommand),
 }
 
 #[derive(clap::Args)]
@@ -89,6 +97,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
+        Command::Users(command) => runtime()?.block_on(identities::users(command)),
+        Command::Keys(command) => runtime()?.block_on(identities::keys(command)),
         Command::Models(ModelsCommand::Pull { name, dirs }) => {
             let name = name.unwrap_or_else(|| outcrop_models::DEFAULT_MODEL.to_owned());
             let source = outcrop_models::source(&name).with_context(|| {
@@ -144,4 +154,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config,
         outcrop_server::shutdown_signal(),
     ))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }

@@ -22,15 +22,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = config.data_dir()?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let store = SqliteStore::open(&data_dir.join("outcrop.db"))
-        .await
-        .context("opening the database")?;
-    store
-        .ensure_defaults()
-        .await
-        .context("creating the default account")?;
+    let store = open_store(&data_dir).await?;
     let catalog = Catalog::builtin_with(&config.catalog)?;
 
     let engines = engines::start(&config, &catalog).await?;
@@ -83,6 +75,20 @@ pub async fn serve(
     tracing::info!("in-flight requests drained; stopping engines");
     engines.stop();
     Ok(())
+}
+
+/// Opens (creating and migrating) the data directory's database, with the default account.
+pub async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let store = SqliteStore::open(&data_dir.join("outcrop.db"))
+        .await
+        .context("opening the database")?;
+    store
+        .ensure_defaults()
+        .await
+        .context("creating the default account")?;
+    Ok(store)
 }
 
 /// Resolves on SIGINT or SIGTERM.

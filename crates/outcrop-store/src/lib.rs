@@ -33,6 +33,19 @@ pub struct Credential {
     pub loopback_only: bool,
 }
 
+/// A freshly issued key pair: the only time the secret is shown.
+#[derive(Debug, Clone)]
+pub struct NewAccessKey {
+    pub access_key_id: String,
+    pub secret: SecretKey,
+    pub principal_arn: String,
+}
+
+/// The ARN of a user, as IAM writes it.
+pub fn user_arn(account_id: &str, user_name: &str) -> String {
+    format!("arn:aws:iam::{account_id}:user/{user_name}")
+}
+
 /// Store failures; details are logged, never shown to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,4 +75,18 @@ pub trait Store: Send + Sync + 'static {
     async fn put_use_case(&self, account_id: &str, form_data: &[u8]) -> Result<(), StoreError>;
 
     async fn use_case(&self, account_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Creates an IAM-style user; `None` if the name is taken in the account.
+    async fn create_user(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Issues a new access key pair for an existing user; `None` if there is no such user.
+    async fn create_access_key(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<NewAccessKey>, StoreError>;
 }

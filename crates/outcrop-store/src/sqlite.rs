@@ -1,4 +1,7 @@
-use crate::{Credential, Store, StoreError, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY};
+use crate::{
+    user_arn, Credential, NewAccessKey, Store, StoreError, DEFAULT_ACCOUNT, DEV_ACCESS_KEY,
+    DEV_SECRET_KEY,
+};
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
 use sqlx::sqlite::{
@@ -122,6 +125,80 @@ impl Store for SqliteStore {
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
+
+    async fn create_user(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let done = sqlx::query("INSERT OR IGNORE INTO users (account_id, user_name) VALUES (?, ?)")
+            .bind(account_id)
+            .bind(user_name)
+            .execute(&self.pool)
+            .await?;
+        Ok((done.rows_affected() == 1).then(|| user_arn(account_id, user_name)))
+    }
+
+    async fn create_access_key(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<NewAccessKey>, StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM users WHERE account_id = ? AND user_name = ?")
+            .bind(account_id)
+            .bind(user_name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let key = NewAccessKey {
+            access_key_id: random_access_key_id(),
+            secret: SecretKey::new(random_secret()),
+            principal_arn: user_arn(account_id, user_name),
+        };
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, secret_access_key, account_id, principal_arn, loopback_only)
+             VALUES (?, ?, ?, ?, 0)",
+        )
+        .bind(&key.access_key_id)
+        .bind(key.secret.expose())
+        .bind(account_id)
+        .bind(&key.principal_arn)
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(key))
+    }
+}
+
+/// Random bytes from the OS (through uuid v4, which draws them from `getrandom`).
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 16);
+    while out.len() < n {
+        out.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// `AKIA` + 16 characters of `A-Z2-7`, the shape of AWS access key ids.
+fn random_access_key_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let id: String = random_bytes(16)
+        .iter()
+        .map(|b| ALPHABET[usize::from(b & 31)] as char)
+        .collect();
+    format!("AKIA{id}")
+}
+
+/// 40 characters of `A-Za-z0-9+/`, the shape of AWS secret access keys.
+fn random_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    random_bytes(40)
+        .iter()
+        .map(|b| ALPHABET[usize::from(b & 63)] as char)
+        .collect()
 }
 
 #[cfg(test)]

@@ -53,3 +53,53 @@ async fn agreements_and_use_cases_persist() {
         .await
         .unwrap());
 }
+
+#[tokio::test]
+async fn users_get_working_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("outcrop.db"))
+        .await
+        .unwrap();
+    store.ensure_defaults().await.unwrap();
+    assert!(
+        store
+            .create_access_key(DEFAULT_ACCOUNT, "alice")
+            .await
+            .unwrap()
+            .is_none(),
+        "no such user"
+    );
+    assert_eq!(
+        store
+            .create_user(DEFAULT_ACCOUNT, "alice")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("arn:aws:iam::000000000000:user/alice")
+    );
+    assert!(
+        store
+            .create_user(DEFAULT_ACCOUNT, "alice")
+            .await
+            .unwrap()
+            .is_none(),
+        "taken"
+    );
+    let a = store
+        .create_access_key(DEFAULT_ACCOUNT, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let b = store
+        .create_access_key(DEFAULT_ACCOUNT, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(a.access_key_id, b.access_key_id);
+    assert!(a.access_key_id.starts_with("AKIA") && a.access_key_id.len() == 20);
+    assert_eq!(a.secret.expose().len(), 40);
+    let cred = store.credential(&a.access_key_id).await.unwrap().unwrap();
+    assert_eq!(cred.secret.expose(), a.secret.expose());
+    assert_eq!(cred.principal_arn, "arn:aws:iam::000000000000:user/alice");
+    assert!(!cred.loopback_only);
+}
