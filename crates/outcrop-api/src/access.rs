@@ -2,11 +2,10 @@
 //! plane: agreement offers, agreements, the use-case form Anthropic requires, availability,
 //! and the check every runtime call passes (`AccessDeniedException` without access).
 
-use crate::error::INVALID_MODEL_ID;
-use crate::{resolve_model_id, ApiError, ApiState, Principal};
+use crate::{catalog_entry, json_response, resolve_model_id, ApiError, ApiState, Principal};
 use aws_smithy_types::base64;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use outcrop_models::CatalogEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -57,25 +56,11 @@ pub async fn check_invoke(
     }
 }
 
-fn catalog_entry<'s>(state: &'s ApiState, identifier: &str) -> Result<&'s CatalogEntry, ApiError> {
-    resolve_model_id(identifier)
-        .and_then(|id| state.catalog.get(id))
-        .ok_or_else(|| ApiError::Validation(INVALID_MODEL_ID.into()))
-}
-
 /// The one public offer of a model; its token names the model, so it cannot be replayed for
 /// another one.
 fn offer_token(model_id: &str) -> String {
     let digest = Sha256::digest(format!("outcrop-offer/{model_id}"));
     format!("offer-{}", &hex::encode(digest)[..40])
-}
-
-fn respond(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    response
 }
 
 fn body_json(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
@@ -112,7 +97,7 @@ pub async fn availability(
             .await?;
     let entitled = entitled(state, &principal.account_id, entry).await?;
     let available = |yes: bool| if yes { "AVAILABLE" } else { "NOT_AVAILABLE" };
-    Ok(respond(
+    Ok(json_response(
         StatusCode::OK,
         json!({
             "modelId": entry.id,
@@ -128,7 +113,7 @@ pub async fn availability(
 pub fn offers(state: &ApiState, identifier: &str) -> Result<Response, ApiError> {
     let entry = catalog_entry(state, identifier)?;
     let rate = |dimension: &str, price: &str, what: &str| json!({ "dimension": dimension, "price": price, "description": format!("{what} tokens, USD per 1,000"), "unit": "1K tokens" });
-    Ok(respond(
+    Ok(json_response(
         StatusCode::OK,
         json!({
             "modelId": entry.id,
@@ -170,7 +155,7 @@ pub async fn create_agreement(
         let granted = entitled(state, &principal.account_id, entry).await?;
         notify(state, principal, entry, granted);
     }
-    Ok(respond(
+    Ok(json_response(
         StatusCode::ACCEPTED,
         json!({ "modelId": entry.id }),
     ))
@@ -194,7 +179,7 @@ pub async fn delete_agreement(
             entry.id
         )));
     }
-    Ok(respond(StatusCode::ACCEPTED, json!({})))
+    Ok(json_response(StatusCode::ACCEPTED, json!({})))
 }
 
 /// `POST /use-case-for-model-access` (201): the form is a JSON document (company name,
@@ -222,13 +207,13 @@ pub async fn put_use_case(
         .store
         .put_use_case(&principal.account_id, &form)
         .await?;
-    Ok(respond(StatusCode::CREATED, json!({})))
+    Ok(json_response(StatusCode::CREATED, json!({})))
 }
 
 /// `GET /use-case-for-model-access`
 pub async fn get_use_case(state: &ApiState, principal: &Principal) -> Result<Response, ApiError> {
     match state.store.use_case(&principal.account_id).await? {
-        Some(form) => Ok(respond(
+        Some(form) => Ok(json_response(
             StatusCode::OK,
             json!({ "formData": base64::encode(form) }),
         )),

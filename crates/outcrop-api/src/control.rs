@@ -1,10 +1,9 @@
 //! The Bedrock control plane (`bedrock` client), served on the same listener as the runtime:
 //! the foundation-model catalog.
 
-use crate::error::INVALID_MODEL_ID;
-use crate::{resolve_model_id, ApiError, ApiState, Principal};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use crate::{json_response, ApiError, ApiState, Principal};
+use axum::http::StatusCode;
+use axum::response::Response;
 use outcrop_models::CatalogEntry;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
@@ -79,7 +78,10 @@ pub fn list_foundation_models(
         .filter(|_| by_customization.is_none())
         .map(|e| model_json(e, &principal.region))
         .collect();
-    Ok(json_response(json!({ "modelSummaries": summaries })))
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "modelSummaries": summaries }),
+    ))
 }
 
 /// `GET /foundation-models/{modelIdentifier}`: an id or a foundation-model ARN.
@@ -88,10 +90,9 @@ pub fn get_foundation_model(
     principal: &Principal,
     identifier: &str,
 ) -> Result<Response, ApiError> {
-    let invalid = || ApiError::Validation(INVALID_MODEL_ID.into());
-    let model_id = resolve_model_id(identifier).ok_or_else(invalid)?;
-    let entry = state.catalog.get(model_id).ok_or_else(invalid)?;
+    let entry = crate::catalog_entry(state, identifier)?;
     Ok(json_response(
+        StatusCode::OK,
         json!({ "modelDetails": model_json(entry, &principal.region) }),
     ))
 }
@@ -110,14 +111,6 @@ fn model_json(e: &CatalogEntry, region: &str) -> Value {
         "inferenceTypesSupported": ["ON_DEMAND"],
         "modelLifecycle": { "status": e.lifecycle },
     })
-}
-
-fn json_response(body: Value) -> Response {
-    let mut response = (StatusCode::OK, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    response
 }
 
 fn constraint(value: &str, member: &str, rule: &str) -> ApiError {

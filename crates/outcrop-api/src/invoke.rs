@@ -1,8 +1,7 @@
 //! InvokeModel: one request body in, the model family's response body out.
 
 use crate::anthropic::{completion_body, parse_text_request};
-use crate::error::INVALID_MODEL_ID;
-use crate::{resolve_model_id, ApiError, ApiState};
+use crate::{ApiError, ApiState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use outcrop_scheduler::{GenerationEvent, SchedulerHandle};
@@ -34,9 +33,8 @@ pub(crate) fn prepare<'s>(
     identifier: &str,
     body: &[u8],
 ) -> Result<Prepared<'s>, ApiError> {
-    let invalid = || ApiError::Validation(INVALID_MODEL_ID.into());
-    let model_id = resolve_model_id(identifier).ok_or_else(invalid)?;
-    let entry = state.catalog.get(model_id).ok_or_else(invalid)?;
+    let entry = crate::catalog_entry(state, identifier)?;
+    let model_id = entry.id.as_str();
     let Some(family) = family(model_id) else {
         return Err(ApiError::Validation(format!(
             "Outcrop does not serve the request format of {model_id} yet."

@@ -131,6 +131,26 @@ async fn run(
     }
 }
 
+/// The catalog entry an identifier (plain id or foundation-model ARN) names, or Bedrock's
+/// "The provided model identifier is invalid."
+pub(crate) fn catalog_entry<'s>(
+    state: &'s ApiState,
+    identifier: &str,
+) -> Result<&'s outcrop_models::CatalogEntry, ApiError> {
+    resolve_model_id(identifier)
+        .and_then(|id| state.catalog.get(id))
+        .ok_or_else(|| ApiError::Validation(error::INVALID_MODEL_ID.into()))
+}
+
+/// A JSON response with the status given: the shape of every control-plane answer.
+pub(crate) fn json_response(status: axum::http::StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
 fn too_large() -> ApiError {
     ApiError::Validation(format!(
         "1 validation error detected: Value at 'body' failed to satisfy constraint: Member must have length less than or equal to {MAX_BODY_BYTES}"
