@@ -2,7 +2,7 @@
 //! plane: agreement offers, agreements, the use-case form Anthropic requires, availability,
 //! and the check every runtime call passes (`AccessDeniedException` without access).
 
-use crate::{catalog_entry, json_response, resolve_model_id, ApiError, ApiState, Principal};
+use crate::{catalog_entry, json_response, ApiError, ApiState, Principal};
 use aws_smithy_types::base64;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -46,8 +46,8 @@ pub async fn check_invoke(
     principal: &Principal,
     identifier: &str,
 ) -> Result<(), ApiError> {
-    let Some(entry) = resolve_model_id(identifier).and_then(|id| state.catalog.get(id)) else {
-        return Ok(());
+    let Ok((entry, _profile)) = crate::runtime_entry(state, identifier) else {
+        return Ok(()); // the operation itself reports the unknown id
     };
     if entitled(state, &principal.account_id, entry).await? {
         Ok(())

@@ -73,8 +73,12 @@ pub fn list_foundation_models(
                 .as_ref()
                 .is_none_or(|m| e.output_modalities.contains(m))
         })
-        // Every model here is on-demand, and none can be customized.
-        .filter(|_| by_inference.as_deref().is_none_or(|t| t == "ON_DEMAND"))
+        // None can be customized; models without on-demand use go through profiles.
+        .filter(|e| {
+            by_inference
+                .as_deref()
+                .is_none_or(|t| t == "ON_DEMAND" && e.on_demand)
+        })
         .filter(|_| by_customization.is_none())
         .map(|e| model_json(e, &principal.region))
         .collect();
@@ -97,6 +101,119 @@ pub fn get_foundation_model(
     ))
 }
 
+/// The regions a geography's system inference profiles route to.
+fn geo_regions(geo: &str) -> &'static [&'static str] {
+    match geo {
+        "us" => &["us-east-1", "us-east-2", "us-west-2"],
+        "eu" => &["eu-central-1", "eu-west-1", "eu-west-3"],
+        "apac" => &["ap-northeast-1", "ap-southeast-1", "ap-southeast-2"],
+        "us-gov" => &["us-gov-west-1", "us-gov-east-1"],
+        _ => &[
+            "us-east-1",
+            "us-east-2",
+            "us-west-2",
+            "eu-central-1",
+            "eu-west-1",
+            "ap-northeast-1",
+        ],
+    }
+}
+
+/// An InferenceProfileSummary / GetInferenceProfile answer for `{geo}.{model id}`.
+fn profile_json(geo: &str, e: &CatalogEntry, principal: &Principal) -> Value {
+    let id = format!("{geo}.{}", e.id);
+    let regions = geo_regions(geo);
+    let label = if geo == "global" {
+        "Global".to_owned()
+    } else {
+        geo.to_uppercase()
+    };
+    json!({
+        "inferenceProfileName": format!("{label} {} {}", e.provider, e.name),
+        "description": format!("Routes requests to {} {} in {}.", e.provider, e.name, regions.join(", ")),
+        "createdAt": "2024-08-27T00:00:00Z",
+        "updatedAt": "2024-08-27T00:00:00Z",
+        "inferenceProfileArn": format!("arn:aws:bedrock:{}:{}:inference-profile/{id}", principal.region, principal.account_id),
+        "models": regions
+            .iter()
+            .map(|r| json!({ "modelArn": format!("arn:aws:bedrock:{r}::foundation-model/{}", e.id) }))
+            .collect::<Vec<_>>(),
+        "inferenceProfileId": id,
+        "status": "ACTIVE",
+        "type": "SYSTEM_DEFINED",
+    })
+}
+
+/// `GET /inference-profiles`: the system inference profiles, paginated.
+pub fn list_inference_profiles(
+    state: &ApiState,
+    principal: &Principal,
+    raw_query: &str,
+) -> Result<Response, ApiError> {
+    let mut max_results = 1000usize;
+    let mut start = 0usize;
+    let mut system = true;
+    for (key, value) in query_pairs(raw_query) {
+        match key.as_str() {
+            "maxResults" => {
+                max_results = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        constraint(
+                            &value,
+                            "maxResults",
+                            "Member must have value between 1 and 1000",
+                        )
+                    })?
+            }
+            "nextToken" => {
+                start = value
+                    .parse()
+                    .map_err(|_| ApiError::Validation("The pagination token is invalid.".into()))?
+            }
+            "type" => {
+                system = one_of(value, "typeEquals", &["SYSTEM_DEFINED", "APPLICATION"])?
+                    == "SYSTEM_DEFINED"
+            }
+            _ => {}
+        }
+    }
+    let all: Vec<Value> = state
+        .catalog
+        .entries()
+        .iter()
+        .filter(|_| system)
+        .flat_map(|e| e.inference_profiles.iter().map(move |g| (g, e)))
+        .map(|(g, e)| profile_json(g, e, principal))
+        .collect();
+    let page: Vec<Value> = all.iter().skip(start).take(max_results).cloned().collect();
+    let mut body = json!({ "inferenceProfileSummaries": page });
+    if start + max_results < all.len() {
+        body["nextToken"] = json!((start + max_results).to_string());
+    }
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// `GET /inference-profiles/{id or ARN}`.
+pub fn get_inference_profile(
+    state: &ApiState,
+    principal: &Principal,
+    identifier: &str,
+) -> Result<Response, ApiError> {
+    let found = crate::resolve_model_id(identifier).and_then(|id| state.catalog.profile(id));
+    let Some((geo, entry)) = found else {
+        return Err(ApiError::ResourceNotFound(
+            "The specified inference profile doesn't exist.".into(),
+        ));
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        profile_json(geo, entry, principal),
+    ))
+}
+
 /// A FoundationModelSummary / FoundationModelDetails (the two share their members).
 fn model_json(e: &CatalogEntry, region: &str) -> Value {
     json!({
@@ -108,7 +225,7 @@ fn model_json(e: &CatalogEntry, region: &str) -> Value {
         "outputModalities": e.output_modalities,
         "responseStreamingSupported": e.streaming,
         "customizationsSupported": [],
-        "inferenceTypesSupported": ["ON_DEMAND"],
+        "inferenceTypesSupported": if e.on_demand { json!(["ON_DEMAND"]) } else { json!(["INFERENCE_PROFILE"]) },
         "modelLifecycle": { "status": e.lifecycle },
     })
 }

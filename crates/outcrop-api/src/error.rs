@@ -174,6 +174,9 @@ impl From<GenerationError> for ApiError {
             GenerationError::Template(m) => ApiError::Validation(format!(
                 "The prompt could not be rendered for the model: {m}"
             )),
+            GenerationError::Constraint(m) => ApiError::Validation(format!(
+                "The tool input schema cannot be used for constrained decoding: {m}"
+            )),
             GenerationError::Engine(m) => {
                 tracing::error!(error = %m, "engine failure");
                 ApiError::Internal

@@ -1,30 +1,48 @@
-//! InvokeModel: one request body in, the model family's response body out.
+//! InvokeModel: one request body in, the model family's response body out. Also the steps
+//! every runtime operation shares: resolving the model id and running a generation.
 
-use crate::anthropic::{completion_body, parse_text_request};
+use crate::families::{self, Generated, ParseContext, Parsed};
 use crate::{ApiError, ApiState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use outcrop_models::CatalogEntry;
 use outcrop_scheduler::{GenerationEvent, SchedulerHandle};
-use outcrop_types::{GenerationRequest, StopReason, Usage};
+use outcrop_types::{GenerationRequest, Usage};
 use std::time::Instant;
 
-/// The body formats this instance speaks, chosen by model id.
-pub(crate) enum Family {
-    AnthropicText,
+/// A model the runtime can invoke, with the engine that serves it.
+pub(crate) struct Invocable<'s> {
+    pub entry: &'s CatalogEntry,
+    pub engine: &'s SchedulerHandle,
 }
 
-fn family(model_id: &str) -> Option<Family> {
-    (model_id.starts_with("anthropic.claude-v2")
-        || model_id.starts_with("anthropic.claude-instant-v1"))
-    .then_some(Family::AnthropicText)
+/// Resolves a runtime model identifier (id, ARN, inference profile) to its model and engine.
+/// A model offered only through inference profiles refuses its plain id, as Bedrock does.
+pub(crate) fn invocable<'s>(
+    state: &'s ApiState,
+    identifier: &str,
+) -> Result<Invocable<'s>, ApiError> {
+    let (entry, profile) = crate::runtime_entry(state, identifier)?;
+    if profile.is_none() && !entry.on_demand {
+        return Err(ApiError::Validation(format!(
+            "Invocation of model ID {} with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model.",
+            entry.id
+        )));
+    }
+    let engine = state.engines.get(&entry.backing_model).ok_or_else(|| {
+        tracing::error!(model = %entry.backing_model, "catalog names a backing model that is not loaded");
+        ApiError::ServiceUnavailable("The model is not available right now. Try again later.".into())
+    })?;
+    Ok(Invocable { entry, engine })
 }
 
-/// A validated invocation: the model family, its engine and the generation request.
+/// A validated invocation: the parsed body and the engine that runs it.
 pub(crate) struct Prepared<'s> {
     pub model_id: String,
-    pub family: Family,
+    pub parsed: Parsed,
     pub engine: &'s SchedulerHandle,
-    pub request: GenerationRequest,
+    /// Whether the model streams (the catalog's `responseStreamingSupported`).
+    pub streaming: bool,
 }
 
 /// Resolves the model and parses the body: everything an invocation checks before it runs.
@@ -33,25 +51,20 @@ pub(crate) fn prepare<'s>(
     identifier: &str,
     body: &[u8],
 ) -> Result<Prepared<'s>, ApiError> {
-    let entry = crate::catalog_entry(state, identifier)?;
-    let model_id = entry.id.as_str();
-    let Some(family) = family(model_id) else {
-        return Err(ApiError::Validation(format!(
-            "Outcrop does not serve the request format of {model_id} yet."
-        )));
-    };
-    let request = match family {
-        Family::AnthropicText => parse_text_request(body, state.prompt_mode, rand_seed())?,
-    };
-    let engine = state.engines.get(&entry.backing_model).ok_or_else(|| {
-        tracing::error!(model = %entry.backing_model, "catalog names a backing model that is not loaded");
-        ApiError::ServiceUnavailable("The model is not available right now. Try again later.".into())
-    })?;
+    let Invocable { entry, engine } = invocable(state, identifier)?;
+    let parsed = families::parse(
+        body,
+        &ParseContext {
+            entry,
+            prompt_mode: state.prompt_mode,
+            seed: rand_seed(),
+        },
+    )?;
     Ok(Prepared {
-        model_id: model_id.to_owned(),
-        family,
+        model_id: entry.id.clone(),
+        parsed,
         engine,
-        request,
+        streaming: entry.streaming,
     })
 }
 
@@ -62,12 +75,34 @@ pub async fn invoke_model(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let prepared = prepare(state, identifier, body)?;
-    let (text, reason, usage) = generate(prepared.engine, prepared.request).await?;
-    let body = match prepared.family {
-        Family::AnthropicText => completion_body(&text, &reason).to_string(),
-    };
-    let mut headers = HeaderMap::new();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let runs = prepared
+        .parsed
+        .requests
+        .iter()
+        .map(|r| generate(prepared.engine, r.clone()));
+    let generated = futures_util::future::try_join_all(runs).await?;
+    let usage = generated.iter().fold(Usage::default(), |acc, g| Usage {
+        // Several answers share one prompt: it is counted once.
+        input_tokens: g.usage.input_tokens,
+        output_tokens: acc.output_tokens + g.usage.output_tokens,
+    });
+    let body = families::response_body(&prepared.parsed, &prepared.model_id, &generated);
+    tracing::info!(
+        model = prepared.model_id,
+        input_tokens = usage.input_tokens,
+        output_tokens = usage.output_tokens,
+        "invoked"
+    );
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    insert_usage_headers(response.headers_mut(), usage, started);
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// The token counts and latency headers of a non-streaming InvokeModel answer.
+fn insert_usage_headers(headers: &mut HeaderMap, usage: Usage, started: Instant) {
     headers.insert(
         "x-amzn-bedrock-input-token-count",
         usage.input_tokens.into(),
@@ -80,27 +115,26 @@ pub async fn invoke_model(
         "x-amzn-bedrock-invocation-latency",
         (started.elapsed().as_millis() as u64).into(),
     );
-    tracing::info!(
-        model = prepared.model_id,
-        input_tokens = usage.input_tokens,
-        output_tokens = usage.output_tokens,
-        "invoked"
-    );
-    Ok((StatusCode::OK, headers, body).into_response())
 }
 
 /// Runs a generation to its end and returns the whole text.
-async fn generate(
+pub(crate) async fn generate(
     engine: &SchedulerHandle,
     request: GenerationRequest,
-) -> Result<(String, StopReason, Usage), ApiError> {
+) -> Result<Generated, ApiError> {
     let mut events = engine.submit(request)?;
     let mut text = String::new();
     while let Some(event) = events.recv().await {
         match event {
             GenerationEvent::Started { .. } => {}
             GenerationEvent::Text(t) => text.push_str(&t),
-            GenerationEvent::Finished { reason, usage } => return Ok((text, reason, usage)),
+            GenerationEvent::Finished { reason, usage } => {
+                return Ok(Generated {
+                    text,
+                    reason,
+                    usage,
+                })
+            }
             GenerationEvent::Failed(e) => return Err(e.into()),
         }
     }

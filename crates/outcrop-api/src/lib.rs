@@ -12,21 +12,23 @@
 #![forbid(unsafe_code)]
 
 mod access;
-mod anthropic;
 mod auth;
 mod control;
+mod converse;
 pub mod error;
 mod eventstream;
+mod families;
 mod health;
 mod invoke;
 mod operation;
 mod schema;
 mod stream;
+mod tools;
 
 pub use access::AccessMode;
-pub use anthropic::PromptMode;
 pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
+pub use families::PromptMode;
 pub use operation::{resolve_model_id, Operation};
 
 use axum::body::Body;
@@ -128,6 +130,24 @@ async fn run(
             access::check_invoke(state, &principal, &model_id).await?;
             stream::invoke_model_with_response_stream(state, &model_id, &body, started).await
         }
+        Operation::Converse { model_id } => {
+            access::check_invoke(state, &principal, &model_id).await?;
+            converse::converse(state, &model_id, &body, started).await
+        }
+        Operation::ConverseStream { model_id } => {
+            access::check_invoke(state, &principal, &model_id).await?;
+            converse::converse_stream(state, &model_id, &body, started).await
+        }
+        Operation::CountTokens { model_id } => {
+            access::check_invoke(state, &principal, &model_id).await?;
+            converse::count_tokens(state, &model_id, &body).await
+        }
+        Operation::ListInferenceProfiles => {
+            control::list_inference_profiles(state, &principal, parts.uri.query().unwrap_or(""))
+        }
+        Operation::GetInferenceProfile {
+            inference_profile_identifier,
+        } => control::get_inference_profile(state, &principal, &inference_profile_identifier),
     }
 }
 
@@ -140,6 +160,21 @@ pub(crate) fn catalog_entry<'s>(
     resolve_model_id(identifier)
         .and_then(|id| state.catalog.get(id))
         .ok_or_else(|| ApiError::Validation(error::INVALID_MODEL_ID.into()))
+}
+
+/// The catalog entry a runtime identifier names: a plain id, a foundation-model ARN, or a
+/// system inference profile (id or ARN; then also its geography).
+pub(crate) fn runtime_entry<'s>(
+    state: &'s ApiState,
+    identifier: &str,
+) -> Result<(&'s outcrop_models::CatalogEntry, Option<&'s str>), ApiError> {
+    let invalid = || ApiError::Validation(error::INVALID_MODEL_ID.into());
+    let id = resolve_model_id(identifier).ok_or_else(invalid)?;
+    if let Some(entry) = state.catalog.get(id) {
+        return Ok((entry, None));
+    }
+    let (geo, entry) = state.catalog.profile(id).ok_or_else(invalid)?;
+    Ok((entry, Some(geo)))
 }
 
 /// A JSON response with the status given: the shape of every control-plane answer.

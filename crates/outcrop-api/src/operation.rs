@@ -17,6 +17,19 @@ pub enum Operation {
     InvokeModelWithResponseStream {
         model_id: String,
     },
+    Converse {
+        model_id: String,
+    },
+    ConverseStream {
+        model_id: String,
+    },
+    CountTokens {
+        model_id: String,
+    },
+    ListInferenceProfiles,
+    GetInferenceProfile {
+        inference_profile_identifier: String,
+    },
     /// Control plane: the catalog (filters come from the query string).
     ListFoundationModels,
     GetFoundationModel {
@@ -40,6 +53,11 @@ impl Operation {
         match self {
             Operation::InvokeModel { .. } => "InvokeModel",
             Operation::InvokeModelWithResponseStream { .. } => "InvokeModelWithResponseStream",
+            Operation::Converse { .. } => "Converse",
+            Operation::ConverseStream { .. } => "ConverseStream",
+            Operation::CountTokens { .. } => "CountTokens",
+            Operation::ListInferenceProfiles => "ListInferenceProfiles",
+            Operation::GetInferenceProfile { .. } => "GetInferenceProfile",
             Operation::ListFoundationModels => "ListFoundationModels",
             Operation::GetFoundationModel { .. } => "GetFoundationModel",
             Operation::GetFoundationModelAvailability { .. } => "GetFoundationModelAvailability",
@@ -62,6 +80,7 @@ impl Operation {
         };
         match (method, raw_path) {
             (&Method::GET, "/foundation-models") => return Ok(Operation::ListFoundationModels),
+            (&Method::GET, "/inference-profiles") => return Ok(Operation::ListInferenceProfiles),
             (&Method::POST, "/create-foundation-model-agreement") => {
                 return Ok(Operation::CreateFoundationModelAgreement)
             }
@@ -83,7 +102,12 @@ impl Operation {
                 .map_err(|_| ApiError::Validation(crate::error::INVALID_MODEL_ID.into()))
         };
         // GET /{prefix}{model}: the control-plane reads of one model.
-        let model_routes: [(&str, MakeOperation); 3] = [
+        let model_routes: [(&str, MakeOperation); 4] = [
+            ("/inference-profiles/", |inference_profile_identifier| {
+                Operation::GetInferenceProfile {
+                    inference_profile_identifier,
+                }
+            }),
             ("/foundation-models/", |model_identifier| {
                 Operation::GetFoundationModel { model_identifier }
             }),
@@ -115,6 +139,9 @@ impl Operation {
             (&Method::POST, "invoke-with-response-stream") => {
                 Ok(Operation::InvokeModelWithResponseStream { model_id })
             }
+            (&Method::POST, "converse") => Ok(Operation::Converse { model_id }),
+            (&Method::POST, "converse-stream") => Ok(Operation::ConverseStream { model_id }),
+            (&Method::POST, "count-tokens") => Ok(Operation::CountTokens { model_id }),
             _ => Err(unknown()),
         }
     }
@@ -138,10 +165,14 @@ pub fn resolve_model_id(identifier: &str) -> Option<&str> {
                 parts.next()?,
                 parts.next()?,
             );
-            let id = resource.strip_prefix("foundation-model/")?;
+            // ...or {account}:inference-profile/{profile id}
+            let (id, shared) = match resource.strip_prefix("foundation-model/") {
+                Some(id) => (id, true),
+                None => (resource.strip_prefix("inference-profile/")?, false),
+            };
             (partition.starts_with("aws")
                 && service == "bedrock"
-                && account.is_empty()
+                && account.is_empty() == shared
                 && !id.is_empty())
             .then_some(id)
         }
@@ -214,6 +245,40 @@ mod tests {
     }
 
     #[test]
+    fn converse_count_and_profile_routes() {
+        assert_eq!(
+            Operation::parse(
+                &Method::POST,
+                "/model/us.amazon.nova-pro-v1%3A0/converse-stream"
+            )
+            .unwrap(),
+            Operation::ConverseStream {
+                model_id: "us.amazon.nova-pro-v1:0".into()
+            }
+        );
+        assert_eq!(
+            Operation::parse(&Method::POST, "/model/m/count-tokens").unwrap(),
+            Operation::CountTokens {
+                model_id: "m".into()
+            }
+        );
+        assert_eq!(
+            Operation::parse(
+                &Method::GET,
+                "/inference-profiles/us.anthropic.claude-3-haiku-20240307-v1%3A0"
+            )
+            .unwrap(),
+            Operation::GetInferenceProfile {
+                inference_profile_identifier: "us.anthropic.claude-3-haiku-20240307-v1:0".into()
+            }
+        );
+        assert_eq!(
+            Operation::parse(&Method::GET, "/inference-profiles").unwrap(),
+            Operation::ListInferenceProfiles
+        );
+    }
+
+    #[test]
     fn unknown_routes() {
         for (m, p) in [
             (Method::GET, "/model/anthropic.claude-v2/invoke"),
@@ -247,6 +312,14 @@ mod tests {
             None
         );
         assert_eq!(resolve_model_id("arn:aws:s3:::bucket"), None);
+        assert_eq!(
+            resolve_model_id("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.meta.llama3-2-1b-instruct-v1:0"),
+            Some("us.meta.llama3-2-1b-instruct-v1:0")
+        );
+        assert_eq!(
+            resolve_model_id("arn:aws:bedrock:us-east-1::inference-profile/us.x"),
+            None
+        );
         assert_eq!(resolve_model_id(&"a".repeat(2049)), None);
     }
 }

@@ -34,34 +34,107 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 /// Collects violations for one body; `finish` turns them into one error.
 pub struct Checker<'a> {
     body: &'a Map<String, Value>,
+    /// The JSON pointer of `body`: `#` at the top, `#/textGenerationConfig` inside.
+    base: String,
     violations: Vec<String>,
 }
 
 impl<'a> Checker<'a> {
     /// Starts checking; keys not in `allowed` are violations.
     pub fn new(body: &'a Map<String, Value>, allowed: &[&str]) -> Self {
+        Self::at("#".to_owned(), body, allowed)
+    }
+
+    fn at(base: String, body: &'a Map<String, Value>, allowed: &[&str]) -> Self {
         let violations = body
             .keys()
             .filter(|k| !allowed.contains(&k.as_str()))
-            .map(|k| format!("#: extraneous key [{k}] is not permitted"))
+            .map(|k| format!("{base}: extraneous key [{k}] is not permitted"))
             .collect();
-        Checker { body, violations }
+        Checker {
+            body,
+            base,
+            violations,
+        }
+    }
+
+    /// A checker for the object at `key` (or `None` when absent or not an object, which is
+    /// reported); hand it back with [`Checker::absorb`].
+    pub fn nested(
+        &mut self,
+        key: &str,
+        v: Option<&'a Value>,
+        allowed: &[&str],
+    ) -> Option<Checker<'a>> {
+        let map = self.object(key, v)?;
+        Some(Self::at(format!("{}/{key}", self.base), map, allowed))
+    }
+
+    /// Takes over the violations a nested checker found.
+    pub fn absorb(&mut self, child: Checker<'_>) {
+        self.violations.extend(child.violations);
+    }
+
+    /// The object being checked.
+    pub fn body(&self) -> &'a Map<String, Value> {
+        self.body
+    }
+
+    /// Records a violation in the validator's words, at `key` under this object.
+    pub fn violation(&mut self, key: &str, text: &str) {
+        let at = if key.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}/{key}", self.base)
+        };
+        self.violations.push(format!("{at}: {text}"));
     }
 
     pub fn required(&mut self, key: &str) -> Option<&'a Value> {
         let v = self.body.get(key);
         if v.is_none() {
             self.violations
-                .push(format!("#: required key [{key}] not found"));
+                .push(format!("{}: required key [{key}] not found", self.base));
         }
         v
     }
 
     fn wrong_type(&mut self, key: &str, expected: &str, v: &Value) {
         self.violations.push(format!(
-            "#/{key}: expected type: {expected}, found: {}",
+            "{}/{key}: expected type: {expected}, found: {}",
+            self.base,
             type_name(v)
         ));
+    }
+
+    pub fn object(&mut self, key: &str, v: Option<&'a Value>) -> Option<&'a Map<String, Value>> {
+        match v? {
+            Value::Object(m) => Some(m),
+            other => {
+                self.wrong_type(key, "JSONObject", other);
+                None
+            }
+        }
+    }
+
+    pub fn array(&mut self, key: &str, v: Option<&'a Value>) -> Option<&'a Vec<Value>> {
+        match v? {
+            Value::Array(a) => Some(a),
+            other => {
+                self.wrong_type(key, "JSONArray", other);
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, key: &str, v: Option<&'a Value>) -> Option<bool> {
+        match v? {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.wrong_type(key, "Boolean", other);
+                None
+            }
+        }
     }
 
     pub fn string(&mut self, key: &str, v: Option<&'a Value>) -> Option<&'a str> {
@@ -97,12 +170,16 @@ impl<'a> Checker<'a> {
 
     fn range(&mut self, key: &str, n: f64, min: f64, max: f64) -> bool {
         if n < min {
-            self.violations
-                .push(format!("#/{key}: {n} is not greater or equal to {min}"));
+            self.violations.push(format!(
+                "{}/{key}: {n} is not greater or equal to {min}",
+                self.base
+            ));
             false
         } else if n > max {
-            self.violations
-                .push(format!("#/{key}: {n} is not less or equal to {max}"));
+            self.violations.push(format!(
+                "{}/{key}: {n} is not less or equal to {max}",
+                self.base
+            ));
             false
         } else {
             true
@@ -123,7 +200,8 @@ impl<'a> Checker<'a> {
         };
         if items.len() > max_items {
             self.violations.push(format!(
-                "#/{key}: expected maximum item count: {max_items}, found: {}",
+                "{}/{key}: expected maximum item count: {max_items}, found: {}",
+                self.base,
                 items.len()
             ));
             return None;

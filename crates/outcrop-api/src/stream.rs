@@ -1,20 +1,38 @@
-//! InvokeModelWithResponseStream: the model's chunks as event-stream frames, each flushed as
-//! soon as its text is generated. Errors before the first byte are ordinary HTTP errors;
-//! after it, an exception frame ends the stream.
+//! Streaming responses (InvokeModelWithResponseStream, ConverseStream): generation events
+//! become event-stream frames, each flushed as soon as its text is generated. Errors before the
+//! first byte are ordinary HTTP errors; after it, an exception frame ends the stream. What the
+//! frames contain is up to a [`Shaper`]: model chunks in `bytes`, or Converse events.
 
-use crate::anthropic::TextChunks;
 use crate::eventstream;
-use crate::invoke::{prepare, Family};
+use crate::families::{self, Chunker, Parsed};
+use crate::invoke::Prepared;
 use crate::{ApiError, ApiState};
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use outcrop_scheduler::{GenerationEvent, GenerationStream};
-use outcrop_types::{GenerationError, Usage};
+use outcrop_scheduler::{GenerationEvent, GenerationStream, SchedulerHandle};
+use outcrop_types::{GenerationError, GenerationRequest, StopReason, Usage};
 use serde_json::json;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Instant;
+
+pub const UNSUPPORTED_FOR_STREAMING: &str = "The model is unsupported for streaming.";
+
+/// Turns a generation into frames.
+pub trait Shaper: Send + 'static {
+    fn start(&mut self, input_tokens: u32) -> Vec<Bytes>;
+    fn text(&mut self, text: &str) -> Vec<Bytes>;
+    fn end(&mut self, reason: &StopReason, usage: Usage, timing: Timing) -> Vec<Bytes>;
+}
+
+/// Latencies at the end of a stream, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub first_byte_ms: u64,
+    pub latency_ms: u64,
+}
 
 pub async fn invoke_model_with_response_stream(
     state: &ApiState,
@@ -22,9 +40,46 @@ pub async fn invoke_model_with_response_stream(
     body: &[u8],
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let prepared = prepare(state, identifier, body)?;
-    let mut events = prepared.engine.submit(prepared.request)?;
-    // Wait for admission: a prompt that cannot run is still an HTTP error.
+    let prepared = crate::invoke::prepare(state, identifier, body)?;
+    let Prepared {
+        model_id,
+        parsed,
+        engine,
+        streaming,
+    } = prepared;
+    let chunker = families::chunker(&parsed, &model_id).filter(|_| streaming);
+    let Some(chunker) = chunker else {
+        return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
+    };
+    let request = single_request(parsed)?;
+    let mut response = respond(engine, request, ChunkFrames { chunker, sent: 0 }, started).await?;
+    response.headers_mut().insert(
+        "x-amzn-bedrock-content-type",
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// Streams generate one answer; a body asking for several cannot stream.
+fn single_request(parsed: Parsed) -> Result<GenerationRequest, ApiError> {
+    let mut requests = parsed.requests;
+    if requests.len() != 1 {
+        return Err(ApiError::Validation(
+            "Streaming returns one generation; ask for one result (numResults / num_generations = 1).".into(),
+        ));
+    }
+    Ok(requests.remove(0))
+}
+
+/// Submits `request` and answers with an event stream shaped by `shaper`, once the
+/// generation has been admitted (until then, failures are HTTP errors).
+pub async fn respond(
+    engine: &SchedulerHandle,
+    request: GenerationRequest,
+    mut shaper: impl Shaper,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let mut events = engine.submit(request)?;
     let input_tokens = match events.recv().await {
         Some(GenerationEvent::Started { input_tokens }) => input_tokens,
         Some(GenerationEvent::Failed(e)) => return Err(e.into()),
@@ -33,17 +88,14 @@ pub async fn invoke_model_with_response_stream(
             return Err(ApiError::Internal);
         }
     };
-    let shaper = match prepared.family {
-        Family::AnthropicText => TextChunks::default(),
-    };
+    let queue = shaper.start(input_tokens).into();
     let frames = Frames {
         events,
         shaper,
         started,
         first_byte_ms: None,
-        input_tokens,
+        queue,
         done: false,
-        sent: 0,
     };
     let body = futures_util::stream::unfold(frames, |mut f| async move {
         let frame = f.next_frame().await?;
@@ -51,55 +103,51 @@ pub async fn invoke_model_with_response_stream(
     });
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = StatusCode::OK;
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         "content-type",
         HeaderValue::from_static("application/vnd.amazon.eventstream"),
-    );
-    headers.insert(
-        "x-amzn-bedrock-content-type",
-        HeaderValue::from_static("application/json"),
     );
     Ok(response)
 }
 
-/// Turns generation events into frames, one per `next_frame` call.
-struct Frames {
+/// Pulls generation events and hands out frames one at a time.
+struct Frames<S> {
     events: GenerationStream,
-    shaper: TextChunks,
+    shaper: S,
     started: Instant,
     first_byte_ms: Option<u64>,
-    input_tokens: u32,
+    queue: VecDeque<Bytes>,
     done: bool,
-    sent: usize,
 }
 
-impl Frames {
+impl<S: Shaper> Frames<S> {
     async fn next_frame(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
-        }
-        let frame = loop {
-            match self.events.recv().await {
+        loop {
+            if let Some(frame) = self.queue.pop_front() {
+                self.first_byte_ms
+                    .get_or_insert_with(|| elapsed_ms(self.started));
+                return Some(frame);
+            }
+            if self.done {
+                return None;
+            }
+            let frames = match self.events.recv().await {
                 Some(GenerationEvent::Started { .. }) => continue,
-                Some(GenerationEvent::Text(text)) => {
-                    let chunk = self.shaper.text(&text);
-                    break self.chunk(&chunk);
-                }
+                Some(GenerationEvent::Text(text)) => self.shaper.text(&text),
                 Some(GenerationEvent::Finished { reason, usage }) => {
                     self.done = true;
-                    let mut last = self.shaper.end(&reason);
-                    let first_byte = *self
-                        .first_byte_ms
-                        .get_or_insert_with(|| elapsed_ms(self.started));
-                    last["amazon-bedrock-invocationMetrics"] = json!({
-                        "inputTokenCount": usage.input_tokens,
-                        "outputTokenCount": usage.output_tokens,
-                        "invocationLatency": elapsed_ms(self.started),
-                        "firstByteLatency": first_byte,
-                    });
-                    log_end(usage, self.started, "streamed");
-                    break self.chunk(&last);
+                    let latency_ms = elapsed_ms(self.started);
+                    let timing = Timing {
+                        first_byte_ms: self.first_byte_ms.unwrap_or(latency_ms),
+                        latency_ms,
+                    };
+                    tracing::info!(
+                        input_tokens = usage.input_tokens,
+                        output_tokens = usage.output_tokens,
+                        ms = latency_ms,
+                        "streamed"
+                    );
+                    self.shaper.end(&reason, usage, timing)
                 }
                 Some(GenerationEvent::Failed(e)) => {
                     self.done = true;
@@ -113,30 +161,22 @@ impl Frames {
                         other => ApiError::from(other),
                     };
                     let (_, _, _, message) = error.wire();
-                    break eventstream::exception(error.stream_exception_type(), &message);
+                    vec![eventstream::exception(
+                        error.stream_exception_type(),
+                        &message,
+                    )]
                 }
                 None => {
                     self.done = true;
                     tracing::error!("generation stream closed without an end");
-                    break eventstream::exception(
+                    vec![eventstream::exception(
                         ApiError::Internal.stream_exception_type(),
                         &ApiError::Internal.wire().3,
-                    );
+                    )]
                 }
-            }
-        };
-        Some(frame)
-    }
-
-    fn chunk(&mut self, model_chunk: &serde_json::Value) -> Bytes {
-        self.first_byte_ms
-            .get_or_insert_with(|| elapsed_ms(self.started));
-        self.sent += 1;
-        // Bedrock pads chunks with a field of varying length so sizes leak less.
-        eventstream::chunk(
-            model_chunk,
-            1 + (self.sent * 7 + self.input_tokens as usize) % 40,
-        )
+            };
+            self.queue.extend(frames);
+        }
     }
 }
 
@@ -144,11 +184,51 @@ fn elapsed_ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-fn log_end(usage: Usage, started: Instant, what: &str) {
-    tracing::info!(
-        input_tokens = usage.input_tokens,
-        output_tokens = usage.output_tokens,
-        ms = elapsed_ms(started),
-        "{what}"
-    );
+/// Bedrock pads events with a field of varying length so sizes leak less.
+pub fn padding(n: usize) -> usize {
+    1 + (n * 7) % 40
+}
+
+/// InvokeModelWithResponseStream: a family's chunks, base64 in `chunk` events; the last one
+/// carries the invocation metrics.
+struct ChunkFrames {
+    chunker: Box<dyn Chunker>,
+    sent: usize,
+}
+
+impl ChunkFrames {
+    fn frames(&mut self, chunks: Vec<serde_json::Value>) -> Vec<Bytes> {
+        chunks
+            .iter()
+            .map(|c| {
+                self.sent += 1;
+                eventstream::chunk(c, padding(self.sent))
+            })
+            .collect()
+    }
+}
+
+impl Shaper for ChunkFrames {
+    fn start(&mut self, input_tokens: u32) -> Vec<Bytes> {
+        let chunks = self.chunker.start(input_tokens);
+        self.frames(chunks)
+    }
+
+    fn text(&mut self, text: &str) -> Vec<Bytes> {
+        let chunks = self.chunker.text(text);
+        self.frames(chunks)
+    }
+
+    fn end(&mut self, reason: &StopReason, usage: Usage, timing: Timing) -> Vec<Bytes> {
+        let mut chunks = self.chunker.end(reason, usage);
+        if let Some(last) = chunks.last_mut() {
+            last["amazon-bedrock-invocationMetrics"] = json!({
+                "inputTokenCount": usage.input_tokens,
+                "outputTokenCount": usage.output_tokens,
+                "invocationLatency": timing.latency_ms,
+                "firstByteLatency": timing.first_byte_ms,
+            });
+        }
+        self.frames(chunks)
+    }
 }

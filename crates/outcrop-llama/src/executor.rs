@@ -1,4 +1,4 @@
-use crate::prompt;
+use crate::{grammar, prompt};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
@@ -43,11 +43,15 @@ impl<'m> LlamaExecutor<'m> {
         }
     }
 
-    fn sampler(sampling: &Sampling) -> LlamaSampler {
-        if sampling.is_greedy() {
-            return LlamaSampler::greedy();
-        }
+    fn sampler(&self, sampling: &Sampling) -> Result<LlamaSampler, GenerationError> {
         let mut chain = Vec::new();
+        if let Some(constraint) = &sampling.constraint {
+            chain.push(grammar::sampler(self.model, constraint)?);
+        }
+        if sampling.is_greedy() {
+            chain.push(LlamaSampler::greedy());
+            return Ok(LlamaSampler::chain_simple(chain));
+        }
         if let Some(k) = sampling.top_k {
             chain.push(LlamaSampler::top_k(k.min(i32::MAX as u32) as i32));
         }
@@ -56,7 +60,7 @@ impl<'m> LlamaExecutor<'m> {
         }
         chain.push(LlamaSampler::temp(sampling.temperature));
         chain.push(LlamaSampler::dist(sampling.seed));
-        LlamaSampler::chain_simple(chain)
+        Ok(LlamaSampler::chain_simple(chain))
     }
 
     fn engine_err(e: impl std::fmt::Display) -> GenerationError {
@@ -80,9 +84,11 @@ impl Executor for LlamaExecutor<'_> {
         Ok(tokens.into_iter().map(|t| t.0 as u32).collect())
     }
 
-    fn begin(&mut self, seq: SeqId, sampling: &Sampling) {
+    fn begin(&mut self, seq: SeqId, sampling: &Sampling) -> Result<(), GenerationError> {
+        let sampler = self.sampler(sampling)?;
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-        self.samplers[seq] = Some(Self::sampler(sampling));
+        self.samplers[seq] = Some(sampler);
+        Ok(())
     }
 
     fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError> {

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod executor;
+mod grammar;
 mod prompt;
 
 pub use executor::LlamaExecutor;

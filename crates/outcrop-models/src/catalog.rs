@@ -8,6 +8,8 @@ pub struct CatalogEntry {
     pub id: String,
     pub name: String,
     pub provider: String,
+    /// The InvokeModel body format this id speaks (`anthropic-text`, `meta-llama`, ...).
+    pub format: String,
     /// The local model that answers for this id.
     pub backing_model: String,
     /// USD per 1,000 tokens, kept as decimal strings (never floats).
@@ -23,6 +25,13 @@ pub struct CatalogEntry {
     /// `ACTIVE` or `LEGACY`.
     #[serde(default = "active")]
     pub lifecycle: String,
+    /// Geographies (`us`, `eu`, `apac`, `global`) with a system inference profile
+    /// `{geo}.{id}` for this model.
+    #[serde(default)]
+    pub inference_profiles: Vec<String>,
+    /// Whether the plain id may be invoked; when false only an inference profile can be.
+    #[serde(default = "yes")]
+    pub on_demand: bool,
 }
 
 fn text_only() -> Vec<String> {
@@ -43,6 +52,7 @@ fn active() -> String {
 pub struct CatalogOverride {
     pub name: Option<String>,
     pub provider: Option<String>,
+    pub format: Option<String>,
     pub backing_model: Option<String>,
     pub input_price_per_1k: Option<String>,
     pub output_price_per_1k: Option<String>,
@@ -52,7 +62,9 @@ pub struct CatalogOverride {
 pub enum CatalogError {
     #[error("catalog: {0}")]
     Parse(String),
-    #[error("catalog: model {0} is new, so it needs name, provider, backing_model and prices")]
+    #[error(
+        "catalog: model {0} is new, so it needs name, provider, format, backing_model and prices"
+    )]
     Incomplete(String),
 }
 
@@ -85,6 +97,7 @@ impl Catalog {
                     };
                     set(&mut e.name, &o.name);
                     set(&mut e.provider, &o.provider);
+                    set(&mut e.format, &o.format);
                     set(&mut e.backing_model, &o.backing_model);
                     set(&mut e.input_price_per_1k, &o.input_price_per_1k);
                     set(&mut e.output_price_per_1k, &o.output_price_per_1k);
@@ -97,6 +110,10 @@ impl Catalog {
                         .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
                     provider: o
                         .provider
+                        .clone()
+                        .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
+                    format: o
+                        .format
                         .clone()
                         .ok_or_else(|| CatalogError::Incomplete(id.clone()))?,
                     backing_model: o
@@ -115,6 +132,8 @@ impl Catalog {
                     output_modalities: text_only(),
                     streaming: true,
                     lifecycle: active(),
+                    inference_profiles: Vec::new(),
+                    on_demand: true,
                 }),
             }
         }
@@ -123,6 +142,18 @@ impl Catalog {
 
     pub fn get(&self, model_id: &str) -> Option<&CatalogEntry> {
         self.entries.iter().find(|e| e.id == model_id)
+    }
+
+    /// The entry behind a system inference profile id (`us.anthropic.claude-...`), with the
+    /// profile's geography, when the model has a profile there.
+    pub fn profile(&self, profile_id: &str) -> Option<(&str, &CatalogEntry)> {
+        let (geo, model_id) = profile_id.split_once('.')?;
+        let entry = self.get(model_id)?;
+        entry
+            .inference_profiles
+            .iter()
+            .find(|g| *g == geo)
+            .map(|g| (g.as_str(), entry))
     }
 
     pub fn entries(&self) -> &[CatalogEntry] {
@@ -161,6 +192,54 @@ mod tests {
             "0.008"
         );
         assert_eq!(c.backing_models(), vec![crate::DEFAULT_MODEL]);
+    }
+
+    #[test]
+    fn builtin_lists_every_wire_doc_id_once() {
+        let c = Catalog::builtin_with(&BTreeMap::new()).unwrap();
+        for id in [
+            "ai21.j2-ultra-v1",
+            "ai21.j2-mid-v1",
+            "amazon.titan-text-express-v1",
+            "amazon.titan-text-lite-v1",
+            "meta.llama2-13b-chat-v1",
+            "meta.llama2-70b-chat-v1",
+            "meta.llama3-8b-instruct-v1:0",
+            "meta.llama3-70b-instruct-v1:0",
+            "mistral.mistral-7b-instruct-v0:2",
+            "mistral.mixtral-8x7b-instruct-v0:1",
+            "cohere.command-text-v14",
+            "cohere.command-light-text-v14",
+            "anthropic.claude-3-haiku-20240307-v1:0",
+            "amazon.nova-pro-v1:0",
+        ] {
+            assert!(c.get(id).is_some(), "{id}");
+        }
+        let mut ids: Vec<&str> = c.entries().iter().map(|e| e.id.as_str()).collect();
+        ids.sort_unstable();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "duplicate ids");
+    }
+
+    #[test]
+    fn inference_profiles_resolve_only_in_their_geographies() {
+        let c = Catalog::builtin_with(&BTreeMap::new()).unwrap();
+        let (geo, e) = c
+            .profile("us.anthropic.claude-3-haiku-20240307-v1:0")
+            .unwrap();
+        assert_eq!(
+            (geo, e.id.as_str()),
+            ("us", "anthropic.claude-3-haiku-20240307-v1:0")
+        );
+        assert!(c
+            .profile("global.anthropic.claude-sonnet-4-5-20250929-v1:0")
+            .is_some());
+        assert!(c
+            .profile("global.anthropic.claude-3-haiku-20240307-v1:0")
+            .is_none());
+        assert!(c.profile("us.anthropic.claude-v2").is_none());
+        assert!(c.profile("anthropic.claude-v2").is_none());
     }
 
     #[test]

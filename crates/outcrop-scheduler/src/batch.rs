@@ -171,18 +171,12 @@ impl Batcher {
             let job = self.waiting.pop_front().expect("head exists").job;
             self.publish();
             let input_tokens = prompt.len() as u32;
-            if job
-                .events
-                .send(GenerationEvent::Started { input_tokens })
-                .is_err()
-            {
-                continue;
-            }
             if job.request.max_tokens == 0 {
                 let usage = Usage {
                     input_tokens,
                     output_tokens: 0,
                 };
+                let _ = job.events.send(GenerationEvent::Started { input_tokens });
                 let _ = job.events.send(GenerationEvent::Finished {
                     reason: StopReason::MaxTokens,
                     usage,
@@ -190,7 +184,21 @@ impl Batcher {
                 continue;
             }
             let seq = self.free.pop().expect("checked non-empty");
-            exec.begin(seq, &job.request.sampling);
+            // A request whose sampler cannot be built fails before it is reported started.
+            if let Err(e) = exec.begin(seq, &job.request.sampling) {
+                self.free.push(seq);
+                let _ = job.events.send(GenerationEvent::Failed(e));
+                continue;
+            }
+            if job
+                .events
+                .send(GenerationEvent::Started { input_tokens })
+                .is_err()
+            {
+                exec.end(seq);
+                self.free.push(seq);
+                continue;
+            }
             self.reserved += need;
             let stops = StopMatcher::new(&job.request.stop_sequences);
             self.active.push(Active {

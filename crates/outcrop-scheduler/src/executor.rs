@@ -37,8 +37,9 @@ pub trait Executor {
     /// Renders the prompt in the model's own format and tokenizes it.
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError>;
 
-    /// Prepares slot `seq` for a new sequence: empty KV cells, a fresh sampler.
-    fn begin(&mut self, seq: SeqId, sampling: &Sampling);
+    /// Prepares slot `seq` for a new sequence: empty KV cells, a fresh sampler. Fails (and
+    /// leaves the slot free) when the sampling constraint cannot be built.
+    fn begin(&mut self, seq: SeqId, sampling: &Sampling) -> Result<(), GenerationError>;
 
     /// Decodes every entry of `work` in one batch and samples where asked, in `work` order.
     fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError>;

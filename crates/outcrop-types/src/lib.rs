@@ -51,22 +51,29 @@ pub enum Prompt {
 }
 
 /// How the next token is chosen. `temperature == 0` means greedy.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Sampling {
     pub temperature: f32,
     pub top_p: Option<f32>,
     pub top_k: Option<u32>,
     pub seed: u32,
+    /// Restricts what may be generated (grammar-constrained decoding).
+    pub constraint: Option<Constraint>,
+}
+
+/// A restriction on the generated text, enforced token by token by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Constraint {
+    /// The whole output is one JSON value valid against `schema` (a JSON Schema document).
+    Json { schema: String },
+    /// Free text until `trigger` is generated; from there on, one JSON value valid against
+    /// `schema` follows, and then the generation ends.
+    JsonAfter { trigger: String, schema: String },
 }
 
 impl Sampling {
     pub fn greedy() -> Self {
-        Sampling {
-            temperature: 0.0,
-            top_p: None,
-            top_k: None,
-            seed: 0,
-        }
+        Sampling::default()
     }
 
     pub fn is_greedy(&self) -> bool {
@@ -128,6 +135,9 @@ pub enum GenerationError {
     /// The prompt could not be turned into the model's format.
     #[error("prompt could not be rendered: {0}")]
     Template(String),
+    /// The request's output constraint could not be built (e.g. an unsupported JSON Schema).
+    #[error("output constraint rejected: {0}")]
+    Constraint(String),
     /// The engine failed while decoding.
     #[error("engine failure: {0}")]
     Engine(String),

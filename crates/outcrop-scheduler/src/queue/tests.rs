@@ -45,11 +45,17 @@ impl Executor for FakeExecutor {
         }
     }
 
-    fn begin(&mut self, seq: SeqId, _sampling: &Sampling) {
+    fn begin(&mut self, seq: SeqId, sampling: &Sampling) -> Result<(), GenerationError> {
         assert!(!self.said.contains_key(&seq), "slot {seq} begun twice");
+        if sampling.constraint.is_some() {
+            return Err(GenerationError::Constraint(
+                "the fake has no grammars".into(),
+            ));
+        }
         self.said.insert(seq, 0);
         self.next_pos.insert(seq, 0);
         self.log.lock().unwrap().begun.push(seq);
+        Ok(())
     }
 
     fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError> {
@@ -522,4 +528,29 @@ async fn abort_all_ends_running_and_waiting_work() {
     assert_eq!(h.active_sequences(), 0);
     drop(h);
     thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn a_sampler_that_cannot_be_built_fails_the_request_before_it_starts() {
+    let (h, log, _) = Setup {
+        slots: 1,
+        ..Default::default()
+    }
+    .start();
+    let mut bad = request("a bb", 10, &[]);
+    bad.sampling.constraint = Some(outcrop_types::Constraint::Json {
+        schema: "{}".into(),
+    });
+    let events = collect(h.submit(bad).unwrap()).await;
+    assert!(
+        matches!(
+            events.as_slice(),
+            [GenerationEvent::Failed(GenerationError::Constraint(_))]
+        ),
+        "{events:?}"
+    );
+    // The slot is free again: the next request runs.
+    let events = collect(h.submit(request("a", 10, &[])).unwrap()).await;
+    assert_eq!(text(&events), "Hello there");
+    assert_eq!(log.lock().unwrap().begun.len(), 1);
 }

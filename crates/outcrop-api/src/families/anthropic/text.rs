@@ -1,7 +1,8 @@
 use super::{parse_prompt, PromptMode};
+use crate::families::Chunker;
 use crate::schema::{self, Checker};
 use crate::ApiError;
-use outcrop_types::{GenerationRequest, Prompt, Sampling, StopReason};
+use outcrop_types::{GenerationRequest, Prompt, Sampling, StopReason, Usage};
 use serde_json::json;
 
 /// Claude always stops when it would start a new Human turn.
@@ -54,6 +55,7 @@ pub fn parse_text_request(
             top_p: (top_p < 1.0).then_some(top_p as f32),
             top_k: (top_k > 0).then_some(top_k as u32),
             seed,
+            constraint: None,
         },
         stop_sequences,
     })
@@ -99,7 +101,8 @@ mod tests {
                 temperature: 0.5,
                 top_p: None,
                 top_k: Some(250),
-                seed: 7
+                seed: 7,
+                constraint: None,
             }
         );
         assert_eq!(r.stop_sequences, vec![HUMAN_STOP]);
@@ -212,23 +215,22 @@ pub struct TextChunks {
     began: bool,
 }
 
-impl TextChunks {
-    /// A chunk for a piece of generated text.
-    pub fn text(&mut self, text: &str) -> serde_json::Value {
+impl Chunker for TextChunks {
+    fn text(&mut self, text: &str) -> Vec<serde_json::Value> {
         let completion = if self.began || text.starts_with(char::is_whitespace) {
             text.to_owned()
         } else {
             format!(" {text}")
         };
         self.began = true;
-        json!({ "completion": completion, "stop_reason": null, "stop": null })
+        vec![json!({ "completion": completion, "stop_reason": null, "stop": null })]
     }
 
-    /// The final chunk: empty completion, the stop reason (metrics are added by the caller).
-    pub fn end(&self, reason: &StopReason) -> serde_json::Value {
+    /// The final chunk: empty completion and the stop reason.
+    fn end(&mut self, reason: &StopReason, _usage: Usage) -> Vec<serde_json::Value> {
         let mut body = completion_body("", reason);
         body["completion"] = json!("");
-        body
+        vec![body]
     }
 }
 
@@ -241,15 +243,15 @@ mod stream_tests {
         let mut c = TextChunks::default();
         let parts: Vec<String> = ["Hello", ",", " world"]
             .iter()
-            .map(|t| c.text(t)["completion"].as_str().unwrap().to_owned())
+            .map(|t| c.text(t)[0]["completion"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(
             parts.concat(),
             completion_body("Hello, world", &StopReason::EndOfTurn)["completion"]
         );
-        assert_eq!(c.text("x")["stop_reason"], serde_json::Value::Null);
+        assert_eq!(c.text("x")[0]["stop_reason"], serde_json::Value::Null);
         assert_eq!(
-            c.end(&StopReason::EndOfTurn),
+            c.end(&StopReason::EndOfTurn, Usage::default())[0],
             json!({"completion": "", "stop_reason": "stop_sequence", "stop": "\n\nHuman:"})
         );
     }

@@ -1,0 +1,318 @@
+//! Converse, ConverseStream and CountTokens: Bedrock's model-independent runtime operations.
+//! Any text model in the catalog answers them; the conversation is rendered with the backing
+//! model's chat template, and tool calls are grammar-constrained (see `tools`).
+
+pub mod events;
+pub mod request;
+
+use crate::eventstream;
+use crate::families::{self, Family, ParseContext};
+use crate::invoke::{self, rand_seed, Invocable};
+use crate::stream::{self, padding, Shaper, Timing, UNSUPPORTED_FOR_STREAMING};
+use crate::tools::Tools;
+use crate::{json_response, ApiError, ApiState};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use events::ConverseEvents;
+use outcrop_models::CatalogEntry;
+use outcrop_scheduler::GenerationEvent;
+use outcrop_types::{GenerationError, GenerationRequest, Prompt, Sampling, StopReason, Usage};
+use request::{constraint, conversation};
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+
+/// A Converse body, validated.
+struct ConverseRequest {
+    request: GenerationRequest,
+    tools: Option<Tools>,
+}
+
+fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::Validation(
+            "The request body must be a JSON object.".into(),
+        )),
+    }
+}
+
+/// Sampling temperature when the request sets none: the model family's own default.
+fn default_temperature(entry: &CatalogEntry) -> f64 {
+    match Family::from_format(&entry.format) {
+        Some(Family::AnthropicText | Family::AnthropicMessages) => 1.0,
+        Some(Family::MetaLlama | Family::Mistral) => 0.5,
+        Some(Family::CohereCommand) => 0.9,
+        _ => 0.7,
+    }
+}
+
+fn number(
+    config: &Map<String, Value>,
+    key: &str,
+    min: f64,
+    max: f64,
+) -> Result<Option<f64>, ApiError> {
+    let Some(v) = config.get(key) else {
+        return Ok(None);
+    };
+    let path = format!("inferenceConfig.{key}");
+    let n = v
+        .as_f64()
+        .ok_or_else(|| ApiError::Validation(format!("The value at '{path}' must be a number.")))?;
+    if n < min {
+        return Err(constraint(
+            &format!("'{n}'"),
+            &path,
+            &format!("Member must have value greater than or equal to {min}"),
+        ));
+    }
+    if n > max {
+        return Err(constraint(
+            &format!("'{n}'"),
+            &path,
+            &format!("Member must have value less than or equal to {max}"),
+        ));
+    }
+    Ok(Some(n))
+}
+
+fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ConverseRequest, ApiError> {
+    let map = body_object(body)?;
+    let conv = conversation(
+        &entry.id,
+        map.get("messages"),
+        map.get("system"),
+        map.get("toolConfig"),
+    )?;
+    let empty = Map::new();
+    let config = match map.get("inferenceConfig") {
+        None => &empty,
+        Some(Value::Object(c)) => c,
+        Some(_) => {
+            return Err(ApiError::Validation(
+                "The value at 'inferenceConfig' must be an object.".into(),
+            ))
+        }
+    };
+    let max_tokens = number(config, "maxTokens", 1.0, f64::from(i32::MAX))?;
+    let temperature = number(config, "temperature", 0.0, 1.0)?;
+    let top_p = number(config, "topP", 0.0, 1.0)?;
+    let stops = match config.get("stopSequences") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|s| s.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ApiError::Validation(
+                    "The value at 'inferenceConfig.stopSequences' must be a list of strings."
+                        .into(),
+                )
+            })?,
+        Some(_) => {
+            return Err(ApiError::Validation(
+                "The value at 'inferenceConfig.stopSequences' must be a list of strings.".into(),
+            ))
+        }
+    };
+    let mut top_k = None;
+    if let Some(extra) = map.get("additionalModelRequestFields") {
+        let extra = extra.as_object().ok_or_else(|| {
+            ApiError::Validation(
+                "The value at 'additionalModelRequestFields' must be an object.".into(),
+            )
+        })?;
+        for (key, value) in extra {
+            match key.as_str() {
+                "top_k" | "topK" => {
+                    top_k = value.as_u64().map(|k| k.min(u64::from(u32::MAX)) as u32);
+                    if top_k.is_none() {
+                        return Err(ApiError::Validation(format!(
+                            "The model returned the following errors: Malformed input request: #/{key}: expected type: Integer, found: {}, please reformat your input and try again.",
+                            if value.is_string() { "String" } else { "Number" }
+                        )));
+                    }
+                }
+                "anthropic_beta" | "anthropic_version" => {}
+                other => {
+                    return Err(ApiError::Validation(format!(
+                        "The model returned the following errors: Malformed input request: #: extraneous key [{other}] is not permitted, please reformat your input and try again."
+                    )))
+                }
+            }
+        }
+    }
+    let request = GenerationRequest {
+        prompt: Prompt::Chat(conv.turns),
+        max_tokens: max_tokens.map_or(4096, |n| n as u32),
+        sampling: Sampling {
+            temperature: temperature.unwrap_or_else(|| default_temperature(entry)) as f32,
+            top_p: top_p.filter(|p| *p < 1.0).map(|p| p as f32),
+            top_k: top_k.filter(|k| *k > 0),
+            seed: rand_seed(),
+            constraint: conv.tools.as_ref().and_then(Tools::constraint),
+        },
+        stop_sequences: stops,
+    };
+    Ok(ConverseRequest {
+        request,
+        tools: conv.tools,
+    })
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+/// `POST /model/{modelId}/converse`.
+pub async fn converse(
+    state: &ApiState,
+    identifier: &str,
+    body: &[u8],
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let Invocable { entry, engine } = invoke::invocable(state, identifier)?;
+    let parsed = parse(entry, body)?;
+    let g = invoke::generate(engine, parsed.request).await?;
+    let (content, called) = events::content(parsed.tools.as_ref(), &g.text);
+    tracing::info!(
+        model = %entry.id,
+        input_tokens = g.usage.input_tokens,
+        output_tokens = g.usage.output_tokens,
+        "conversed"
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "output": { "message": { "role": "assistant", "content": content } },
+            "stopReason": events::stop_reason(&g.reason, called),
+            "usage": events::usage_json(g.usage),
+            "metrics": { "latencyMs": elapsed_ms(started) },
+        }),
+    ))
+}
+
+/// `POST /model/{modelId}/converse-stream`.
+pub async fn converse_stream(
+    state: &ApiState,
+    identifier: &str,
+    body: &[u8],
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let Invocable { entry, engine } = invoke::invocable(state, identifier)?;
+    if !entry.streaming {
+        return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
+    }
+    let parsed = parse(entry, body)?;
+    let shaper = ConverseFrames {
+        events: ConverseEvents::new(parsed.tools.as_ref()),
+        sent: 0,
+    };
+    stream::respond(engine, parsed.request, shaper, started).await
+}
+
+/// ConverseStream frames: one event per Converse event, plain JSON with Bedrock's padding.
+struct ConverseFrames {
+    events: ConverseEvents,
+    sent: usize,
+}
+
+impl ConverseFrames {
+    fn frames(&mut self, events: Vec<events::Event>) -> Vec<Bytes> {
+        events
+            .into_iter()
+            .map(|(name, mut payload)| {
+                self.sent += 1;
+                const PAD: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+                payload["p"] = json!(&PAD[..padding(self.sent)]);
+                eventstream::event(name, &payload)
+            })
+            .collect()
+    }
+}
+
+impl Shaper for ConverseFrames {
+    fn start(&mut self, _input_tokens: u32) -> Vec<Bytes> {
+        let events = self.events.start();
+        self.frames(events)
+    }
+
+    fn text(&mut self, text: &str) -> Vec<Bytes> {
+        let events = self.events.text(text);
+        self.frames(events)
+    }
+
+    fn end(&mut self, reason: &StopReason, usage: Usage, timing: Timing) -> Vec<Bytes> {
+        let events = self
+            .events
+            .end(reason, usage, json!({ "latencyMs": timing.latency_ms }));
+        self.frames(events)
+    }
+}
+
+/// `POST /model/{modelId}/count-tokens`: the prompt's size in the backing model's tokens,
+/// rendered as a generation would render it.
+pub async fn count_tokens(
+    state: &ApiState,
+    identifier: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let Invocable { entry, engine } = invoke::invocable(state, identifier)?;
+    let map = body_object(body)?;
+    let input = map.get("input").ok_or_else(|| request::not_null("input"))?;
+    let prompt = if let Some(invoke_input) = input.get("invokeModel") {
+        let b64 = invoke_input
+            .get("body")
+            .and_then(Value::as_str)
+            .ok_or_else(|| request::not_null("input.invokeModel.body"))?;
+        let raw = aws_smithy_types::base64::decode(b64).map_err(|_| {
+            ApiError::Validation(
+                "The value at 'input.invokeModel.body' must be base64-encoded.".into(),
+            )
+        })?;
+        let parsed = families::parse(
+            &raw,
+            &ParseContext {
+                entry,
+                prompt_mode: state.prompt_mode,
+                seed: 0,
+            },
+        )?;
+        parsed.requests[0].prompt.clone()
+    } else if let Some(c) = input.get("converse") {
+        let conv = conversation(
+            &entry.id,
+            c.get("messages"),
+            c.get("system"),
+            c.get("toolConfig"),
+        )?;
+        Prompt::Chat(conv.turns)
+    } else {
+        return Err(ApiError::Validation(
+            "The input must contain exactly one of invokeModel or converse.".into(),
+        ));
+    };
+    // A generation of no tokens: the scheduler tokenizes the prompt and stops.
+    let mut events = engine.submit(GenerationRequest {
+        prompt,
+        max_tokens: 0,
+        sampling: Sampling::greedy(),
+        stop_sequences: Vec::new(),
+    })?;
+    let count = loop {
+        match events.recv().await {
+            Some(GenerationEvent::Started { input_tokens }) => break input_tokens,
+            Some(GenerationEvent::Failed(GenerationError::InputTooLong {
+                prompt_tokens, ..
+            })) => break prompt_tokens,
+            Some(GenerationEvent::Failed(e)) => return Err(e.into()),
+            Some(_) => continue,
+            None => return Err(ApiError::Internal),
+        }
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "inputTokens": count }),
+    ))
+}
