@@ -25,8 +25,14 @@ def test_list_foundation_models(bedrock):
 
 
 def test_list_filters(bedrock):
-    assert bedrock.list_foundation_models(byProvider="anthropic")["modelSummaries"]
-    assert bedrock.list_foundation_models(byProvider="Meta")["modelSummaries"] == []
+    anthropic = bedrock.list_foundation_models(byProvider="anthropic")["modelSummaries"]
+    assert {m["providerName"] for m in anthropic} == {"Anthropic"} and len(anthropic) > 3
+    meta = {m["modelId"] for m in bedrock.list_foundation_models(byProvider="Meta")["modelSummaries"]}
+    assert "meta.llama3-8b-instruct-v1:0" in meta and all(m.startswith("meta.") for m in meta)
+    assert bedrock.list_foundation_models(byProvider="Nobody")["modelSummaries"] == []
+    # Models offered only through inference profiles are not on-demand.
+    on_demand = {m["modelId"] for m in bedrock.list_foundation_models(byInferenceType="ON_DEMAND")["modelSummaries"]}
+    assert "anthropic.claude-v2" in on_demand and "anthropic.claude-sonnet-4-5-20250929-v1:0" not in on_demand
     assert bedrock.list_foundation_models(byOutputModality="TEXT")["modelSummaries"]
     assert bedrock.list_foundation_models(byOutputModality="EMBEDDING")["modelSummaries"] == []
     assert bedrock.list_foundation_models(byInferenceType="PROVISIONED")["modelSummaries"] == []

@@ -11,10 +11,11 @@ pub use text::{completion_body, parse_text_request, TextChunks};
 use super::{Family, ParseContext, Parsed};
 use crate::{schema, ApiError};
 
-/// Claude 2 and Instant: a Messages body (it has `messages`) or a text-completions body.
+/// Claude 2 and Instant: a Messages body (`messages` and no `prompt`) or a text-completions
+/// body.
 pub fn parse_text_or_messages(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
     let map = schema::object(body)?;
-    if map.contains_key("messages") {
+    if map.contains_key("messages") && !map.contains_key("prompt") {
         return messages::parse(&map, cx);
     }
     let request = parse_text_request(body, cx.prompt_mode, cx.seed)?;
