@@ -1,6 +1,7 @@
 //! InvokeModel: one request body in, the model family's response body out. Also the steps
 //! every runtime operation shares: resolving the model id and running a generation.
 
+use crate::embeddings::EmbedFormat;
 use crate::families::{self, Generated, ParseContext, Parsed};
 use crate::{ApiError, ApiState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -9,6 +10,10 @@ use outcrop_models::CatalogEntry;
 use outcrop_scheduler::{GenerationEvent, SchedulerHandle};
 use outcrop_types::{GenerationRequest, Usage};
 use std::time::Instant;
+
+/// Bedrock's answer when a text-only operation names an embedding model.
+pub const NOT_A_TEXT_MODEL: &str =
+    "This action doesn't support the model that you provided. Try again with a supported text or chat model.";
 
 /// A model the runtime can invoke, with the engine that serves it.
 pub(crate) struct Invocable<'s> {
@@ -23,6 +28,9 @@ pub(crate) fn invocable<'s>(
     identifier: &str,
 ) -> Result<Invocable<'s>, ApiError> {
     let (entry, profile) = crate::runtime_entry(state, identifier)?;
+    if EmbedFormat::from_format(&entry.format).is_some() {
+        return Err(ApiError::Validation(NOT_A_TEXT_MODEL.into()));
+    }
     if profile.is_none() && !entry.on_demand {
         return Err(ApiError::Validation(format!(
             "Invocation of model ID {} with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model.",
@@ -74,6 +82,10 @@ pub async fn invoke_model(
     body: &[u8],
     started: Instant,
 ) -> Result<Response, ApiError> {
+    let (entry, _) = crate::runtime_entry(state, identifier)?;
+    if let Some(format) = EmbedFormat::from_format(&entry.format) {
+        return crate::embeddings::invoke(state, entry, format, body, started).await;
+    }
     let prepared = prepare(state, identifier, body)?;
     let runs = prepared
         .parsed

@@ -15,6 +15,7 @@ mod access;
 mod auth;
 mod control;
 mod converse;
+mod embeddings;
 pub mod error;
 mod eventstream;
 mod families;
@@ -53,6 +54,10 @@ pub struct ApiState {
     pub catalog: Catalog,
     /// Schedulers by backing-model name.
     pub engines: HashMap<String, SchedulerHandle>,
+    /// Embedding models by backing-model name.
+    pub embedders: HashMap<String, Arc<dyn outcrop_types::Embedder>>,
+    /// Embedding requests computed at once (each is a blocking task); others wait.
+    pub embed_slots: tokio::sync::Semaphore,
     pub store: Arc<dyn Store>,
     pub auth: AuthPolicy,
     pub prompt_mode: PromptMode,

@@ -40,6 +40,10 @@ pub async fn invoke_model_with_response_stream(
     body: &[u8],
     started: Instant,
 ) -> Result<Response, ApiError> {
+    let (entry, _) = crate::runtime_entry(state, identifier)?;
+    if !entry.streaming {
+        return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
+    }
     let prepared = crate::invoke::prepare(state, identifier, body)?;
     let Prepared {
         model_id,

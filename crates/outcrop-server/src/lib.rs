@@ -33,6 +33,8 @@ pub async fn serve(
     let state = Arc::new(ApiState {
         catalog,
         engines: engines.handles(),
+        embedders: engines.embedders(),
+        embed_slots: tokio::sync::Semaphore::new(2),
         store: Arc::new(store),
         auth: AuthPolicy {
             loopback_only: addr.ip().is_loopback(),

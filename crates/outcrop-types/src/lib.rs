@@ -123,6 +123,23 @@ pub struct ModelInfo {
     pub kv_tokens: u32,
 }
 
+/// A text's embedding, in the model's own dimensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    pub vector: Vec<f32>,
+    /// The text's size in the embedding model's tokens.
+    pub input_tokens: u32,
+}
+
+/// A sentence-embedding engine. Implementations live in engine crates (`outcrop-embed`); calls
+/// block, so async callers run them on a blocking thread.
+pub trait Embedder: Send + Sync {
+    fn name(&self) -> &str;
+    /// The length of the vectors it produces.
+    fn dimensions(&self) -> usize;
+    fn embed(&self, text: &str) -> Result<Embedding, GenerationError>;
+}
+
 /// A failure of a generation that is not the caller's fault unless stated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GenerationError {
