@@ -215,3 +215,76 @@ async fn aws_sdk_invoke_model_with_response_stream() {
         "stream equals InvokeModel at temperature 0"
     );
 }
+
+#[tokio::test]
+async fn aws_sdk_converse_and_converse_stream() {
+    use aws_sdk_bedrockruntime::types::{
+        ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput,
+        InferenceConfiguration, Message, StopReason,
+    };
+    let server = start_server();
+    let runtime = client(&server.url, "test", "test").await;
+    let message = Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text("Say hello.".into()))
+        .build()
+        .unwrap();
+    let config = InferenceConfiguration::builder()
+        .max_tokens(20)
+        .temperature(0.0)
+        .build();
+    let model = "us.amazon.nova-micro-v1:0";
+    let mut out = runtime
+        .converse_stream()
+        .model_id(model)
+        .messages(message.clone())
+        .inference_config(config.clone())
+        .send()
+        .await
+        .expect("stream starts");
+    let (mut events, mut text, mut output_tokens) = (Vec::new(), String::new(), 0);
+    while let Some(event) = out.stream.recv().await.expect("events decode") {
+        events.push(match event {
+            ConverseStreamOutput::MessageStart(_) => "messageStart",
+            ConverseStreamOutput::ContentBlockDelta(d) => {
+                if let Some(ContentBlockDelta::Text(t)) = d.delta() {
+                    text.push_str(t);
+                }
+                "contentBlockDelta"
+            }
+            ConverseStreamOutput::ContentBlockStop(_) => "contentBlockStop",
+            ConverseStreamOutput::MessageStop(m) => {
+                assert!(matches!(
+                    m.stop_reason(),
+                    StopReason::EndTurn | StopReason::MaxTokens
+                ));
+                "messageStop"
+            }
+            ConverseStreamOutput::Metadata(m) => {
+                output_tokens = m.usage().unwrap().output_tokens();
+                assert!(m.metrics().is_some());
+                "metadata"
+            }
+            other => panic!("unexpected event {other:?}"),
+        });
+    }
+    assert_eq!(events.first(), Some(&"messageStart"));
+    assert_eq!(events[events.len() - 2..], ["messageStop", "metadata"]);
+    assert!(output_tokens > 0);
+
+    let whole = runtime
+        .converse()
+        .model_id(model)
+        .messages(message)
+        .inference_config(config)
+        .send()
+        .await
+        .unwrap();
+    let content = whole.output().unwrap().as_message().unwrap().content();
+    assert_eq!(
+        content[0].as_text().unwrap(),
+        &text,
+        "stream equals Converse at temperature 0"
+    );
+    assert_eq!(whole.usage().unwrap().output_tokens(), output_tokens);
+}
