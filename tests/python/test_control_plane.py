@@ -34,7 +34,9 @@ def test_list_filters(bedrock):
     on_demand = {m["modelId"] for m in bedrock.list_foundation_models(byInferenceType="ON_DEMAND")["modelSummaries"]}
     assert "anthropic.claude-v2" in on_demand and "anthropic.claude-sonnet-4-5-20250929-v1:0" not in on_demand
     assert bedrock.list_foundation_models(byOutputModality="TEXT")["modelSummaries"]
-    assert bedrock.list_foundation_models(byOutputModality="EMBEDDING")["modelSummaries"] == []
+    embedding = {m["modelId"] for m in bedrock.list_foundation_models(byOutputModality="EMBEDDING")["modelSummaries"]}
+    assert embedding == {"amazon.titan-embed-text-v1", "amazon.titan-embed-text-v2:0",
+                         "cohere.embed-english-v3", "cohere.embed-multilingual-v3"}
     assert bedrock.list_foundation_models(byInferenceType="PROVISIONED")["modelSummaries"] == []
     assert bedrock.list_foundation_models(byCustomizationType="FINE_TUNING")["modelSummaries"] == []
 
