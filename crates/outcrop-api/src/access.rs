@@ -10,7 +10,7 @@ use outcrop_models::CatalogEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub const ACCESS_DENIED: &str = "You don't have access to the model with the specified model ID.";
 
@@ -36,7 +36,8 @@ async fn entitled(state: &ApiState, account: &str, entry: &CatalogEntry) -> Resu
     Ok(!needs_use_case(entry) || state.store.use_case(account).await?.is_some())
 }
 
-fn needs_use_case(entry: &CatalogEntry) -> bool {
+/// Anthropic models need the use-case form on file besides an agreement.
+pub fn needs_use_case(entry: &CatalogEntry) -> bool {
     entry.provider.eq_ignore_ascii_case("anthropic")
 }
 
@@ -225,7 +226,25 @@ pub async fn get_use_case(state: &ApiState, principal: &Principal) -> Result<Res
 
 /// The approval e-mail of the Bedrock console, as an RFC 5322 message in the outbox.
 fn notify(state: &ApiState, principal: &Principal, entry: &CatalogEntry, granted: bool) {
-    let Some(outbox) = &state.outbox else { return };
+    if let Some(outbox) = &state.outbox {
+        write_access_notification(
+            outbox,
+            &principal.account_id,
+            &principal.arn,
+            entry,
+            granted,
+        );
+    }
+}
+
+/// Writes the access notification for `entry` to `outbox` (also used by `outcrop access`).
+pub fn write_access_notification(
+    outbox: &Path,
+    account_id: &str,
+    recipient_arn: &str,
+    entry: &CatalogEntry,
+    granted: bool,
+) {
     let now = chrono::Utc::now();
     let (subject, text) = if granted {
         (
@@ -245,11 +264,9 @@ fn notify(state: &ApiState, principal: &Principal, entry: &CatalogEntry, granted
         )
     };
     let message = format!(
-        "From: Outcrop <no-reply@outcrop.localhost>\r\nTo: account {account} <{arn}>\r\nSubject: {subject}\r\n\
+        "From: Outcrop <no-reply@outcrop.localhost>\r\nTo: account {account_id} <{recipient_arn}>\r\nSubject: {subject}\r\n\
          Date: {date}\r\nMessage-ID: <{id}@outcrop.localhost>\r\nMIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n",
-        account = principal.account_id,
-        arn = principal.arn,
         date = now.to_rfc2822(),
         id = uuid::Uuid::new_v4(),
     );

@@ -20,16 +20,18 @@ pub mod error;
 mod eventstream;
 mod families;
 mod health;
+mod iam;
 mod invoke;
 mod operation;
 mod schema;
 mod stream;
 mod tools;
 
-pub use access::AccessMode;
+pub use access::{needs_use_case, write_access_notification, AccessMode};
 pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
 pub use families::PromptMode;
+pub use iam::PolicyDocument;
 pub use operation::{resolve_model_id, Operation};
 
 use axum::body::Body;
@@ -106,6 +108,7 @@ async fn run(
     let body = read_body(&parts, body).await?;
     let principal = auth::authenticate(&parts, &body, state.store.as_ref(), state.auth).await?;
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
+    iam::authorize(state, &principal, &operation).await?;
     match operation {
         Operation::InvokeModel { model_id } => {
             access::check_invoke(state, &principal, &model_id).await?;

@@ -31,6 +31,12 @@ enum Command {
     /// Manage access keys (for SigV4) of users.
     #[command(subcommand)]
     Keys(identities::KeysCommand),
+    /// Manage users' IAM-style policies.
+    #[command(subcommand)]
+    Policies(identities::PoliciesCommand),
+    /// Manage the default account's model access (agreements, the Anthropic use-case form).
+    #[command(subcommand)]
+    Access(identities::AccessCommand),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +66,12 @@ enum ModelsCommand {
     },
     /// List the models in the cache and the models that can be pulled.
     List {
+        /// List the Bedrock model catalog instead (ids, providers, formats, backing models)
+        #[arg(long)]
+        catalog: bool,
+        /// Output format for --catalog
+        #[arg(long, value_enum, default_value_t)]
+        format: identities::Format,
         #[command(flatten)]
         dirs: DirArgs,
     },
@@ -99,6 +111,8 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Users(command) => runtime()?.block_on(identities::users(command)),
         Command::Keys(command) => runtime()?.block_on(identities::keys(command)),
+        Command::Policies(command) => runtime()?.block_on(identities::policies(command)),
+        Command::Access(command) => runtime()?.block_on(identities::access(command)),
         Command::Models(ModelsCommand::Pull { name, dirs }) => {
             let name = name.unwrap_or_else(|| outcrop_models::DEFAULT_MODEL.to_owned());
             let source = outcrop_models::source(&name).with_context(|| {
@@ -109,7 +123,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", path.display());
             Ok(())
         }
-        Command::Models(ModelsCommand::List { dirs }) => {
+        Command::Models(ModelsCommand::List {
+            catalog: true,
+            format,
+            ..
+        }) => identities::print_catalog(format),
+        Command::Models(ModelsCommand::List { dirs, .. }) => {
             let dir = dirs.models_dir()?;
             let cached = outcrop_models::cached_models(&dir)?;
             println!("cached in {}:", dir.display());

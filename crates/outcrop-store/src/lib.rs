@@ -2,13 +2,16 @@
 //! [`SqliteStore`] is the embedded default; a Postgres implementation plugs in beside it.
 //!
 //! # Security
-//! Secret access keys are stored as given: SigV4 verification needs the secret itself. Protect
-//! the data directory as you would a credentials file.
+//! SigV4 verification needs each secret access key itself, so secrets are stored sealed
+//! (ChaCha20-Poly1305) under a key in a separate 0600 file ([`SecretBox`]); the database file
+//! alone reveals none. Protect the key file as you would a credentials file.
 
 #![forbid(unsafe_code)]
 
+mod secrets;
 mod sqlite;
 
+pub use secrets::SecretBox;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -41,6 +44,23 @@ pub struct NewAccessKey {
     pub principal_arn: String,
 }
 
+/// A user as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user_name: String,
+    pub arn: String,
+    pub created_at: String,
+}
+
+/// An access key as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    pub access_key_id: String,
+    pub principal_arn: String,
+    pub created_at: String,
+    pub loopback_only: bool,
+}
+
 /// The ARN of a user, as IAM writes it.
 pub fn user_arn(account_id: &str, user_name: &str) -> String {
     format!("arn:aws:iam::{account_id}:user/{user_name}")
@@ -53,6 +73,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("secret key file: {0}")]
+    KeyFile(String),
 }
 
 #[async_trait]
@@ -89,4 +111,37 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         user_name: &str,
     ) -> Result<Option<NewAccessKey>, StoreError>;
+
+    async fn list_users(&self, account_id: &str) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Deletes a user with its access keys and policies; `false` if there was no such user.
+    async fn delete_user(&self, account_id: &str, user_name: &str) -> Result<bool, StoreError>;
+
+    async fn list_access_keys(&self, account_id: &str) -> Result<Vec<AccessKeyRecord>, StoreError>;
+
+    /// Deletes an access key of the account; `false` if it has no such key.
+    async fn delete_access_key(
+        &self,
+        account_id: &str,
+        access_key_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores (replacing) a user's inline policy; `false` if there is no such user.
+    async fn put_user_policy(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// A user's inline policies as (name, document), by name.
+    async fn user_policies(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The model ids the account has agreements for, sorted.
+    async fn agreements(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
 }

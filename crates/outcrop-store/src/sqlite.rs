@@ -1,6 +1,6 @@
 use crate::{
-    user_arn, Credential, NewAccessKey, Store, StoreError, DEFAULT_ACCOUNT, DEV_ACCESS_KEY,
-    DEV_SECRET_KEY,
+    secrets::SecretBox, user_arn, AccessKeyRecord, Credential, NewAccessKey, Store, StoreError,
+    UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
 };
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -10,15 +10,20 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use std::path::Path;
 
-/// The embedded store: one SQLite file in the data directory (WAL mode).
+/// The embedded store: one SQLite file in the data directory (WAL mode), with secrets sealed
+/// by the key in `secret.key` beside it.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    secrets: SecretBox,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// Opens (creating if needed) the database at `path` and applies pending migrations. The
+    /// sealing key is `secret.key` in the same directory (created when missing).
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let key_path = path.with_file_name("secret.key");
+        let secrets = SecretBox::open_or_create(&key_path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -30,7 +35,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, secrets })
     }
 }
 
@@ -47,11 +52,25 @@ impl Store for SqliteStore {
              VALUES (?, ?, ?, ?, 1)",
         )
         .bind(DEV_ACCESS_KEY)
-        .bind(DEV_SECRET_KEY)
+        .bind(self.secrets.seal(DEV_ACCESS_KEY, DEV_SECRET_KEY))
         .bind(DEFAULT_ACCOUNT)
         .bind(format!("arn:aws:iam::{DEFAULT_ACCOUNT}:root"))
         .execute(&mut *tx)
         .await?;
+        // Seal secrets written in plain text by earlier versions.
+        let plain = sqlx::query("SELECT access_key_id, secret_access_key FROM access_keys")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in plain {
+            let (id, stored): (String, String) = (row.get(0), row.get(1));
+            if !SecretBox::is_sealed(&stored) {
+                sqlx::query("UPDATE access_keys SET secret_access_key = ? WHERE access_key_id = ?")
+                    .bind(self.secrets.seal(&id, &stored))
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -64,9 +83,14 @@ impl Store for SqliteStore {
         .bind(access_key_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| Credential {
-            access_key_id: r.get(0),
-            secret: SecretKey::new(r.get::<String, _>(1)),
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let access_key_id: String = r.get(0);
+        let secret = self.secrets.open(&access_key_id, &r.get::<String, _>(1))?;
+        Ok(Some(Credential {
+            access_key_id,
+            secret,
             session_token: r.get(2),
             account_id: r.get(3),
             principal_arn: r.get(4),
@@ -163,12 +187,137 @@ impl Store for SqliteStore {
              VALUES (?, ?, ?, ?, 0)",
         )
         .bind(&key.access_key_id)
-        .bind(key.secret.expose())
+        .bind(self.secrets.seal(&key.access_key_id, key.secret.expose()))
         .bind(account_id)
         .bind(&key.principal_arn)
         .execute(&self.pool)
         .await?;
         Ok(Some(key))
+    }
+
+    async fn list_users(&self, account_id: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_name, created_at FROM users WHERE account_id = ? ORDER BY user_name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let user_name: String = r.get(0);
+                UserRecord {
+                    arn: user_arn(account_id, &user_name),
+                    user_name,
+                    created_at: r.get(1),
+                }
+            })
+            .collect())
+    }
+
+    async fn delete_user(&self, account_id: &str, user_name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM access_keys WHERE account_id = ? AND principal_arn = ?")
+            .bind(account_id)
+            .bind(user_arn(account_id, user_name))
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE account_id = ? AND user_name = ?")
+            .bind(account_id)
+            .bind(user_name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_access_keys(&self, account_id: &str) -> Result<Vec<AccessKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT access_key_id, principal_arn, created_at, loopback_only FROM access_keys
+             WHERE account_id = ? ORDER BY created_at, access_key_id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AccessKeyRecord {
+                access_key_id: r.get(0),
+                principal_arn: r.get(1),
+                created_at: r.get(2),
+                loopback_only: r.get::<i64, _>(3) != 0,
+            })
+            .collect())
+    }
+
+    async fn delete_access_key(
+        &self,
+        account_id: &str,
+        access_key_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM access_keys WHERE account_id = ? AND access_key_id = ?")
+                .bind(account_id)
+                .bind(access_key_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_user_policy(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        policy_name: &str,
+        document: &str,
+    ) -> Result<bool, StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM users WHERE account_id = ? AND user_name = ?")
+            .bind(account_id)
+            .bind(user_name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO user_policies (account_id, user_name, policy_name, document) VALUES (?, ?, ?, ?)
+             ON CONFLICT(account_id, user_name, policy_name) DO UPDATE SET document = excluded.document,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(account_id)
+        .bind(user_name)
+        .bind(policy_name)
+        .bind(document)
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    async fn user_policies(
+        &self,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT policy_name, document FROM user_policies
+             WHERE account_id = ? AND user_name = ? ORDER BY policy_name",
+        )
+        .bind(account_id)
+        .bind(user_name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn agreements(&self, account_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT model_id FROM model_agreements WHERE account_id = ? ORDER BY model_id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 }
 
@@ -223,5 +372,56 @@ mod tests {
         assert!(cred.loopback_only);
         assert_eq!(cred.principal_arn, "arn:aws:iam::000000000000:root");
         assert!(store.credential("nope").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn users_keys_and_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outcrop.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.ensure_defaults().await.unwrap();
+        let a = DEFAULT_ACCOUNT;
+        store.create_user(a, "alice").await.unwrap().unwrap();
+        let key = store.create_access_key(a, "alice").await.unwrap().unwrap();
+        assert!(store.put_user_policy(a, "alice", "p", "{}").await.unwrap());
+        assert!(store
+            .put_user_policy(a, "alice", "p", "{\"v\": 2}")
+            .await
+            .unwrap());
+        assert!(!store.put_user_policy(a, "nobody", "p", "{}").await.unwrap());
+        assert_eq!(
+            store.user_policies(a, "alice").await.unwrap(),
+            vec![("p".to_owned(), "{\"v\": 2}".to_owned())]
+        );
+        assert_eq!(store.list_users(a).await.unwrap()[0].user_name, "alice");
+        assert_eq!(store.list_access_keys(a).await.unwrap().len(), 2);
+        // The secret is sealed: neither the database nor its WAL holds it in plain text.
+        let secret = key.secret.expose().to_owned();
+        for f in ["outcrop.db", "outcrop.db-wal"] {
+            if let Ok(bytes) = std::fs::read(dir.path().join(f)) {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{f}"
+                );
+            }
+        }
+        assert_eq!(
+            store
+                .credential(&key.access_key_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .secret
+                .expose(),
+            secret
+        );
+        assert!(store.delete_user(a, "alice").await.unwrap());
+        assert!(store
+            .credential(&key.access_key_id)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.user_policies(a, "alice").await.unwrap().is_empty());
+        assert!(!store.delete_access_key(a, "AKIANONE").await.unwrap());
     }
 }
