@@ -3,6 +3,7 @@
 import email
 import json
 from pathlib import Path
+import time
 
 import boto3
 import pytest
@@ -10,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from conftest import Server, make_client
-from enable_model_access import USE_CASE
+from enable_model_access import USE_CASE, enable_model_access
 
 DENIED = "You don't have access to the model with the specified model ID."
 BODY = json.dumps({"prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 3})
@@ -113,3 +114,64 @@ def test_open_mode_needs_no_grant():
         assert availability(control(s), "anthropic.claude-instant-v1")[1] == "AVAILABLE"
     finally:
         s.stop()
+
+
+class SmtpSink:
+    """A minimal SMTP server (one thread) that keeps every message it receives."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.messages = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as r:
+                def say(line):
+                    conn.sendall(line.encode() + b"\r\n")
+                say("220 sink ESMTP")
+                data, in_data = [], False
+                for raw in r:
+                    line = raw.decode(errors="replace").rstrip("\r\n")
+                    if in_data:
+                        if line == ".":
+                            self.messages.append("\r\n".join(data))
+                            data, in_data = [], False
+                            say("250 queued")
+                        else:
+                            data.append(line[1:] if line.startswith("..") else line)
+                    elif line.upper().startswith("EHLO"):
+                        say("250 sink")
+                    elif line.upper() == "DATA":
+                        in_data = True
+                        say("354 go on")
+                    elif line.upper() == "QUIT":
+                        say("221 bye")
+                        break
+                    else:
+                        say("250 ok")
+
+
+def test_grant_is_mailed_over_smtp_when_configured():
+    sink = SmtpSink()
+    s = Server(config=f'[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\nto = "owner@example.com"\n', enable=[])
+    try:
+        enable_model_access(["meta.llama3-8b-instruct-v1:0"], endpoint_url=s.url, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+        deadline = time.time() + 10
+        while not sink.messages and time.time() < deadline:
+            time.sleep(0.1)
+        assert sink.messages, s.logs()
+        assert "Subject: Access granted: Llama 3 8B Instruct" in sink.messages[0]
+    finally:
+        s.stop()
+        sink.sock.close()

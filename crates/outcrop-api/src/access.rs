@@ -224,27 +224,38 @@ pub async fn get_use_case(state: &ApiState, principal: &Principal) -> Result<Res
     }
 }
 
-/// The approval e-mail of the Bedrock console, as an RFC 5322 message in the outbox.
+/// Sends RFC 5322 messages somewhere (SMTP); implemented by the server. Sending happens in
+/// the background: a request never waits for a mail server.
+pub trait Mailer: Send + Sync {
+    fn send(&self, message: Vec<u8>);
+}
+
+/// The approval e-mail of the Bedrock console: an RFC 5322 message in the outbox, and sent
+/// through the mailer when one is configured.
 fn notify(state: &ApiState, principal: &Principal, entry: &CatalogEntry, granted: bool) {
     if let Some(outbox) = &state.outbox {
-        write_access_notification(
+        let message = write_access_notification(
             outbox,
             &principal.account_id,
             &principal.arn,
             entry,
             granted,
         );
+        if let Some(mailer) = &state.mailer {
+            mailer.send(message.into_bytes());
+        }
     }
 }
 
-/// Writes the access notification for `entry` to `outbox` (also used by `outcrop access`).
+/// Writes the access notification for `entry` to `outbox` (also used by `outcrop access`) and
+/// returns the message.
 pub fn write_access_notification(
     outbox: &Path,
     account_id: &str,
     recipient_arn: &str,
     entry: &CatalogEntry,
     granted: bool,
-) {
+) -> String {
     let now = chrono::Utc::now();
     let (subject, text) = if granted {
         (
@@ -275,11 +286,12 @@ pub fn write_access_notification(
         now.format("%Y%m%dT%H%M%S%3fZ"),
         entry.id.replace(':', "_")
     ));
-    if let Err(e) = std::fs::create_dir_all(outbox).and_then(|()| std::fs::write(&file, message)) {
+    if let Err(e) = std::fs::create_dir_all(outbox).and_then(|()| std::fs::write(&file, &message)) {
         tracing::warn!(error = %e, path = %file.display(), "could not write the access notification");
     } else {
         tracing::info!(path = %file.display(), model = %entry.id, granted, "access notification written");
     }
+    message
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ mod schema;
 mod stream;
 mod tools;
 
-pub use access::{needs_use_case, write_access_notification, AccessMode};
+pub use access::{needs_use_case, write_access_notification, AccessMode, Mailer};
 pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
 pub use families::PromptMode;
@@ -66,6 +66,8 @@ pub struct ApiState {
     pub access_mode: AccessMode,
     /// Where access notifications (RFC 5322 messages) are written; `None`: nowhere.
     pub outbox: Option<std::path::PathBuf>,
+    /// Sends access notifications by e-mail too, when configured.
+    pub mailer: Option<Arc<dyn Mailer>>,
 }
 
 /// The HTTP application: Outcrop's own endpoints, and every other path through [`dispatch`].

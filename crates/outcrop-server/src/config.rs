@@ -34,6 +34,34 @@ pub struct Config {
     pub backing_models: BTreeMap<String, BackingModel>,
     /// Per-model-id changes to the built-in Bedrock catalog, or new ids.
     pub catalog: BTreeMap<String, CatalogOverride>,
+    /// Send access notifications over SMTP too (they always go to `<data_dir>/outbox`).
+    pub smtp: Option<SmtpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Mail server host name or address.
+    pub host: String,
+    #[serde(default = "smtp_port")]
+    pub port: u16,
+    /// Sender address (envelope and header), e.g. `no-reply@outcrop.localhost`.
+    #[serde(default = "smtp_from")]
+    pub from: String,
+    /// Who receives the notifications (the account owner).
+    pub to: String,
+    /// Optional SMTP AUTH credentials. The connection is plain SMTP: point it at a local
+    /// relay (which may forward with TLS), not straight at a public server.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+fn smtp_port() -> u16 {
+    25
+}
+
+fn smtp_from() -> String {
+    "no-reply@outcrop.localhost".into()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -117,6 +145,7 @@ impl Default for Config {
             engine: EngineSettings::default(),
             backing_models: BTreeMap::new(),
             catalog: BTreeMap::new(),
+            smtp: None,
         }
     }
 }

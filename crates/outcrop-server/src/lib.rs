@@ -5,6 +5,7 @@
 
 pub mod config;
 mod engines;
+mod mail;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 
@@ -43,6 +44,12 @@ pub async fn serve(
         prompt_mode: config.validation.claude_prompt,
         access_mode: config.access.mode,
         outbox: Some(data_dir.join("outbox")),
+        mailer: match &config.smtp {
+            Some(smtp) => {
+                Some(Arc::new(mail::SmtpMailer::new(smtp)?) as Arc<dyn outcrop_api::Mailer>)
+            }
+            None => None,
+        },
     });
     let app = outcrop_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{addr}");
