@@ -275,6 +275,13 @@ pub async fn invoke(
     };
     tracing::info!(model = %entry.id, input_tokens = tokens, "embedded");
     let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response.extensions_mut().insert(crate::ledger::Metered {
+        model_id: entry.id.clone(),
+        usage: outcrop_types::Usage {
+            input_tokens: tokens,
+            output_tokens: 0,
+        },
+    });
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert("x-amzn-bedrock-input-token-count", tokens.into());

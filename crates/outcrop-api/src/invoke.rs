@@ -3,6 +3,7 @@
 
 use crate::embeddings::EmbedFormat;
 use crate::families::{self, Generated, ParseContext, Parsed};
+use crate::ledger::Metered;
 use crate::{ApiError, ApiState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -107,6 +108,10 @@ pub async fn invoke_model(
     );
     let mut response = (StatusCode::OK, body.to_string()).into_response();
     insert_usage_headers(response.headers_mut(), usage, started);
+    response.extensions_mut().insert(Metered {
+        model_id: prepared.model_id.clone(),
+        usage,
+    });
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));

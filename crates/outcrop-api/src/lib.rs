@@ -22,6 +22,7 @@ mod families;
 mod health;
 mod iam;
 mod invoke;
+mod ledger;
 mod operation;
 mod schema;
 mod stream;
@@ -85,7 +86,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     let (parts, body) = request.into_parts();
     let span = tracing::info_span!("request", id = %request_id, method = %parts.method, path = %parts.uri.path());
     async move {
-        let mut response = match run(&state, parts, body, started).await {
+        let mut response = match run(&state, &request_id, parts, body, started).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
         };
@@ -101,7 +102,8 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
 }
 
 async fn run(
-    state: &ApiState,
+    state: &Arc<ApiState>,
+    request_id: &str,
     parts: axum::http::request::Parts,
     body: Body,
     started: Instant,
@@ -110,12 +112,82 @@ async fn run(
     let body = read_body(&parts, body).await?;
     let principal = auth::authenticate(&parts, &body, state.store.as_ref(), state.auth).await?;
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
-    iam::authorize(state, &principal, &operation).await?;
-    match operation {
-        Operation::InvokeModel { model_id } => {
-            access::check_invoke(state, &principal, &model_id).await?;
-            invoke::invoke_model(state, &model_id, &body, started).await
+    let Some(identifier) = operation.runtime_model() else {
+        iam::authorize(state, &principal, &operation).await?;
+        return control_plane(state, &principal, operation, &parts, &body).await;
+    };
+    let call = ledger::Call {
+        request_id: request_id.to_owned(),
+        account_id: principal.account_id.clone(),
+        principal_arn: principal.arn.clone(),
+        operation: operation.name(),
+        identifier: identifier.to_owned(),
+        started,
+    };
+    let result = runtime(state, &principal, &call, operation, &body).await;
+    match &result {
+        Ok(response) => {
+            // Streams record themselves when they end.
+            if let Some(m) = response.extensions().get::<ledger::Metered>() {
+                let outcome = ledger::Outcome {
+                    model_id: &m.model_id,
+                    usage: m.usage,
+                    first_byte_ms: None,
+                    status: response.status().as_u16(),
+                    error_code: None,
+                };
+                ledger::record(state, &call, outcome).await;
+            }
         }
+        Err(e) => ledger::record_error(state, &call, e).await,
+    }
+    result
+}
+
+/// The runtime operations: authorized, access-checked, metered.
+async fn runtime(
+    state: &Arc<ApiState>,
+    principal: &Principal,
+    call: &ledger::Call,
+    operation: Operation,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    iam::authorize(state, principal, &operation).await?;
+    let model_id = call.identifier.as_str();
+    access::check_invoke(state, principal, model_id).await?;
+    let stream_ledger = || ledger::StreamLedger {
+        state: state.clone(),
+        call: call.clone(),
+        model_id: ledger::billed_model(state, model_id),
+    };
+    let started = call.started;
+    match operation {
+        Operation::InvokeModel { .. } => invoke::invoke_model(state, model_id, body, started).await,
+        Operation::InvokeModelWithResponseStream { .. } => {
+            stream::invoke_model_with_response_stream(state, model_id, body, stream_ledger()).await
+        }
+        Operation::Converse { .. } => converse::converse(state, model_id, body, started).await,
+        Operation::ConverseStream { .. } => {
+            converse::converse_stream(state, model_id, body, stream_ledger()).await
+        }
+        Operation::CountTokens { .. } => converse::count_tokens(state, model_id, body).await,
+        other => {
+            tracing::error!(operation = other.name(), "not a runtime operation");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+/// The control-plane operations (catalog, model access, inference profiles).
+async fn control_plane(
+    state: &ApiState,
+    principal: &Principal,
+    operation: Operation,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let principal = principal.clone();
+    match operation {
         Operation::GetFoundationModelAvailability { model_id } => {
             access::availability(state, &principal, &model_id).await
         }
@@ -123,12 +195,12 @@ async fn run(
             access::offers(state, &model_id)
         }
         Operation::CreateFoundationModelAgreement => {
-            access::create_agreement(state, &principal, &body).await
+            access::create_agreement(state, &principal, body).await
         }
         Operation::DeleteFoundationModelAgreement => {
-            access::delete_agreement(state, &principal, &body).await
+            access::delete_agreement(state, &principal, body).await
         }
-        Operation::PutUseCaseForModelAccess => access::put_use_case(state, &principal, &body).await,
+        Operation::PutUseCaseForModelAccess => access::put_use_case(state, &principal, body).await,
         Operation::GetUseCaseForModelAccess => access::get_use_case(state, &principal).await,
         Operation::ListFoundationModels => {
             control::list_foundation_models(state, &principal, parts.uri.query().unwrap_or(""))
@@ -136,28 +208,16 @@ async fn run(
         Operation::GetFoundationModel { model_identifier } => {
             control::get_foundation_model(state, &principal, &model_identifier)
         }
-        Operation::InvokeModelWithResponseStream { model_id } => {
-            access::check_invoke(state, &principal, &model_id).await?;
-            stream::invoke_model_with_response_stream(state, &model_id, &body, started).await
-        }
-        Operation::Converse { model_id } => {
-            access::check_invoke(state, &principal, &model_id).await?;
-            converse::converse(state, &model_id, &body, started).await
-        }
-        Operation::ConverseStream { model_id } => {
-            access::check_invoke(state, &principal, &model_id).await?;
-            converse::converse_stream(state, &model_id, &body, started).await
-        }
-        Operation::CountTokens { model_id } => {
-            access::check_invoke(state, &principal, &model_id).await?;
-            converse::count_tokens(state, &model_id, &body).await
-        }
         Operation::ListInferenceProfiles => {
             control::list_inference_profiles(state, &principal, parts.uri.query().unwrap_or(""))
         }
         Operation::GetInferenceProfile {
             inference_profile_identifier,
         } => control::get_inference_profile(state, &principal, &inference_profile_identifier),
+        other => {
+            tracing::error!(operation = other.name(), "not a control-plane operation");
+            Err(ApiError::Internal)
+        }
     }
 }
 

@@ -71,6 +71,18 @@ impl Operation {
         }
     }
 
+    /// The model identifier of a runtime operation (those the usage ledger records).
+    pub fn runtime_model(&self) -> Option<&str> {
+        match self {
+            Operation::InvokeModel { model_id }
+            | Operation::InvokeModelWithResponseStream { model_id }
+            | Operation::Converse { model_id }
+            | Operation::ConverseStream { model_id }
+            | Operation::CountTokens { model_id } => Some(model_id),
+            _ => None,
+        }
+    }
+
     /// Parses `raw_path` (still percent-encoded). A model id may contain `/` (ARNs) whether or
     /// not the client encoded it, so it is everything between `/model/` and the last segment.
     pub fn parse(method: &Method, raw_path: &str) -> Result<Self, ApiError> {

@@ -6,6 +6,7 @@
 use crate::eventstream;
 use crate::families::{self, Chunker, Parsed};
 use crate::invoke::Prepared;
+use crate::ledger::{self, StreamLedger};
 use crate::{ApiError, ApiState};
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
@@ -38,7 +39,7 @@ pub async fn invoke_model_with_response_stream(
     state: &ApiState,
     identifier: &str,
     body: &[u8],
-    started: Instant,
+    ledger: StreamLedger,
 ) -> Result<Response, ApiError> {
     let (entry, _) = crate::runtime_entry(state, identifier)?;
     if !entry.streaming {
@@ -56,7 +57,7 @@ pub async fn invoke_model_with_response_stream(
         return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
     };
     let request = single_request(parsed)?;
-    let mut response = respond(engine, request, ChunkFrames { chunker, sent: 0 }, started).await?;
+    let mut response = respond(engine, request, ChunkFrames { chunker, sent: 0 }, ledger).await?;
     response.headers_mut().insert(
         "x-amzn-bedrock-content-type",
         HeaderValue::from_static("application/json"),
@@ -81,8 +82,9 @@ pub async fn respond(
     engine: &SchedulerHandle,
     request: GenerationRequest,
     mut shaper: impl Shaper,
-    started: Instant,
+    ledger: StreamLedger,
 ) -> Result<Response, ApiError> {
+    let started = ledger.call.started;
     let mut events = engine.submit(request)?;
     let input_tokens = match events.recv().await {
         Some(GenerationEvent::Started { input_tokens }) => input_tokens,
@@ -100,6 +102,9 @@ pub async fn respond(
         first_byte_ms: None,
         queue,
         done: false,
+        ledger: Some(ledger),
+        input_tokens,
+        pieces: 0,
     };
     let body = futures_util::stream::unfold(frames, |mut f| async move {
         let frame = f.next_frame().await?;
@@ -115,13 +120,58 @@ pub async fn respond(
 }
 
 /// Pulls generation events and hands out frames one at a time.
-struct Frames<S> {
+struct Frames<S: Shaper> {
     events: GenerationStream,
     shaper: S,
     started: Instant,
     first_byte_ms: Option<u64>,
     queue: VecDeque<Bytes>,
     done: bool,
+    /// Taken when the stream's usage record is written (at its end, or on drop).
+    ledger: Option<StreamLedger>,
+    input_tokens: u32,
+    /// Text pieces sent so far: the tokens generated, for a stream cut short.
+    pieces: u32,
+}
+
+impl<S: Shaper> Frames<S> {
+    /// Writes the stream's usage record, once.
+    async fn record(&mut self, usage: Usage, status: u16, error_code: Option<&str>) {
+        if let Some(l) = self.ledger.take() {
+            let outcome = ledger::Outcome {
+                model_id: &l.model_id,
+                usage,
+                first_byte_ms: self.first_byte_ms,
+                status,
+                error_code,
+            };
+            ledger::record(&l.state, &l.call, outcome).await;
+        }
+    }
+}
+
+impl<S: Shaper> Drop for Frames<S> {
+    /// A client that went away: record the tokens generated until then.
+    fn drop(&mut self) {
+        let Some(l) = self.ledger.take() else { return };
+        let usage = Usage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.pieces,
+        };
+        let first_byte_ms = self.first_byte_ms;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let outcome = ledger::Outcome {
+                    model_id: &l.model_id,
+                    usage,
+                    first_byte_ms,
+                    status: 499,
+                    error_code: Some("ClientClosedStream"),
+                };
+                ledger::record(&l.state, &l.call, outcome).await;
+            });
+        }
+    }
 }
 
 impl<S: Shaper> Frames<S> {
@@ -137,7 +187,10 @@ impl<S: Shaper> Frames<S> {
             }
             let frames = match self.events.recv().await {
                 Some(GenerationEvent::Started { .. }) => continue,
-                Some(GenerationEvent::Text(text)) => self.shaper.text(&text),
+                Some(GenerationEvent::Text(text)) => {
+                    self.pieces += 1;
+                    self.shaper.text(&text)
+                }
                 Some(GenerationEvent::Finished { reason, usage }) => {
                     self.done = true;
                     let latency_ms = elapsed_ms(self.started);
@@ -151,6 +204,8 @@ impl<S: Shaper> Frames<S> {
                         ms = latency_ms,
                         "streamed"
                     );
+                    // On disk before the client can see the end of the stream.
+                    self.record(usage, 200, None).await;
                     self.shaper.end(&reason, usage, timing)
                 }
                 Some(GenerationEvent::Failed(e)) => {
@@ -164,7 +219,12 @@ impl<S: Shaper> Frames<S> {
                         }
                         other => ApiError::from(other),
                     };
-                    let (_, _, _, message) = error.wire();
+                    let (status, code, _, message) = error.wire();
+                    let usage = Usage {
+                        input_tokens: self.input_tokens,
+                        output_tokens: self.pieces,
+                    };
+                    self.record(usage, status.as_u16(), Some(code)).await;
                     vec![eventstream::exception(
                         error.stream_exception_type(),
                         &message,

@@ -140,7 +140,7 @@ impl DataDir {
         .data_dir()?)
     }
 
-    async fn store(&self) -> anyhow::Result<outcrop_store::SqliteStore> {
+    pub async fn store(&self) -> anyhow::Result<outcrop_store::SqliteStore> {
         outcrop_server::open_store(&self.dir()?).await
     }
 }

@@ -1,6 +1,7 @@
 //! `outcrop`: the command line. Thin: it parses flags and calls the server and models crates.
 
 mod identities;
+mod usage;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     /// Manage the default account's model access (agreements, the Anthropic use-case form).
     #[command(subcommand)]
     Access(identities::AccessCommand),
+    /// Report usage and cost from the ledger (per model, principal or day).
+    Usage(usage::UsageArgs),
 }
 
 #[derive(clap::Args)]
@@ -113,6 +116,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(command) => runtime()?.block_on(identities::keys(command)),
         Command::Policies(command) => runtime()?.block_on(identities::policies(command)),
         Command::Access(command) => runtime()?.block_on(identities::access(command)),
+        Command::Usage(args) => runtime()?.block_on(usage::usage(args)),
         Command::Models(ModelsCommand::Pull { name, dirs }) => {
             let name = name.unwrap_or_else(|| outcrop_models::DEFAULT_MODEL.to_owned());
             let source = outcrop_models::source(&name).with_context(|| {

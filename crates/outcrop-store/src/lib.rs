@@ -10,9 +10,11 @@
 
 mod secrets;
 mod sqlite;
+mod usage;
 
 pub use secrets::SecretBox;
 pub use sqlite::SqliteStore;
+pub use usage::{cost, report, GroupBy, Report, Totals, UsageRecord};
 
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -144,4 +146,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// The model ids the account has agreements for, sorted.
     async fn agreements(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Appends a call to the usage ledger, durably (it is on disk when this returns).
+    async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError>;
+
+    /// Ledger records with `since <= time < until` (RFC 3339 strings; `None`: unbounded), of
+    /// one account or all, oldest first.
+    async fn usage_records(
+        &self,
+        account_id: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Vec<UsageRecord>, StoreError>;
 }

@@ -1,6 +1,6 @@
 use crate::{
     secrets::SecretBox, user_arn, AccessKeyRecord, Credential, NewAccessKey, Store, StoreError,
-    UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
+    UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
 };
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -308,6 +308,75 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn record_usage(&self, r: &UsageRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO usage_records (request_id, time, account_id, principal_arn, model_id,
+                operation, input_tokens, output_tokens, latency_ms, first_byte_ms, status, error_code,
+                input_price_per_1k, output_price_per_1k, cost_usd)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.request_id)
+        .bind(&r.time)
+        .bind(&r.account_id)
+        .bind(&r.principal_arn)
+        .bind(&r.model_id)
+        .bind(&r.operation)
+        .bind(i64::from(r.input_tokens))
+        .bind(i64::from(r.output_tokens))
+        .bind(r.latency_ms as i64)
+        .bind(r.first_byte_ms.map(|v| v as i64))
+        .bind(i64::from(r.status))
+        .bind(&r.error_code)
+        .bind(&r.input_price_per_1k)
+        .bind(&r.output_price_per_1k)
+        .bind(&r.cost_usd)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn usage_records(
+        &self,
+        account_id: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, time, account_id, principal_arn, model_id, operation, input_tokens,
+                    output_tokens, latency_ms, first_byte_ms, status, error_code,
+                    input_price_per_1k, output_price_per_1k, cost_usd
+             FROM usage_records
+             WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR time >= ?2)
+               AND (?3 IS NULL OR time < ?3)
+             ORDER BY time, request_id",
+        )
+        .bind(account_id)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRecord {
+                request_id: r.get(0),
+                time: r.get(1),
+                account_id: r.get(2),
+                principal_arn: r.get(3),
+                model_id: r.get(4),
+                operation: r.get(5),
+                input_tokens: r.get::<i64, _>(6) as u32,
+                output_tokens: r.get::<i64, _>(7) as u32,
+                latency_ms: r.get::<i64, _>(8) as u64,
+                first_byte_ms: r.get::<Option<i64>, _>(9).map(|v| v as u64),
+                status: r.get::<i64, _>(10) as u16,
+                error_code: r.get(11),
+                input_price_per_1k: r.get(12),
+                output_price_per_1k: r.get(13),
+                cost_usd: r.get(14),
+            })
+            .collect())
     }
 
     async fn agreements(&self, account_id: &str) -> Result<Vec<String>, StoreError> {

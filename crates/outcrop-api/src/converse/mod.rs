@@ -8,6 +8,7 @@ pub mod request;
 use crate::eventstream;
 use crate::families::{self, Family, ParseContext};
 use crate::invoke::{self, rand_seed, Invocable};
+use crate::ledger::{Metered, StreamLedger};
 use crate::stream::{self, padding, Shaper, Timing, UNSUPPORTED_FOR_STREAMING};
 use crate::tools::Tools;
 use crate::{json_response, ApiError, ApiState};
@@ -182,7 +183,7 @@ pub async fn converse(
         output_tokens = g.usage.output_tokens,
         "conversed"
     );
-    Ok(json_response(
+    let mut response = json_response(
         StatusCode::OK,
         json!({
             "output": { "message": { "role": "assistant", "content": content } },
@@ -190,7 +191,12 @@ pub async fn converse(
             "usage": events::usage_json(g.usage),
             "metrics": { "latencyMs": elapsed_ms(started) },
         }),
-    ))
+    );
+    response.extensions_mut().insert(Metered {
+        model_id: entry.id.clone(),
+        usage: g.usage,
+    });
+    Ok(response)
 }
 
 /// `POST /model/{modelId}/converse-stream`.
@@ -198,7 +204,7 @@ pub async fn converse_stream(
     state: &ApiState,
     identifier: &str,
     body: &[u8],
-    started: Instant,
+    ledger: StreamLedger,
 ) -> Result<Response, ApiError> {
     let Invocable { entry, engine } = invoke::invocable(state, identifier)?;
     if !entry.streaming {
@@ -209,7 +215,7 @@ pub async fn converse_stream(
         events: ConverseEvents::new(parsed.tools.as_ref()),
         sent: 0,
     };
-    stream::respond(engine, parsed.request, shaper, started).await
+    stream::respond(engine, parsed.request, shaper, ledger).await
 }
 
 /// ConverseStream frames: one event per Converse event, plain JSON with Bedrock's padding.
@@ -311,8 +317,11 @@ pub async fn count_tokens(
             None => return Err(ApiError::Internal),
         }
     };
-    Ok(json_response(
-        StatusCode::OK,
-        json!({ "inputTokens": count }),
-    ))
+    let mut response = json_response(StatusCode::OK, json!({ "inputTokens": count }));
+    // Counting tokens is free, as on Bedrock: the ledger records the call, not the tokens.
+    response.extensions_mut().insert(Metered {
+        model_id: entry.id.clone(),
+        usage: Usage::default(),
+    });
+    Ok(response)
 }

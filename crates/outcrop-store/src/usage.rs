@@ -1,0 +1,165 @@
+//! The usage ledger's records and the reports made from them. Costs are exact decimals
+//! (`rust_decimal`): USD per 1,000 tokens × tokens, summed without rounding.
+
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+/// One runtime call, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub request_id: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub account_id: String,
+    pub principal_arn: String,
+    pub model_id: String,
+    pub operation: String,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub latency_ms: u64,
+    pub first_byte_ms: Option<u64>,
+    /// HTTP status of the call (200, or the error's; 429 for throttles).
+    pub status: u16,
+    pub error_code: Option<String>,
+    pub input_price_per_1k: String,
+    pub output_price_per_1k: String,
+    pub cost_usd: String,
+}
+
+/// `tokens × price / 1000` for both directions, exactly. Unparseable prices cost nothing (the
+/// catalog's prices are checked when it loads).
+pub fn cost(
+    input_tokens: u32,
+    output_tokens: u32,
+    input_per_1k: &str,
+    output_per_1k: &str,
+) -> Decimal {
+    let price = |s: &str| Decimal::from_str(s).unwrap_or_default();
+    (Decimal::from(input_tokens) * price(input_per_1k)
+        + Decimal::from(output_tokens) * price(output_per_1k))
+        / Decimal::from(1000)
+}
+
+/// How report rows are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupBy {
+    #[default]
+    Model,
+    Principal,
+    Day,
+}
+
+impl GroupBy {
+    /// The JSON field naming a row's group.
+    pub fn key_name(self) -> &'static str {
+        match self {
+            GroupBy::Model => "model_id",
+            GroupBy::Principal => "principal_arn",
+            GroupBy::Day => "day",
+        }
+    }
+
+    fn key(self, r: &UsageRecord) -> String {
+        match self {
+            GroupBy::Model => r.model_id.clone(),
+            GroupBy::Principal => r.principal_arn.clone(),
+            GroupBy::Day => r.time.get(..10).unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+/// Totals of a group of records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Successful calls (HTTP 200), as Bedrock's `Invocations` metric counts them.
+    pub invocations: u64,
+    pub throttles: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Decimal,
+}
+
+impl Totals {
+    fn add(&mut self, r: &UsageRecord) {
+        match r.status {
+            200..=299 => self.invocations += 1,
+            429 => self.throttles += 1,
+            400..=499 => self.client_errors += 1,
+            _ => self.server_errors += 1,
+        }
+        self.input_tokens += u64::from(r.input_tokens);
+        self.output_tokens += u64::from(r.output_tokens);
+        self.cost_usd += Decimal::from_str(&r.cost_usd).unwrap_or_default();
+    }
+}
+
+/// A report: rows by group key (sorted), and the grand total.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub rows: BTreeMap<String, Totals>,
+    pub total: Totals,
+}
+
+pub fn report(records: &[UsageRecord], group_by: GroupBy) -> Report {
+    let mut out = Report::default();
+    for r in records {
+        out.rows.entry(group_by.key(r)).or_default().add(r);
+        out.total.add(r);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(model: &str, status: u16, input: u32, output: u32, cost: &str) -> UsageRecord {
+        UsageRecord {
+            request_id: format!("{model}{status}{input}"),
+            time: "2026-11-25T10:00:00.000Z".into(),
+            account_id: "0".into(),
+            principal_arn: "arn".into(),
+            model_id: model.into(),
+            operation: "InvokeModel".into(),
+            input_tokens: input,
+            output_tokens: output,
+            latency_ms: 1,
+            first_byte_ms: None,
+            status,
+            error_code: None,
+            input_price_per_1k: "0.008".into(),
+            output_price_per_1k: "0.024".into(),
+            cost_usd: cost.into(),
+        }
+    }
+
+    #[test]
+    fn costs_are_exact() {
+        // 0.1 + 0.2 style sums stay exact.
+        assert_eq!(cost(1, 0, "0.1", "0").to_string(), "0.0001");
+        assert_eq!(cost(1000, 1000, "0.008", "0.024").to_string(), "0.032");
+        assert_eq!(cost(3, 7, "0.00025", "0.00125").to_string(), "0.0000095");
+    }
+
+    #[test]
+    fn reports_group_and_count_by_status() {
+        let rs = vec![
+            rec("a", 200, 10, 5, "0.0002"),
+            rec("a", 200, 1, 1, "0.0001"),
+            rec("b", 429, 0, 0, "0"),
+            rec("b", 400, 0, 0, "0"),
+        ];
+        let r = report(&rs, GroupBy::Model);
+        assert_eq!(r.rows["a"].invocations, 2);
+        assert_eq!(r.rows["a"].cost_usd.to_string(), "0.0003");
+        assert_eq!((r.rows["b"].throttles, r.rows["b"].client_errors), (1, 1));
+        assert_eq!(r.total.input_tokens, 11);
+        assert_eq!(
+            report(&rs, GroupBy::Day).rows.keys().collect::<Vec<_>>(),
+            ["2026-11-25"]
+        );
+    }
+}
