@@ -17,6 +17,7 @@ pub const INVALID_MODEL_ID: &str = "The provided model identifier is invalid.";
 pub const INPUT_TOO_LONG: &str = "Input is too long for requested model.";
 pub const TOO_MANY_REQUESTS: &str =
     "Too many requests, please wait before trying again. You have sent too many requests.  Wait before trying again.";
+pub const TOO_MANY_TOKENS: &str = "Too many tokens, please wait before trying again.";
 pub const INVALID_TOKEN: &str = "The security token included in the request is invalid.";
 
 /// Every error a client can see.

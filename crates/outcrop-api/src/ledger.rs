@@ -39,6 +39,11 @@ pub struct Outcome<'a> {
 
 /// Writes the record; a failing ledger is logged, never shown to the client.
 pub async fn record(state: &ApiState, call: &Call, outcome: Outcome<'_>) {
+    tracing::debug!(
+        model = outcome.model_id,
+        status = outcome.status,
+        "recording usage"
+    );
     let (input_price, output_price) = state
         .catalog
         .get(outcome.model_id)
@@ -103,4 +108,6 @@ pub struct StreamLedger {
     pub state: Arc<ApiState>,
     pub call: Call,
     pub model_id: String,
+    /// The quota reservation, settled with the tokens the stream used.
+    pub permit: Option<crate::quota::Permit>,
 }

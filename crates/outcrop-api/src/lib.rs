@@ -24,6 +24,7 @@ mod iam;
 mod invoke;
 mod ledger;
 mod operation;
+mod quota;
 mod schema;
 mod stream;
 mod tools;
@@ -34,6 +35,7 @@ pub use error::ApiError;
 pub use families::PromptMode;
 pub use iam::PolicyDocument;
 pub use operation::{resolve_model_id, Operation};
+pub use quota::{Limits, Quotas};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -59,6 +61,8 @@ pub struct ApiState {
     pub engines: HashMap<String, SchedulerHandle>,
     /// Embedding models by backing-model name.
     pub embedders: HashMap<String, Arc<dyn outcrop_types::Embedder>>,
+    /// Requests and tokens per minute (and day), per account and model.
+    pub quotas: Quotas,
     /// Embedding requests computed at once (each is a blocking task); others wait.
     pub embed_slots: tokio::sync::Semaphore,
     pub store: Arc<dyn Store>,
@@ -155,13 +159,37 @@ async fn runtime(
     iam::authorize(state, principal, &operation).await?;
     let model_id = call.identifier.as_str();
     access::check_invoke(state, principal, model_id).await?;
+    let streaming = matches!(
+        operation,
+        Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
+    );
+    // Quotas apply to known models; counting tokens is not throttled.
+    let known = runtime_entry(state, model_id).is_ok();
+    let permit = if known && !matches!(operation, Operation::CountTokens { .. }) {
+        let billed = ledger::billed_model(state, model_id);
+        match state
+            .quotas
+            .admit(&principal.account_id, &billed, quota::estimate(body))
+        {
+            Ok(p) => Some(p),
+            // Bedrock throttles a stream inside the stream it already opened.
+            Err(e) if streaming => {
+                ledger::record_error(state, call, &e).await;
+                return Ok(stream::throttled(&e));
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
     let stream_ledger = || ledger::StreamLedger {
         state: state.clone(),
         call: call.clone(),
         model_id: ledger::billed_model(state, model_id),
+        permit: permit.clone(),
     };
     let started = call.started;
-    match operation {
+    let result = match operation {
         Operation::InvokeModel { .. } => invoke::invoke_model(state, model_id, body, started).await,
         Operation::InvokeModelWithResponseStream { .. } => {
             stream::invoke_model_with_response_stream(state, model_id, body, stream_ledger()).await
@@ -175,7 +203,19 @@ async fn runtime(
             tracing::error!(operation = other.name(), "not a runtime operation");
             Err(ApiError::Internal)
         }
+    };
+    // Settle the reservation (streams settle when they end).
+    if let Some(p) = &permit {
+        match &result {
+            Ok(r) => {
+                if let Some(m) = r.extensions().get::<ledger::Metered>() {
+                    p.settle(u64::from(m.usage.input_tokens) + u64::from(m.usage.output_tokens));
+                }
+            }
+            Err(_) => p.settle(0),
+        }
     }
+    result
 }
 
 /// The control-plane operations (catalog, model access, inference profiles).

@@ -65,6 +65,20 @@ pub async fn invoke_model_with_response_stream(
     Ok(response)
 }
 
+/// A stream that is over its quota: opened, then ended at once with a `throttlingException`
+/// frame, as Bedrock does.
+pub fn throttled(error: &ApiError) -> Response {
+    let (_, _, _, message) = error.wire();
+    let frame = eventstream::exception(error.stream_exception_type(), &message);
+    let mut response = Response::new(Body::from(frame));
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    response
+}
+
 /// Streams generate one answer; a body asking for several cannot stream.
 fn single_request(parsed: Parsed) -> Result<GenerationRequest, ApiError> {
     let mut requests = parsed.requests;
@@ -138,6 +152,9 @@ impl<S: Shaper> Frames<S> {
     /// Writes the stream's usage record, once.
     async fn record(&mut self, usage: Usage, status: u16, error_code: Option<&str>) {
         if let Some(l) = self.ledger.take() {
+            if let Some(p) = &l.permit {
+                p.settle(u64::from(usage.input_tokens) + u64::from(usage.output_tokens));
+            }
             let outcome = ledger::Outcome {
                 model_id: &l.model_id,
                 usage,
@@ -159,6 +176,9 @@ impl<S: Shaper> Drop for Frames<S> {
             output_tokens: self.pieces,
         };
         let first_byte_ms = self.first_byte_ms;
+        if let Some(p) = &l.permit {
+            p.settle(u64::from(usage.input_tokens) + u64::from(usage.output_tokens));
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let outcome = ledger::Outcome {

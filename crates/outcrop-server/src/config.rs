@@ -34,6 +34,9 @@ pub struct Config {
     pub backing_models: BTreeMap<String, BackingModel>,
     /// Per-model-id changes to the built-in Bedrock catalog, or new ids.
     pub catalog: BTreeMap<String, CatalogOverride>,
+    /// Per-model quotas (requests and tokens per minute, tokens per day) replacing the
+    /// built-in Bedrock defaults.
+    pub quotas: BTreeMap<String, outcrop_api::Limits>,
     /// Send access notifications over SMTP too (they always go to `<data_dir>/outbox`).
     pub smtp: Option<SmtpConfig>,
 }
@@ -146,6 +149,7 @@ impl Default for Config {
             backing_models: BTreeMap::new(),
             catalog: BTreeMap::new(),
             smtp: None,
+            quotas: BTreeMap::new(),
         }
     }
 }
@@ -201,6 +205,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotas_and_smtp_parse() {
+        let c = Config::parse(
+            "[quotas.\"anthropic.claude-v2\"]\nrequests_per_minute = 5\ntokens_per_minute = 200000\n\n[smtp]\nhost = \"127.0.0.1\"\nto = \"o@example.com\"\n",
+        )
+        .unwrap();
+        let q = c.quotas["anthropic.claude-v2"];
+        assert_eq!(
+            (q.requests_per_minute, q.tokens_per_minute, q.tokens_per_day),
+            (Some(5), Some(200000), None)
+        );
+        let smtp = c.smtp.unwrap();
+        assert_eq!(
+            (smtp.port, smtp.from.as_str()),
+            (25, "no-reply@outcrop.localhost")
+        );
+        assert!(
+            Config::parse("[quotas.\"m\"]\nrpm = 5\n").is_err(),
+            "unknown keys are refused"
+        );
+    }
 
     #[test]
     fn example_file_parses_and_matches_defaults() {

@@ -36,6 +36,7 @@ pub async fn serve(
         engines: engines.handles(),
         embedders: engines.embedders(),
         embed_slots: tokio::sync::Semaphore::new(2),
+        quotas: outcrop_api::Quotas::new(config.quotas.clone().into_iter().collect()),
         store: Arc::new(store),
         auth: AuthPolicy {
             loopback_only: addr.ip().is_loopback(),

@@ -1,0 +1,237 @@
+//! Bedrock's on-demand quotas, per account and model: requests per minute, tokens per minute
+//! and tokens per day. As on Bedrock, a call reserves its input tokens plus its maximum output
+//! at admission and is settled to the tokens it really used when it ends. Windows slide over
+//! the last minute (or day). State is in memory: one server process enforces its own quotas.
+
+use crate::error::{TOO_MANY_REQUESTS, TOO_MANY_TOKENS};
+use crate::ApiError;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One model's limits; `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+}
+
+/// Approximate published Bedrock on-demand defaults (us-east-1), by model id prefix; the
+/// config overrides them per model.
+fn default_limits(model_id: &str) -> Limits {
+    const TABLE: &[(&str, u64, u64)] = &[
+        ("anthropic.claude-instant", 1000, 1_000_000),
+        ("anthropic.claude-v2", 500, 500_000),
+        ("anthropic.claude-3-haiku", 1000, 2_000_000),
+        ("anthropic.claude-3-opus", 50, 400_000),
+        ("anthropic.", 500, 1_000_000),
+        ("amazon.nova", 2000, 4_000_000),
+        ("amazon.titan-embed", 2000, 300_000),
+        ("amazon.titan-text", 400, 300_000),
+        ("cohere.embed", 2000, 300_000),
+        ("meta.", 800, 300_000),
+        ("mistral.", 800, 300_000),
+        ("", 400, 300_000),
+    ];
+    let (_, rpm, tpm) = TABLE
+        .iter()
+        .find(|(prefix, _, _)| model_id.starts_with(prefix))
+        .expect("the empty prefix matches");
+    Limits {
+        requests_per_minute: Some(*rpm),
+        tokens_per_minute: Some(*tpm),
+        tokens_per_day: None,
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct Usage {
+    next_id: u64,
+    /// Admitted calls of the last day, oldest first, by id.
+    calls: VecDeque<(u64, Entry)>,
+}
+
+impl Usage {
+    fn prune(&mut self, now: Instant) {
+        while self
+            .calls
+            .front()
+            .is_some_and(|(_, e)| now.duration_since(e.at) >= Duration::from_secs(86_400))
+        {
+            self.calls.pop_front();
+        }
+    }
+
+    fn since(&self, now: Instant, window: Duration) -> (u64, u64) {
+        self.calls
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.at) < window)
+            .fold((0, 0), |(n, t), (_, e)| (n + 1, t + e.tokens))
+    }
+}
+
+/// The quota state of this server.
+#[derive(Debug, Clone, Default)]
+pub struct Quotas {
+    overrides: HashMap<String, Limits>,
+    usage: Arc<Mutex<HashMap<(String, String), Usage>>>,
+}
+
+/// An admitted call's reservation; settle it with the tokens really used.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    key: (String, String),
+    id: u64,
+    quotas: Quotas,
+}
+
+impl Quotas {
+    pub fn new(overrides: HashMap<String, Limits>) -> Self {
+        Quotas {
+            overrides,
+            usage: Arc::default(),
+        }
+    }
+
+    pub fn limits(&self, model_id: &str) -> Limits {
+        self.overrides
+            .get(model_id)
+            .copied()
+            .unwrap_or_else(|| default_limits(model_id))
+    }
+
+    /// Admits a call reserving `tokens`, or answers Bedrock's ThrottlingException.
+    pub fn admit(&self, account: &str, model_id: &str, tokens: u64) -> Result<Permit, ApiError> {
+        let limits = self.limits(model_id);
+        let key = (account.to_owned(), model_id.to_owned());
+        let now = Instant::now();
+        let mut all = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let usage = all.entry(key.clone()).or_default();
+        usage.prune(now);
+        let (requests, minute_tokens) = usage.since(now, Duration::from_secs(60));
+        let (_, day_tokens) = usage.since(now, Duration::from_secs(86_400));
+        if limits.requests_per_minute.is_some_and(|l| requests >= l) {
+            return Err(ApiError::Throttling(TOO_MANY_REQUESTS.into()));
+        }
+        let over = |limit: Option<u64>, used: u64| limit.is_some_and(|l| used + tokens > l);
+        if over(limits.tokens_per_minute, minute_tokens) || over(limits.tokens_per_day, day_tokens)
+        {
+            return Err(ApiError::Throttling(TOO_MANY_TOKENS.into()));
+        }
+        usage.next_id += 1;
+        let id = usage.next_id;
+        usage.calls.push_back((id, Entry { at: now, tokens }));
+        Ok(Permit {
+            key,
+            id,
+            quotas: self.clone(),
+        })
+    }
+}
+
+impl Permit {
+    /// Replaces the reservation with the tokens the call really used.
+    pub fn settle(&self, tokens: u64) {
+        let mut all = self.quotas.usage.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(usage) = all.get_mut(&self.key) {
+            if let Some((_, e)) = usage.calls.iter_mut().find(|(id, _)| *id == self.id) {
+                e.tokens = tokens;
+            }
+        }
+    }
+}
+
+/// Tokens a call may use, estimated from its body before it is parsed: its text at four
+/// bytes a token, plus the largest output it asks for (each family names it differently).
+pub fn estimate(body: &[u8]) -> u64 {
+    let input = body.len() as u64 / 4;
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let paths = [
+        "/max_tokens_to_sample",
+        "/max_tokens",
+        "/max_gen_len",
+        "/maxTokens",
+        "/textGenerationConfig/maxTokenCount",
+        "/inferenceConfig/maxTokens",
+        "/inferenceConfig/max_new_tokens",
+    ];
+    let output = paths
+        .iter()
+        .find_map(|p| value.pointer(p).and_then(Value::as_u64))
+        .unwrap_or(
+            if value.get("inputText").is_some() || value.get("texts").is_some() {
+                0
+            } else {
+                512
+            },
+        );
+    input + output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quotas(rpm: Option<u64>, tpm: Option<u64>) -> Quotas {
+        let mut o = HashMap::new();
+        o.insert(
+            "m".to_owned(),
+            Limits {
+                requests_per_minute: rpm,
+                tokens_per_minute: tpm,
+                tokens_per_day: None,
+            },
+        );
+        Quotas::new(o)
+    }
+
+    #[test]
+    fn requests_per_minute() {
+        let q = quotas(Some(2), None);
+        q.admit("a", "m", 1).unwrap();
+        q.admit("a", "m", 1).unwrap();
+        assert_eq!(
+            q.admit("a", "m", 1).unwrap_err().to_string(),
+            TOO_MANY_REQUESTS
+        );
+        // Per account and per model.
+        q.admit("b", "m", 1).unwrap();
+        q.admit("a", "other", 1).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_reserved_then_settled() {
+        let q = quotas(None, Some(100));
+        let p = q.admit("a", "m", 80).unwrap();
+        assert_eq!(
+            q.admit("a", "m", 30).unwrap_err().to_string(),
+            TOO_MANY_TOKENS
+        );
+        p.settle(10);
+        q.admit("a", "m", 30).unwrap();
+    }
+
+    #[test]
+    fn estimates() {
+        assert_eq!(
+            estimate(br#"{"prompt": "abcd", "max_tokens_to_sample": 100}"#),
+            111
+        );
+        assert_eq!(estimate(br#"{"inferenceConfig": {"maxTokens": 7}}"#), 7 + 9);
+        assert_eq!(estimate(br#"{"inputText": "abcdefgh"}"#), 6);
+        assert_eq!(
+            default_limits("anthropic.claude-v2:1").requests_per_minute,
+            Some(500)
+        );
+    }
+}
