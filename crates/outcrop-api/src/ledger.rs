@@ -55,6 +55,7 @@ pub async fn record(state: &ApiState, call: &Call, outcome: Outcome<'_>) {
         &input_price,
         &output_price,
     );
+    count(&outcome, call.started.elapsed().as_millis() as f64);
     let record = UsageRecord {
         request_id: call.request_id.clone(),
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -74,6 +75,29 @@ pub async fn record(state: &ApiState, call: &Call, outcome: Outcome<'_>) {
     };
     if let Err(e) = state.store.record_usage(&record).await {
         tracing::error!(error = %e, request_id = %call.request_id, "could not write the usage record");
+    }
+}
+
+/// Bedrock's CloudWatch runtime metrics, labelled by model id (the `metrics` facade: exported
+/// by whatever recorder the server installed, e.g. Prometheus at `/metrics`).
+fn count(o: &Outcome<'_>, latency_ms: f64) {
+    let model = o.model_id.to_owned();
+    let outcome = match o.status {
+        200..=299 => "Invocations",
+        429 => "InvocationThrottles",
+        400..=499 => "InvocationClientErrors",
+        _ => "InvocationServerErrors",
+    };
+    metrics::counter!(outcome, "model_id" => model.clone()).increment(1);
+    if o.status < 300 {
+        metrics::histogram!("InvocationLatency", "model_id" => model.clone()).record(latency_ms);
+    }
+    metrics::counter!("InputTokenCount", "model_id" => model.clone())
+        .increment(u64::from(o.usage.input_tokens));
+    metrics::counter!("OutputTokenCount", "model_id" => model.clone())
+        .increment(u64::from(o.usage.output_tokens));
+    if let Some(ms) = o.first_byte_ms {
+        metrics::histogram!("TimeToFirstToken", "model_id" => model).record(ms as f64);
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod config;
 mod engines;
 mod mail;
+mod metrics;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 
@@ -52,7 +53,9 @@ pub async fn serve(
             None => None,
         },
     });
-    let app = outcrop_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = metrics::router(engines.handles())?
+        .merge(outcrop_api::router(state))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{addr}");
     // On shutdown, in-flight requests may finish for `shutdown_grace_secs`; generations still
     // running then are ended (a 503, or a serviceUnavailableException frame in a stream).

@@ -1,0 +1,68 @@
+//! `GET /metrics`: Prometheus text with Bedrock's CloudWatch runtime metric names (counted by
+//! the API layer through the `metrics` facade) plus engine gauges read at scrape time.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use outcrop_scheduler::SchedulerHandle;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// The process-wide Prometheus recorder (installed once; later servers in the same process,
+/// as in tests, share it).
+fn handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    // Latencies in milliseconds, from 10 ms to 2 minutes.
+    let buckets = [
+        10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 120000.0,
+    ];
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("InvocationLatency".into()), &buckets)?
+        .set_buckets_for_metric(Matcher::Full("TimeToFirstToken".into()), &buckets)?
+        .build_recorder();
+    let h = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        anyhow::bail!("another metrics recorder is installed");
+    }
+    Ok(HANDLE.get_or_init(|| h).clone())
+}
+
+#[derive(Clone)]
+struct MetricsState {
+    prometheus: PrometheusHandle,
+    engines: Arc<HashMap<String, SchedulerHandle>>,
+}
+
+async fn render(State(s): State<MetricsState>) -> impl IntoResponse {
+    for (name, engine) in s.engines.iter() {
+        metrics::gauge!("EngineActiveSequences", "backing_model" => name.clone())
+            .set(engine.active_sequences() as f64);
+        metrics::gauge!("EngineWaitingRequests", "backing_model" => name.clone())
+            .set(engine.waiting() as f64);
+        if let Some(info) = engine.model() {
+            metrics::gauge!("EngineKvCells", "backing_model" => name.clone())
+                .set(f64::from(info.kv_tokens));
+        }
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.prometheus.render(),
+    )
+}
+
+/// The `/metrics` route.
+pub fn router(engines: HashMap<String, SchedulerHandle>) -> anyhow::Result<Router> {
+    let state = MetricsState {
+        prometheus: handle()?,
+        engines: Arc::new(engines),
+    };
+    Ok(Router::new()
+        .route("/metrics", get(render))
+        .with_state(state))
+}
