@@ -276,6 +276,7 @@ pub async fn invoke(
     tracing::info!(model = %entry.id, input_tokens = tokens, "embedded");
     let mut response = (StatusCode::OK, body.to_string()).into_response();
     response.extensions_mut().insert(crate::ledger::Metered {
+        output: body.clone(),
         model_id: entry.id.clone(),
         usage: outcrop_types::Usage {
             input_tokens: tokens,

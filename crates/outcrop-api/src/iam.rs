@@ -191,6 +191,18 @@ fn requirement(
         Operation::PutUseCaseForModelAccess => ("bedrock:PutUseCaseForModelAccess", everything()),
         Operation::GetUseCaseForModelAccess => ("bedrock:GetUseCaseForModelAccess", everything()),
         Operation::ListInferenceProfiles => ("bedrock:ListInferenceProfiles", everything()),
+        Operation::PutModelInvocationLoggingConfiguration => (
+            "bedrock:PutModelInvocationLoggingConfiguration",
+            everything(),
+        ),
+        Operation::GetModelInvocationLoggingConfiguration => (
+            "bedrock:GetModelInvocationLoggingConfiguration",
+            everything(),
+        ),
+        Operation::DeleteModelInvocationLoggingConfiguration => (
+            "bedrock:DeleteModelInvocationLoggingConfiguration",
+            everything(),
+        ),
         Operation::GetInferenceProfile { .. } => ("bedrock:GetInferenceProfile", everything()),
     })
 }

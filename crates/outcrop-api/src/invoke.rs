@@ -111,6 +111,7 @@ pub async fn invoke_model(
     response.extensions_mut().insert(Metered {
         model_id: prepared.model_id.clone(),
         usage,
+        output: body,
     });
     response
         .headers_mut()

@@ -16,6 +16,8 @@ pub struct Call {
     pub account_id: String,
     pub principal_arn: String,
     pub operation: &'static str,
+    /// The region of the request's credential scope.
+    pub region: String,
     /// The model identifier as sent (used when the call failed before it was resolved).
     pub identifier: String,
     pub started: Instant,
@@ -26,6 +28,9 @@ pub struct Call {
 pub struct Metered {
     pub model_id: String,
     pub usage: Usage,
+    /// The response body, for invocation logging (`Null` when it is not logged, e.g.
+    /// CountTokens).
+    pub output: serde_json::Value,
 }
 
 /// The outcome of one call, as the ledger records it.
@@ -134,4 +139,6 @@ pub struct StreamLedger {
     pub model_id: String,
     /// The quota reservation, settled with the tokens the stream used.
     pub permit: Option<crate::quota::Permit>,
+    /// The request body, for invocation logging.
+    pub input_body: bytes::Bytes,
 }

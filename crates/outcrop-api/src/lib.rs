@@ -23,6 +23,7 @@ mod health;
 mod iam;
 mod invoke;
 mod ledger;
+mod logging;
 mod operation;
 mod quota;
 mod schema;
@@ -34,6 +35,7 @@ pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
 pub use families::PromptMode;
 pub use iam::PolicyDocument;
+pub use logging::{Destinations, LogShipper};
 pub use operation::{resolve_model_id, Operation};
 pub use quota::{Limits, Quotas};
 
@@ -71,6 +73,8 @@ pub struct ApiState {
     pub access_mode: AccessMode,
     /// Where access notifications (RFC 5322 messages) are written; `None`: nowhere.
     pub outbox: Option<std::path::PathBuf>,
+    /// Delivers model invocation logs, when the server can.
+    pub log_shipper: Option<Arc<dyn logging::LogShipper>>,
     /// Sends access notifications by e-mail too, when configured.
     pub mailer: Option<Arc<dyn Mailer>>,
 }
@@ -125,6 +129,7 @@ async fn run(
         account_id: principal.account_id.clone(),
         principal_arn: principal.arn.clone(),
         operation: operation.name(),
+        region: principal.region.clone(),
         identifier: identifier.to_owned(),
         started,
     };
@@ -141,6 +146,17 @@ async fn run(
                     error_code: None,
                 };
                 ledger::record(state, &call, outcome).await;
+                if !m.output.is_null() {
+                    let invocation = logging::Invocation {
+                        model_id: &m.model_id,
+                        embedding: is_embedding(state, &m.model_id),
+                        input_body: &body,
+                        input_tokens: m.usage.input_tokens,
+                        output_body: m.output.clone(),
+                        output_tokens: m.usage.output_tokens,
+                    };
+                    logging::log(state, &call, invocation).await;
+                }
             }
         }
         Err(e) => ledger::record_error(state, &call, e).await,
@@ -187,6 +203,7 @@ async fn runtime(
         call: call.clone(),
         model_id: ledger::billed_model(state, model_id),
         permit: permit.clone(),
+        input_body: bytes::Bytes::copy_from_slice(body),
     };
     let started = call.started;
     let result = match operation {
@@ -248,6 +265,15 @@ async fn control_plane(
         Operation::GetFoundationModel { model_identifier } => {
             control::get_foundation_model(state, &principal, &model_identifier)
         }
+        Operation::PutModelInvocationLoggingConfiguration => {
+            logging::put_config(state, &principal, body).await
+        }
+        Operation::GetModelInvocationLoggingConfiguration => {
+            logging::get_config(state, &principal).await
+        }
+        Operation::DeleteModelInvocationLoggingConfiguration => {
+            logging::delete_config(state, &principal).await
+        }
         Operation::ListInferenceProfiles => {
             control::list_inference_profiles(state, &principal, parts.uri.query().unwrap_or(""))
         }
@@ -259,6 +285,14 @@ async fn control_plane(
             Err(ApiError::Internal)
         }
     }
+}
+
+/// Whether a catalog model answers with embeddings (logged under the embedding switch).
+pub(crate) fn is_embedding(state: &ApiState, model_id: &str) -> bool {
+    state
+        .catalog
+        .get(model_id)
+        .is_some_and(|e| e.output_modalities.iter().any(|m| m == "EMBEDDING"))
 }
 
 /// The catalog entry an identifier (plain id or foundation-model ARN) names, or Bedrock's

@@ -26,6 +26,9 @@ pub enum Operation {
     CountTokens {
         model_id: String,
     },
+    PutModelInvocationLoggingConfiguration,
+    GetModelInvocationLoggingConfiguration,
+    DeleteModelInvocationLoggingConfiguration,
     ListInferenceProfiles,
     GetInferenceProfile {
         inference_profile_identifier: String,
@@ -56,6 +59,15 @@ impl Operation {
             Operation::Converse { .. } => "Converse",
             Operation::ConverseStream { .. } => "ConverseStream",
             Operation::CountTokens { .. } => "CountTokens",
+            Operation::PutModelInvocationLoggingConfiguration => {
+                "PutModelInvocationLoggingConfiguration"
+            }
+            Operation::GetModelInvocationLoggingConfiguration => {
+                "GetModelInvocationLoggingConfiguration"
+            }
+            Operation::DeleteModelInvocationLoggingConfiguration => {
+                "DeleteModelInvocationLoggingConfiguration"
+            }
             Operation::ListInferenceProfiles => "ListInferenceProfiles",
             Operation::GetInferenceProfile { .. } => "GetInferenceProfile",
             Operation::ListFoundationModels => "ListFoundationModels",
@@ -93,6 +105,15 @@ impl Operation {
         match (method, raw_path) {
             (&Method::GET, "/foundation-models") => return Ok(Operation::ListFoundationModels),
             (&Method::GET, "/inference-profiles") => return Ok(Operation::ListInferenceProfiles),
+            (&Method::PUT, "/logging/modelinvocations") => {
+                return Ok(Operation::PutModelInvocationLoggingConfiguration)
+            }
+            (&Method::GET, "/logging/modelinvocations") => {
+                return Ok(Operation::GetModelInvocationLoggingConfiguration)
+            }
+            (&Method::DELETE, "/logging/modelinvocations") => {
+                return Ok(Operation::DeleteModelInvocationLoggingConfiguration)
+            }
             (&Method::POST, "/create-foundation-model-agreement") => {
                 return Ok(Operation::CreateFoundationModelAgreement)
             }

@@ -26,6 +26,8 @@ pub trait Shaper: Send + 'static {
     fn start(&mut self, input_tokens: u32) -> Vec<Bytes>;
     fn text(&mut self, text: &str) -> Vec<Bytes>;
     fn end(&mut self, reason: &StopReason, usage: Usage, timing: Timing) -> Vec<Bytes>;
+    /// Everything sent so far, as JSON, for the invocation log.
+    fn logged(&mut self) -> serde_json::Value;
 }
 
 /// Latencies at the end of a stream, in milliseconds.
@@ -57,7 +59,17 @@ pub async fn invoke_model_with_response_stream(
         return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
     };
     let request = single_request(parsed)?;
-    let mut response = respond(engine, request, ChunkFrames { chunker, sent: 0 }, ledger).await?;
+    let mut response = respond(
+        engine,
+        request,
+        ChunkFrames {
+            chunker,
+            sent: 0,
+            log: Vec::new(),
+        },
+        ledger,
+    )
+    .await?;
     response.headers_mut().insert(
         "x-amzn-bedrock-content-type",
         HeaderValue::from_static("application/json"),
@@ -163,6 +175,17 @@ impl<S: Shaper> Frames<S> {
                 error_code,
             };
             ledger::record(&l.state, &l.call, outcome).await;
+            if status == 200 {
+                let invocation = crate::logging::Invocation {
+                    model_id: &l.model_id,
+                    embedding: false,
+                    input_body: &l.input_body,
+                    input_tokens: usage.input_tokens,
+                    output_body: self.shaper.logged(),
+                    output_tokens: usage.output_tokens,
+                };
+                crate::logging::log(&l.state, &l.call, invocation).await;
+            }
         }
     }
 }
@@ -278,17 +301,20 @@ pub fn padding(n: usize) -> usize {
 struct ChunkFrames {
     chunker: Box<dyn Chunker>,
     sent: usize,
+    log: Vec<serde_json::Value>,
 }
 
 impl ChunkFrames {
     fn frames(&mut self, chunks: Vec<serde_json::Value>) -> Vec<Bytes> {
-        chunks
+        let frames = chunks
             .iter()
             .map(|c| {
                 self.sent += 1;
                 eventstream::chunk(c, padding(self.sent))
             })
-            .collect()
+            .collect();
+        self.log.extend(chunks);
+        frames
     }
 }
 
@@ -314,5 +340,9 @@ impl Shaper for ChunkFrames {
             });
         }
         self.frames(chunks)
+    }
+
+    fn logged(&mut self) -> serde_json::Value {
+        serde_json::Value::Array(std::mem::take(&mut self.log))
     }
 }

@@ -37,6 +37,8 @@ pub struct Config {
     /// Per-model quotas (requests and tokens per minute, tokens per day) replacing the
     /// built-in Bedrock defaults.
     pub quotas: BTreeMap<String, outcrop_api::Limits>,
+    /// Where invocation logs with an S3 destination are delivered.
+    pub invocation_logging: crate::logs::InvocationLoggingConfig,
     /// Send access notifications over SMTP too (they always go to `<data_dir>/outbox`).
     pub smtp: Option<SmtpConfig>,
 }
@@ -150,6 +152,7 @@ impl Default for Config {
             catalog: BTreeMap::new(),
             smtp: None,
             quotas: BTreeMap::new(),
+            invocation_logging: Default::default(),
         }
     }
 }

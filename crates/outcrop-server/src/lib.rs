@@ -5,6 +5,7 @@
 
 pub mod config;
 mod engines;
+mod logs;
 mod mail;
 mod metrics;
 
@@ -46,6 +47,9 @@ pub async fn serve(
         prompt_mode: config.validation.claude_prompt,
         access_mode: config.access.mode,
         outbox: Some(data_dir.join("outbox")),
+        log_shipper: Some(
+            Arc::new(logs::Shipper::new(&config, &data_dir)?) as Arc<dyn outcrop_api::LogShipper>
+        ),
         mailer: match &config.smtp {
             Some(smtp) => {
                 Some(Arc::new(mail::SmtpMailer::new(smtp)?) as Arc<dyn outcrop_api::Mailer>)

@@ -147,6 +147,14 @@ pub trait Store: Send + Sync + 'static {
     /// The model ids the account has agreements for, sorted.
     async fn agreements(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Stores (replacing) the account's model invocation logging configuration (JSON).
+    async fn put_logging_config(&self, account_id: &str, config: &str) -> Result<(), StoreError>;
+
+    async fn logging_config(&self, account_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Removes it; `false` if there was none.
+    async fn delete_logging_config(&self, account_id: &str) -> Result<bool, StoreError>;
+
     /// Appends a call to the usage ledger, durably (it is on disk when this returns).
     async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError>;
 

@@ -310,6 +310,35 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    async fn put_logging_config(&self, account_id: &str, config: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO logging_configs (account_id, config) VALUES (?, ?)
+             ON CONFLICT(account_id) DO UPDATE SET config = excluded.config,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(account_id)
+        .bind(config)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn logging_config(&self, account_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT config FROM logging_configs WHERE account_id = ?")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn delete_logging_config(&self, account_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM logging_configs WHERE account_id = ?")
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn record_usage(&self, r: &UsageRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT OR IGNORE INTO usage_records (request_id, time, account_id, principal_arn, model_id,

@@ -183,18 +183,17 @@ pub async fn converse(
         output_tokens = g.usage.output_tokens,
         "conversed"
     );
-    let mut response = json_response(
-        StatusCode::OK,
-        json!({
-            "output": { "message": { "role": "assistant", "content": content } },
-            "stopReason": events::stop_reason(&g.reason, called),
-            "usage": events::usage_json(g.usage),
-            "metrics": { "latencyMs": elapsed_ms(started) },
-        }),
-    );
+    let body = json!({
+        "output": { "message": { "role": "assistant", "content": content } },
+        "stopReason": events::stop_reason(&g.reason, called),
+        "usage": events::usage_json(g.usage),
+        "metrics": { "latencyMs": elapsed_ms(started) },
+    });
+    let mut response = json_response(StatusCode::OK, body.clone());
     response.extensions_mut().insert(Metered {
         model_id: entry.id.clone(),
         usage: g.usage,
+        output: body,
     });
     Ok(response)
 }
@@ -214,6 +213,7 @@ pub async fn converse_stream(
     let shaper = ConverseFrames {
         events: ConverseEvents::new(parsed.tools.as_ref()),
         sent: 0,
+        log: Vec::new(),
     };
     stream::respond(engine, parsed.request, shaper, ledger).await
 }
@@ -222,6 +222,7 @@ pub async fn converse_stream(
 struct ConverseFrames {
     events: ConverseEvents,
     sent: usize,
+    log: Vec<serde_json::Value>,
 }
 
 impl ConverseFrames {
@@ -230,6 +231,7 @@ impl ConverseFrames {
             .into_iter()
             .map(|(name, mut payload)| {
                 self.sent += 1;
+                self.log.push(json!({ name: payload.clone() }));
                 const PAD: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
                 payload["p"] = json!(&PAD[..padding(self.sent)]);
                 eventstream::event(name, &payload)
@@ -254,6 +256,10 @@ impl Shaper for ConverseFrames {
             .events
             .end(reason, usage, json!({ "latencyMs": timing.latency_ms }));
         self.frames(events)
+    }
+
+    fn logged(&mut self) -> serde_json::Value {
+        serde_json::Value::Array(std::mem::take(&mut self.log))
     }
 }
 
@@ -322,6 +328,7 @@ pub async fn count_tokens(
     response.extensions_mut().insert(Metered {
         model_id: entry.id.clone(),
         usage: Usage::default(),
+        output: serde_json::Value::Null,
     });
     Ok(response)
 }
