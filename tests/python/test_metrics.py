@@ -50,5 +50,6 @@ def test_metrics_count_the_calls():
         assert value(text, "TimeToFirstToken_count") == 1
         assert re.search(r'^EngineActiveSequences\{backing_model="smollm2-135m-instruct"\} 0$', text, re.M)
         assert re.search(r'^EngineWaitingRequests\{backing_model="smollm2-135m-instruct"\} 0$', text, re.M)
+        assert re.search(r'^EngineKvCellsReserved\{backing_model="smollm2-135m-instruct"\} 0$', text, re.M)
     finally:
         s.stop()

@@ -144,3 +144,25 @@ def test_kill_9_loses_no_completed_call():
         assert recorded >= done, (recorded, done)
     finally:
         s.stop()
+
+
+def test_usage_over_http_for_the_console():
+    from helpers import signed
+
+    s = Server(enable=[CLAUDE])
+    try:
+        r = make_client(s).invoke_model(modelId=CLAUDE, body=json.dumps({"prompt": PROMPT, "max_tokens_to_sample": 4}))
+        i, o = headers_usage(r)
+        status, _, body = signed(s, "GET", "/_outcrop/usage?group_by=model")
+        assert status == 200, body
+        report = json.loads(body)
+        assert report["rows"][0]["model_id"] == CLAUDE
+        assert (report["total"]["input_tokens"], report["total"]["output_tokens"]) == (i, o)
+        assert Decimal(report["total"]["cost_usd"]) == (i * PRICES[CLAUDE][0] + o * PRICES[CLAUDE][1]) / 1000
+        assert report == json.loads(usage(s, "--format", "json"))
+        status, _, body = signed(s, "GET", "/_outcrop/usage?group_by=week")
+        assert status == 400 and b"group_by" in body
+        status, _, _ = signed(s, "GET", "/_outcrop/usage", key="AKIANOBODY", secret="x")
+        assert status == 403
+    finally:
+        s.stop()

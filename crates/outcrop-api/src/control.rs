@@ -101,6 +101,47 @@ pub fn get_foundation_model(
     ))
 }
 
+/// `GET /_outcrop/usage?since=&until=&group_by=model|principal|day`: the caller's account's
+/// ledger summed, as `outcrop usage --format json` prints it (times are RFC 3339 UTC).
+pub async fn usage_report(
+    state: &ApiState,
+    principal: &Principal,
+    raw_query: &str,
+) -> Result<Response, ApiError> {
+    let (mut since, mut until, mut group_by) = (None, None, outcrop_store::GroupBy::Model);
+    for (key, value) in query_pairs(raw_query) {
+        match key.as_str() {
+            "since" => since = Some(value),
+            "until" => until = Some(value),
+            "group_by" => {
+                group_by = match value.as_str() {
+                    "model" => outcrop_store::GroupBy::Model,
+                    "principal" => outcrop_store::GroupBy::Principal,
+                    "day" => outcrop_store::GroupBy::Day,
+                    _ => {
+                        return Err(constraint(
+                            &value,
+                            "group_by",
+                            "Member must satisfy enum value set: [model, principal, day]",
+                        ))
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let records = state
+        .store
+        .usage_records(
+            Some(&principal.account_id),
+            since.as_deref(),
+            until.as_deref(),
+        )
+        .await?;
+    let report = outcrop_store::report(&records, group_by);
+    Ok(json_response(StatusCode::OK, report.to_json(group_by)))
+}
+
 /// The regions a geography's system inference profiles route to.
 fn geo_regions(geo: &str) -> &'static [&'static str] {
     match geo {

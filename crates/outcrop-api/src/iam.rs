@@ -191,6 +191,7 @@ fn requirement(
         Operation::PutUseCaseForModelAccess => ("bedrock:PutUseCaseForModelAccess", everything()),
         Operation::GetUseCaseForModelAccess => ("bedrock:GetUseCaseForModelAccess", everything()),
         Operation::ListInferenceProfiles => ("bedrock:ListInferenceProfiles", everything()),
+        Operation::GetUsageReport => ("outcrop:GetUsageReport", everything()),
         Operation::PutModelInvocationLoggingConfiguration => (
             "bedrock:PutModelInvocationLoggingConfiguration",
             everything(),

@@ -274,6 +274,9 @@ async fn control_plane(
         Operation::DeleteModelInvocationLoggingConfiguration => {
             logging::delete_config(state, &principal).await
         }
+        Operation::GetUsageReport => {
+            control::usage_report(state, &principal, parts.uri.query().unwrap_or("")).await
+        }
         Operation::ListInferenceProfiles => {
             control::list_inference_profiles(state, &principal, parts.uri.query().unwrap_or(""))
         }

@@ -29,6 +29,8 @@ pub enum Operation {
     PutModelInvocationLoggingConfiguration,
     GetModelInvocationLoggingConfiguration,
     DeleteModelInvocationLoggingConfiguration,
+    /// Outcrop's own: the account's usage ledger summed (for the console and scripts).
+    GetUsageReport,
     ListInferenceProfiles,
     GetInferenceProfile {
         inference_profile_identifier: String,
@@ -68,6 +70,7 @@ impl Operation {
             Operation::DeleteModelInvocationLoggingConfiguration => {
                 "DeleteModelInvocationLoggingConfiguration"
             }
+            Operation::GetUsageReport => "GetUsageReport",
             Operation::ListInferenceProfiles => "ListInferenceProfiles",
             Operation::GetInferenceProfile { .. } => "GetInferenceProfile",
             Operation::ListFoundationModels => "ListFoundationModels",
@@ -105,6 +108,7 @@ impl Operation {
         match (method, raw_path) {
             (&Method::GET, "/foundation-models") => return Ok(Operation::ListFoundationModels),
             (&Method::GET, "/inference-profiles") => return Ok(Operation::ListInferenceProfiles),
+            (&Method::GET, "/_outcrop/usage") => return Ok(Operation::GetUsageReport),
             (&Method::PUT, "/logging/modelinvocations") => {
                 return Ok(Operation::PutModelInvocationLoggingConfiguration)
             }

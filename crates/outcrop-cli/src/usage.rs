@@ -4,7 +4,6 @@
 use crate::identities::DataDir;
 use anyhow::bail;
 use outcrop_store::{GroupBy, Store, Totals};
-use serde_json::{json, Value};
 
 #[derive(clap::ValueEnum, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReportFormat {
@@ -53,22 +52,6 @@ fn bound(value: &Option<String>) -> anyhow::Result<Option<String>> {
     ))
 }
 
-fn totals_json(t: &Totals) -> serde_json::Map<String, Value> {
-    let v = json!({
-        "invocations": t.invocations,
-        "throttles": t.throttles,
-        "client_errors": t.client_errors,
-        "server_errors": t.server_errors,
-        "input_tokens": t.input_tokens,
-        "output_tokens": t.output_tokens,
-        "cost_usd": t.cost_usd.normalize().to_string(),
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => unreachable!("a JSON object"),
-    }
-}
-
 pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
     let group_by = match args.group_by {
         Group::Model => GroupBy::Model,
@@ -84,18 +67,10 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
     let key = group_by.key_name();
     match args.format {
         ReportFormat::Json => {
-            let rows: Vec<Value> = report
-                .rows
-                .iter()
-                .map(|(k, t)| {
-                    let mut m = serde_json::Map::new();
-                    m.insert(key.to_owned(), json!(k));
-                    m.extend(totals_json(t));
-                    Value::Object(m)
-                })
-                .collect();
-            let out = json!({ "rows": rows, "total": totals_json(&report.total) });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.to_json(group_by))?
+            );
         }
         ReportFormat::Csv => {
             println!("{key},invocations,throttles,client_errors,server_errors,input_tokens,output_tokens,cost_usd");

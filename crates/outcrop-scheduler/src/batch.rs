@@ -329,6 +329,9 @@ impl Batcher {
         self.gauges
             .waiting
             .store(self.waiting.len(), Ordering::Relaxed);
+        self.gauges
+            .reserved_kv
+            .store(self.reserved as usize, Ordering::Relaxed);
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Job {
 pub(crate) struct Gauges {
     pub active: AtomicUsize,
     pub waiting: AtomicUsize,
+    /// KV cells reserved by running sequences.
+    pub reserved_kv: AtomicUsize,
     /// Set by [`SchedulerHandle::abort_all`]: end all work, admit nothing more.
     pub aborting: AtomicBool,
 }
@@ -147,6 +149,12 @@ impl SchedulerHandle {
     /// Sequences holding a slot (prefilling or generating) after the last step.
     pub fn active_sequences(&self) -> usize {
         self.gauges.active.load(Ordering::Relaxed)
+    }
+
+    /// KV cells reserved by running sequences (their prompt plus maximum output) after the
+    /// last step.
+    pub fn reserved_kv(&self) -> usize {
+        self.gauges.reserved_kv.load(Ordering::Relaxed)
     }
 
     /// Requests waiting for a slot: queued in the channel or taken in but not yet admitted.

@@ -45,6 +45,8 @@ async fn render(State(s): State<MetricsState>) -> impl IntoResponse {
             .set(engine.active_sequences() as f64);
         metrics::gauge!("EngineWaitingRequests", "backing_model" => name.clone())
             .set(engine.waiting() as f64);
+        metrics::gauge!("EngineKvCellsReserved", "backing_model" => name.clone())
+            .set(engine.reserved_kv() as f64);
         if let Some(info) = engine.model() {
             metrics::gauge!("EngineKvCells", "backing_model" => name.clone())
                 .set(f64::from(info.kv_tokens));

@@ -103,6 +103,42 @@ pub struct Report {
     pub total: Totals,
 }
 
+impl Totals {
+    /// `{"invocations", ..., "cost_usd": "<decimal string>"}`.
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("invocations".into(), self.invocations.into());
+        m.insert("throttles".into(), self.throttles.into());
+        m.insert("client_errors".into(), self.client_errors.into());
+        m.insert("server_errors".into(), self.server_errors.into());
+        m.insert("input_tokens".into(), self.input_tokens.into());
+        m.insert("output_tokens".into(), self.output_tokens.into());
+        m.insert(
+            "cost_usd".into(),
+            self.cost_usd.normalize().to_string().into(),
+        );
+        m
+    }
+}
+
+impl Report {
+    /// `{"rows": [{<group key>, totals...}], "total": {...}}`, as `outcrop usage --format
+    /// json` prints it and the console reads it.
+    pub fn to_json(&self, group_by: GroupBy) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|(k, t)| {
+                let mut m = serde_json::Map::new();
+                m.insert(group_by.key_name().into(), k.clone().into());
+                m.extend(t.to_json());
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        serde_json::json!({ "rows": rows, "total": self.total.to_json() })
+    }
+}
+
 pub fn report(records: &[UsageRecord], group_by: GroupBy) -> Report {
     let mut out = Report::default();
     for r in records {
