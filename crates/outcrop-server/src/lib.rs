@@ -58,6 +58,7 @@ pub async fn serve(
         },
     });
     let app = metrics::router(engines.handles())?
+        .merge(outcrop_console::router(state.clone()))
         .merge(outcrop_api::router(state))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{addr}");

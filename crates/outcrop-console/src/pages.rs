@@ -1,0 +1,192 @@
+//! Console pages. Every page but sign-in needs a session; every form POST carries the
+//! session's CSRF token.
+
+use crate::session::{cookie_value, Session, COOKIE};
+use crate::Console;
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use outcrop_api::AccessMode;
+use outcrop_store::DEFAULT_ACCOUNT;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+fn session(c: &Console, headers: &HeaderMap) -> Option<(String, Session)> {
+    let id = cookie_value(headers.get(header::COOKIE).and_then(|v| v.to_str().ok()))?;
+    c.sessions.get(id).map(|s| (id.to_owned(), s))
+}
+
+fn render(c: &Console, status: StatusCode, name: &str, ctx: serde_json::Value) -> Response {
+    match c.templates.get_template(name).and_then(|t| t.render(ctx)) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, template = name, "console template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be rendered.",
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
+    match session(&c, &headers) {
+        Some(_) => Redirect::to("/console/models").into_response(),
+        None => Redirect::to("/console/sign-in").into_response(),
+    }
+}
+
+pub async fn sign_in_form(State(c): State<Console>) -> Response {
+    render(&c, StatusCode::OK, "sign_in.html", json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+pub async fn sign_in(State(c): State<Console>, Form(form): Form<SignIn>) -> Response {
+    let refused = |c: &Console| {
+        render(
+            c,
+            StatusCode::UNAUTHORIZED,
+            "sign_in.html",
+            json!({ "error": "The access key ID or secret access key is not valid." }),
+        )
+    };
+    let credential = match c.api.store.credential(form.access_key_id.trim()).await {
+        Ok(Some(cred)) => cred,
+        Ok(None) => return refused(&c),
+        Err(e) => {
+            tracing::error!(error = %e, "console sign-in could not read the store");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Try again later.").into_response();
+        }
+    };
+    let policy = c.api.auth;
+    if credential.loopback_only && !policy.loopback_only && !policy.allow_dev_key_anywhere {
+        return refused(&c);
+    }
+    let matches: bool = credential
+        .secret
+        .expose()
+        .as_bytes()
+        .ct_eq(form.secret_access_key.as_bytes())
+        .into();
+    if !matches {
+        return refused(&c);
+    }
+    let id = c
+        .sessions
+        .create(&credential.account_id, &credential.principal_arn);
+    tracing::info!(principal = %credential.principal_arn, "console sign-in");
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/console/models".to_owned()),
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn sign_out(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some((id, s)) = session(&c, &headers) else {
+        return Redirect::to("/console/sign-in").into_response();
+    };
+    if !bool::from(s.csrf.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        return (StatusCode::FORBIDDEN, "The form's CSRF token is not valid.").into_response();
+    }
+    c.sessions.end(&id);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/console/sign-in".to_owned()),
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct ModelFilter {
+    provider: Option<String>,
+    modality: Option<String>,
+}
+
+pub async fn models(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(filter): Query<ModelFilter>,
+) -> Response {
+    let Some((_, s)) = session(&c, &headers) else {
+        return Redirect::to("/console/sign-in").into_response();
+    };
+    let (agreements, use_case) = match (
+        c.api.store.agreements(&s.account_id).await,
+        c.api.store.use_case(&s.account_id).await,
+    ) {
+        (Ok(a), Ok(u)) => (a, u.is_some()),
+        _ => return (StatusCode::INTERNAL_SERVER_ERROR, "Try again later.").into_response(),
+    };
+    let open = c.api.access_mode == AccessMode::Open;
+    let entries = c.api.catalog.entries();
+    let mut providers: Vec<&str> = entries.iter().map(|e| e.provider.as_str()).collect();
+    providers.sort_unstable();
+    providers.dedup();
+    let provider = filter.provider.filter(|p| !p.is_empty());
+    let modality = filter.modality.filter(|m| !m.is_empty());
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .filter(|e| provider.as_ref().is_none_or(|p| &e.provider == p))
+        .filter(|e| {
+            modality
+                .as_ref()
+                .is_none_or(|m| e.output_modalities.contains(m))
+        })
+        .map(|e| {
+            let agreed = open || agreements.contains(&e.id);
+            let status = match (agreed, !open && outcrop_api::needs_use_case(e) && !use_case) {
+                (true, false) => "Access granted",
+                (true, true) => "Use case form needed",
+                (false, _) => "Available to request",
+            };
+            json!({
+                "id": e.id, "name": e.name, "provider": e.provider,
+                "input": e.input_modalities.join(", "), "output": e.output_modalities.join(", "),
+                "streaming": e.streaming, "input_price": e.input_price_per_1k,
+                "output_price": e.output_price_per_1k, "status": status,
+                "granted": status == "Access granted",
+            })
+        })
+        .collect();
+    let region = "us-east-1";
+    render(
+        &c,
+        StatusCode::OK,
+        "models.html",
+        json!({
+            "title": "Model catalog", "page": "models", "principal": s.principal_arn,
+            "account": if s.account_id.is_empty() { DEFAULT_ACCOUNT.to_owned() } else { s.account_id.clone() },
+            "csrf": s.csrf, "region": region, "rows": rows, "providers": providers,
+            "provider": provider, "modality": modality,
+        }),
+    )
+}

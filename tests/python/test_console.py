@@ -1,0 +1,101 @@
+"""The web console's first slice over plain HTTP: sign-in with an access key pair, the session
+cookie's attributes, the model catalog with access status and filters, CSRF-checked sign-out,
+and nothing without a session. (Browser tests with chromium come with the rest of the console.)"""
+import http.cookiejar
+import urllib.error
+import urllib.parse
+import urllib.request
+import re
+
+import pytest
+
+from conftest import Server
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def browser():
+    jar = http.cookiejar.CookieJar()
+    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect()), jar
+
+
+def call(opener, url, data=None):
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    try:
+        with opener.open(url, data=body, timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+@pytest.fixture(scope="module")
+def console_server():
+    s = Server(enable=["anthropic.claude-v2"])
+    yield s
+    s.stop()
+
+
+def sign_in(server, key="test", secret="test"):
+    opener, jar = browser()
+    status, headers, _ = call(opener, server.url + "/console/sign-in",
+                              {"access_key_id": key, "secret_access_key": secret})
+    return opener, jar, status, headers
+
+
+def test_nothing_without_a_session(console_server):
+    opener, _ = browser()
+    status, headers, _ = call(opener, console_server.url + "/console/models")
+    assert status == 303 and headers["location"] == "/console/sign-in"
+    status, _, page = call(opener, console_server.url + "/console/sign-in")
+    assert status == 200 and 'name="secret_access_key"' in page and 'type="password"' in page
+
+
+def test_bad_keys_are_refused(console_server):
+    _, jar, status, _ = sign_in(console_server, secret="wrong")
+    assert status == 401 and not list(jar)
+    _, jar, status, _ = sign_in(console_server, key="AKIANOBODY")
+    assert status == 401
+
+
+def test_sign_in_catalog_and_sign_out(console_server):
+    opener, jar, status, headers = sign_in(console_server)
+    assert status == 303 and headers["location"] == "/console/models"
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    status, _, page = call(opener, console_server.url + "/console/models")
+    assert status == 200
+    assert "anthropic.claude-v2" in page and "amazon.titan-embed-text-v2:0" in page
+    row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
+    assert "Access granted" in row
+    row = re.search(r"<code>meta\.llama3-8b-instruct-v1:0</code>.*?</tr>", page, re.S).group(0)
+    assert "Available to request" in row and "$0.0003 / $0.0006" in row
+    assert "Region: us-east-1" in page
+    status, _, page = call(opener, console_server.url + "/console/models?provider=Meta&modality=TEXT")
+    assert "meta.llama3-8b-instruct-v1:0" in page and "anthropic.claude-v2" not in page
+    # Sign-out needs the form's CSRF token.
+    status, _, _ = call(opener, console_server.url + "/console/sign-out", {"csrf": "forged"})
+    assert status == 403
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    status, headers, _ = call(opener, console_server.url + "/console/sign-out", {"csrf": csrf})
+    assert status == 303
+    status, _, _ = call(opener, console_server.url + "/console/models")
+    assert status == 303, "the session ended"
+
+
+def test_a_cli_key_signs_in(console_server):
+    import json
+    import subprocess
+    from pathlib import Path
+    from conftest import outcrop_binary
+    data = str(Path(console_server.dir.name) / "data")
+    assert subprocess.run([outcrop_binary(), "users", "create", "zoe", "--data-dir", data]).returncode == 0
+    key = json.loads(subprocess.run([outcrop_binary(), "keys", "create", "--user", "zoe", "--data-dir", data],
+                                    capture_output=True, text=True).stdout)["AccessKey"]
+    opener, _, status, _ = sign_in(console_server, key["AccessKeyId"], key["SecretAccessKey"])
+    assert status == 303
+    status, _, page = call(opener, console_server.url + "/console/models")
+    import html
+    assert status == 200 and "arn:aws:iam::000000000000:user/zoe" in html.unescape(page)
