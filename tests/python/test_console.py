@@ -99,3 +99,48 @@ def test_a_cli_key_signs_in(console_server):
     status, _, page = call(opener, console_server.url + "/console/models")
     import html
     assert status == 200 and "arn:aws:iam::000000000000:user/zoe" in html.unescape(page)
+
+
+def test_access_edit_with_the_use_case_form_then_the_seed_script_works():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    s = Server(enable=[])
+    try:
+        opener, _, status, _ = sign_in(s)
+        status, _, page = call(opener, s.url + "/console/access")
+        assert status == 200 and 'value="anthropic.claude-v2"' in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        # CSRF is checked.
+        status, _, _ = call(opener, s.url + "/console/access", {"csrf": "x", "model": "anthropic.claude-v2"})
+        assert status == 403
+        # Selecting an Anthropic model opens the use-case form first.
+        status, _, page = call(opener, s.url + "/console/access", {"csrf": csrf, "model": "anthropic.claude-v2"})
+        assert status == 200 and 'name="companyName"' in page
+        form = [("csrf", csrf), ("model", "anthropic.claude-v2"), ("model", "meta.llama3-8b-instruct-v1:0"),
+                ("companyName", "Acme"), ("companyWebsite", "https://acme.example"), ("intendedUsers", "0"),
+                ("industryOption", "Technology"), ("useCases", "Trying the seed")]
+        req = urllib.request.Request(s.url + "/console/access", data=urllib.parse.urlencode(form).encode())
+        try:
+            opener.open(req, timeout=10)
+        except urllib.error.HTTPError as e:
+            assert e.code == 303, e.read()
+        status, _, page = call(opener, s.url + "/console/access")
+        row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
+        assert "Access granted" in row
+        row = re.search(r"<code>meta\.llama3-8b-instruct-v1:0</code>.*?</tr>", page, re.S).group(0)
+        assert "Access granted" in row
+        assert list((Path(s.dir.name) / "data" / "outbox").glob("*anthropic.claude-v2.eml"))
+        # The seed article's script, unchanged, now succeeds.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ENDPOINT_URL=s.url, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                   AWS_DEFAULT_REGION="us-east-1")
+        seed = Path(__file__).parent / "seed" / "invoke_claude_v2.py"
+        r = subprocess.run([sys.executable, str(seed)], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "completion" in r.stdout
+    finally:
+        s.stop()

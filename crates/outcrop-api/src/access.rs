@@ -148,18 +148,54 @@ pub async fn create_agreement(
             "The provided offer token is invalid.".into(),
         ));
     }
-    let created = state
-        .store
-        .create_agreement(&principal.account_id, &entry.id)
-        .await?;
-    if created {
-        let granted = entitled(state, &principal.account_id, entry).await?;
-        notify(state, principal, entry, granted);
-    }
+    agree(state, principal, entry).await?;
     Ok(json_response(
         StatusCode::ACCEPTED,
         json!({ "modelId": entry.id }),
     ))
+}
+
+/// Records the account's agreement for a model (the console's "Save" and the API's
+/// CreateFoundationModelAgreement) and sends the notification; whether the model is now
+/// invocable (Anthropic also needs the use-case form).
+pub async fn agree(
+    state: &ApiState,
+    principal: &Principal,
+    entry: &CatalogEntry,
+) -> Result<bool, ApiError> {
+    let created = state
+        .store
+        .create_agreement(&principal.account_id, &entry.id)
+        .await?;
+    let granted = entitled(state, &principal.account_id, entry).await?;
+    if created {
+        notify(state, principal, entry, granted);
+    }
+    Ok(granted)
+}
+
+/// Checks and stores the use-case form (a JSON object of 10 to 16384 bytes).
+pub async fn submit_use_case(
+    state: &ApiState,
+    principal: &Principal,
+    form: &[u8],
+) -> Result<(), ApiError> {
+    if !(10..=16384).contains(&form.len()) {
+        return Err(ApiError::Validation(format!(
+            "1 validation error detected: Value at 'formData' failed to satisfy constraint: Member must have length between 10 and 16384, found {}",
+            form.len()
+        )));
+    }
+    if !matches!(serde_json::from_slice::<Value>(form), Ok(Value::Object(_))) {
+        return Err(ApiError::Validation(
+            "The use case form must be a JSON object.".into(),
+        ));
+    }
+    state
+        .store
+        .put_use_case(&principal.account_id, form)
+        .await?;
+    Ok(())
 }
 
 /// `POST /delete-foundation-model-agreement` (202)
@@ -193,21 +229,7 @@ pub async fn put_use_case(
     let body = body_json(body)?;
     let form = base64::decode(required_str(&body, "formData")?)
         .map_err(|_| ApiError::Validation("formData must be base64-encoded.".into()))?;
-    if !(10..=16384).contains(&form.len()) {
-        return Err(ApiError::Validation(format!(
-            "1 validation error detected: Value at 'formData' failed to satisfy constraint: Member must have length between 10 and 16384, found {}",
-            form.len()
-        )));
-    }
-    if !matches!(serde_json::from_slice::<Value>(&form), Ok(Value::Object(_))) {
-        return Err(ApiError::Validation(
-            "The use case form must be a JSON object.".into(),
-        ));
-    }
-    state
-        .store
-        .put_use_case(&principal.account_id, &form)
-        .await?;
+    submit_use_case(state, principal, &form).await?;
     Ok(json_response(StatusCode::CREATED, json!({})))
 }
 

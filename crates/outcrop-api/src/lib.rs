@@ -30,7 +30,9 @@ mod schema;
 mod stream;
 mod tools;
 
-pub use access::{needs_use_case, write_access_notification, AccessMode, Mailer};
+pub use access::{
+    agree, needs_use_case, submit_use_case, write_access_notification, AccessMode, Mailer,
+};
 pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
 pub use families::PromptMode;

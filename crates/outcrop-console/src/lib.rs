@@ -30,6 +30,8 @@ fn templates() -> minijinja::Environment<'static> {
         ("layout.html", include_str!("../templates/layout.html")),
         ("sign_in.html", include_str!("../templates/sign_in.html")),
         ("models.html", include_str!("../templates/models.html")),
+        ("access.html", include_str!("../templates/access.html")),
+        ("use_case.html", include_str!("../templates/use_case.html")),
     ] {
         env.add_template(name, source)
             .unwrap_or_else(|e| panic!("template {name}: {e:#}"));
@@ -53,6 +55,10 @@ pub fn router(api: Arc<ApiState>) -> Router {
         )
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/models", get(pages::models))
+        .route(
+            "/console/access",
+            get(pages::access).post(pages::save_access),
+        )
         .with_state(console)
 }
 

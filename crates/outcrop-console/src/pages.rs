@@ -190,3 +190,127 @@ pub async fn models(
         }),
     )
 }
+
+/// The principal a session acts as, in the API's terms.
+fn principal(s: &Session) -> outcrop_api::Principal {
+    outcrop_api::Principal {
+        account_id: s.account_id.clone(),
+        arn: s.principal_arn.clone(),
+        access_key_id: String::new(),
+        region: "us-east-1".into(),
+    }
+}
+
+/// Model access rows: every catalog model with its status.
+async fn access_rows(c: &Console, s: &Session) -> Result<(Vec<serde_json::Value>, bool), Response> {
+    let (agreements, use_case) = match (
+        c.api.store.agreements(&s.account_id).await,
+        c.api.store.use_case(&s.account_id).await,
+    ) {
+        (Ok(a), Ok(u)) => (a, u.is_some()),
+        _ => return Err((StatusCode::INTERNAL_SERVER_ERROR, "Try again later.").into_response()),
+    };
+    let open = c.api.access_mode == AccessMode::Open;
+    let rows = c
+        .api
+        .catalog
+        .entries()
+        .iter()
+        .map(|e| {
+            let agreed = open || agreements.contains(&e.id);
+            let needs_form = outcrop_api::needs_use_case(e);
+            let granted = agreed && (open || !needs_form || use_case);
+            json!({
+                "id": e.id, "name": e.name, "provider": e.provider,
+                "granted": granted, "needs_form": needs_form && !use_case,
+            })
+        })
+        .collect();
+    Ok((rows, use_case))
+}
+
+fn page_context(s: &Session, title: &str, page: &str) -> serde_json::Value {
+    json!({ "title": title, "page": page, "principal": s.principal_arn, "csrf": s.csrf, "region": "us-east-1" })
+}
+
+pub async fn access(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let Some((_, s)) = session(&c, &headers) else {
+        return Redirect::to("/console/sign-in").into_response();
+    };
+    let (rows, _) = match access_rows(&c, &s).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let mut ctx = page_context(&s, "Model access", "access");
+    ctx["rows"] = json!(rows);
+    render(&c, StatusCode::OK, "access.html", ctx)
+}
+
+/// POST /console/access: the Edit form (`csrf`, `model` repeated). Anthropic models need the
+/// use-case form first: then the form page is shown with the selection carried along.
+pub async fn save_access(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let Some((_, s)) = session(&c, &headers) else {
+        return Redirect::to("/console/sign-in").into_response();
+    };
+    let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if !bool::from(
+        s.csrf
+            .as_bytes()
+            .ct_eq(field("csrf").unwrap_or("").as_bytes()),
+    ) {
+        return (StatusCode::FORBIDDEN, "The form's CSRF token is not valid.").into_response();
+    }
+    let models: Vec<&str> = fields
+        .iter()
+        .filter(|(n, _)| n == "model")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let entries: Vec<_> = models.iter().filter_map(|m| c.api.catalog.get(m)).collect();
+    let has_form = matches!(c.api.store.use_case(&s.account_id).await, Ok(Some(_)));
+    let wants_form = entries.iter().any(|e| outcrop_api::needs_use_case(e)) && !has_form;
+    let p = principal(&s);
+    if let Some(form) = field("companyName").map(|_| {
+        json!({
+            "companyName": field("companyName").unwrap_or(""),
+            "companyWebsite": field("companyWebsite").unwrap_or(""),
+            "intendedUsers": field("intendedUsers").unwrap_or(""),
+            "industryOption": field("industryOption").unwrap_or(""),
+            "otherIndustryOption": "",
+            "useCases": field("useCases").unwrap_or(""),
+        })
+    }) {
+        let complete = [
+            "companyName",
+            "companyWebsite",
+            "industryOption",
+            "useCases",
+        ]
+        .iter()
+        .all(|k| form[k].as_str().is_some_and(|v| !v.trim().is_empty()));
+        if !complete {
+            let mut ctx = page_context(&s, "Use case details", "access");
+            ctx["models"] = json!(models);
+            ctx["error"] = json!("Fill in every field of the form.");
+            return render(&c, StatusCode::BAD_REQUEST, "use_case.html", ctx);
+        }
+        if let Err(e) = outcrop_api::submit_use_case(&c.api, &p, form.to_string().as_bytes()).await
+        {
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+    } else if wants_form {
+        let mut ctx = page_context(&s, "Use case details", "access");
+        ctx["models"] = json!(models);
+        return render(&c, StatusCode::OK, "use_case.html", ctx);
+    }
+    for e in entries {
+        if let Err(err) = outcrop_api::agree(&c.api, &p, e).await {
+            tracing::error!(error = %err, model = %e.id, "console could not grant access");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Try again later.").into_response();
+        }
+    }
+    Redirect::to("/console/access").into_response()
+}
