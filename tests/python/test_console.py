@@ -144,3 +144,36 @@ def test_access_edit_with_the_use_case_form_then_the_seed_script_works():
         assert "completion" in r.stdout
     finally:
         s.stop()
+
+
+def test_usage_page_shows_the_calls_and_their_cost():
+    import html
+    import json
+    from decimal import Decimal
+
+    from conftest import make_client
+
+    s = Server(enable=["anthropic.claude-v2"])
+    try:
+        r = make_client(s).invoke_model(modelId="anthropic.claude-v2", body=json.dumps(
+            {"prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 5}))
+        h = r["ResponseMetadata"]["HTTPHeaders"]
+        i, o = int(h["x-amzn-bedrock-input-token-count"]), int(h["x-amzn-bedrock-output-token-count"])
+        cost = (i * Decimal("0.008") + o * Decimal("0.024")) / 1000
+        opener, _, _, _ = sign_in(s)
+        status, _, page = call(opener, s.url + "/console/usage")
+        page = html.unescape(page)
+        assert status == 200
+        row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
+        assert f"<td>{i}</td><td>{o}</td><td>${cost.normalize()}</td>" in row
+        assert '<svg role="img" aria-label="Cost per day"' in page
+        status, headers, csv = call(opener, s.url + "/console/usage.csv")
+        assert status == 200 and headers["content-type"].startswith("text/csv")
+        assert f"anthropic.claude-v2,1,0,0,0,{i},{o},{cost.normalize()}" in csv
+        status, _, page = call(opener, s.url + "/console/usage?since=2999-01-01")
+        assert "No calls in this period." in page
+        opener2, _ = browser()
+        status, _, _ = call(opener2, s.url + "/console/usage.csv")
+        assert status == 303
+    finally:
+        s.stop()

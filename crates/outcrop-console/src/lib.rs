@@ -32,6 +32,7 @@ fn templates() -> minijinja::Environment<'static> {
         ("models.html", include_str!("../templates/models.html")),
         ("access.html", include_str!("../templates/access.html")),
         ("use_case.html", include_str!("../templates/use_case.html")),
+        ("usage.html", include_str!("../templates/usage.html")),
     ] {
         env.add_template(name, source)
             .unwrap_or_else(|e| panic!("template {name}: {e:#}"));
@@ -55,6 +56,8 @@ pub fn router(api: Arc<ApiState>) -> Router {
         )
         .route("/console/sign-out", post(pages::sign_out))
         .route("/console/models", get(pages::models))
+        .route("/console/usage", get(pages::usage))
+        .route("/console/usage.csv", get(pages::usage_csv))
         .route(
             "/console/access",
             get(pages::access).post(pages::save_access),
@@ -64,6 +67,27 @@ pub fn router(api: Arc<ApiState>) -> Router {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn templates_render_with_empty_data() {
+        let env = super::templates();
+        for name in [
+            "sign_in.html",
+            "models.html",
+            "access.html",
+            "use_case.html",
+            "usage.html",
+        ] {
+            let ctx = serde_json::json!({
+                "principal": "arn", "csrf": "t", "total": {}, "rows": [], "providers": [],
+                "models": [], "days": [], "bars": [],
+            });
+            env.get_template(name)
+                .unwrap()
+                .render(ctx)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+    }
+
     #[test]
     fn templates_parse() {
         let env = super::templates();

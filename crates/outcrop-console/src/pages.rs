@@ -314,3 +314,134 @@ pub async fn save_access(
     }
     Redirect::to("/console/access").into_response()
 }
+
+#[derive(Deserialize, Default)]
+pub struct Period {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A date (YYYY-MM-DD) as the ledger's lower time bound, or `None` when absent or not a date.
+fn day_bound(v: &Option<String>) -> Option<String> {
+    let v = v.as_deref()?.trim();
+    let ok = v.len() == 10
+        && v.chars().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    ok.then(|| format!("{v}T00:00:00.000Z"))
+}
+
+async fn usage_report(
+    c: &Console,
+    s: &Session,
+    period: &Period,
+) -> Result<Vec<outcrop_store::UsageRecord>, Response> {
+    c.api
+        .store
+        .usage_records(
+            Some(&s.account_id),
+            day_bound(&period.since).as_deref(),
+            day_bound(&period.until).as_deref(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "console could not read the ledger");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Try again later.").into_response()
+        })
+}
+
+pub async fn usage(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(period): Query<Period>,
+) -> Response {
+    let Some((_, s)) = session(&c, &headers) else {
+        return Redirect::to("/console/sign-in").into_response();
+    };
+    let records = match usage_report(&c, &s, &period).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let by_model = outcrop_store::report(&records, outcrop_store::GroupBy::Model);
+    let by_day = outcrop_store::report(&records, outcrop_store::GroupBy::Day);
+    let max_cost = by_day
+        .rows
+        .values()
+        .map(|t| t.cost_usd)
+        .max()
+        .unwrap_or_default();
+    // Bars of the daily cost chart, as percentages of the largest day (server-rendered SVG).
+    let bars: Vec<serde_json::Value> = by_day
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, (day, t))| {
+            let pct = if max_cost.is_zero() {
+                0.0
+            } else {
+                (t.cost_usd / max_cost)
+                    .to_string()
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    * 100.0
+            };
+            json!({ "day": day, "x": i * 40 + 10, "h": pct.round(), "y": 110.0 - pct.round(),
+                    "cost": t.cost_usd.normalize().to_string() })
+        })
+        .collect();
+    let mut ctx = page_context(&s, "Usage and cost", "usage");
+    ctx["models"] = by_model.to_json(outcrop_store::GroupBy::Model)["rows"].clone();
+    ctx["days"] = by_day.to_json(outcrop_store::GroupBy::Day)["rows"].clone();
+    ctx["total"] = by_model.total.to_json().into();
+    ctx["bars"] = json!(bars);
+    ctx["chart_width"] = json!(by_day.rows.len() * 40 + 20);
+    ctx["since"] = json!(period.since.clone().unwrap_or_default());
+    ctx["until"] = json!(period.until.clone().unwrap_or_default());
+    render(&c, StatusCode::OK, "usage.html", ctx)
+}
+
+/// The usage table by model as CSV, for the period given.
+pub async fn usage_csv(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(period): Query<Period>,
+) -> Response {
+    let Some((_, s)) = session(&c, &headers) else {
+        return Redirect::to("/console/sign-in").into_response();
+    };
+    let records = match usage_report(&c, &s, &period).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let report = outcrop_store::report(&records, outcrop_store::GroupBy::Model);
+    let mut csv = String::from(
+        "model_id,invocations,throttles,client_errors,server_errors,input_tokens,output_tokens,cost_usd\n",
+    );
+    for (model, t) in &report.rows {
+        csv.push_str(&format!(
+            "{model},{},{},{},{},{},{},{}\n",
+            t.invocations,
+            t.throttles,
+            t.client_errors,
+            t.server_errors,
+            t.input_tokens,
+            t.output_tokens,
+            t.cost_usd.normalize()
+        ));
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"outcrop-usage.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response()
+}
