@@ -72,22 +72,7 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&report.to_json(group_by))?
             );
         }
-        ReportFormat::Csv => {
-            println!("{key},invocations,throttles,client_errors,server_errors,input_tokens,output_tokens,cost_usd");
-            for (k, t) in &report.rows {
-                println!(
-                    "{},{},{},{},{},{},{},{}",
-                    csv_field(k),
-                    t.invocations,
-                    t.throttles,
-                    t.client_errors,
-                    t.server_errors,
-                    t.input_tokens,
-                    t.output_tokens,
-                    t.cost_usd.normalize()
-                );
-            }
-        }
+        ReportFormat::Csv => print!("{}", report.to_csv(group_by)),
         ReportFormat::Table => {
             let width = report
                 .rows
@@ -121,15 +106,6 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A CSV field, quoted when it needs to be.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +123,5 @@ mod tests {
             "2026-11-01T09:00:00.000Z"
         );
         assert!(bound(&Some("yesterday".into())).is_err());
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
     }
 }

@@ -418,21 +418,7 @@ pub async fn usage_csv(
         Err(resp) => return resp,
     };
     let report = outcrop_store::report(&records, outcrop_store::GroupBy::Model);
-    let mut csv = String::from(
-        "model_id,invocations,throttles,client_errors,server_errors,input_tokens,output_tokens,cost_usd\n",
-    );
-    for (model, t) in &report.rows {
-        csv.push_str(&format!(
-            "{model},{},{},{},{},{},{},{}\n",
-            t.invocations,
-            t.throttles,
-            t.client_errors,
-            t.server_errors,
-            t.input_tokens,
-            t.output_tokens,
-            t.cost_usd.normalize()
-        ));
-    }
+    let csv = report.to_csv(outcrop_store::GroupBy::Model);
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

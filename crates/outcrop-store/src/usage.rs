@@ -139,6 +139,34 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The rows as CSV with a header line (the group key quoted when it needs to be).
+    pub fn to_csv(&self, group_by: GroupBy) -> String {
+        let mut out = format!(
+            "{},invocations,throttles,client_errors,server_errors,input_tokens,output_tokens,cost_usd\n",
+            group_by.key_name()
+        );
+        for (k, t) in &self.rows {
+            let key = if k.contains([',', '"', '\n']) {
+                format!("\"{}\"", k.replace('"', "\"\""))
+            } else {
+                k.clone()
+            };
+            out.push_str(&format!(
+                "{key},{},{},{},{},{},{},{}\n",
+                t.invocations,
+                t.throttles,
+                t.client_errors,
+                t.server_errors,
+                t.input_tokens,
+                t.output_tokens,
+                t.cost_usd.normalize()
+            ));
+        }
+        out
+    }
+}
+
 pub fn report(records: &[UsageRecord], group_by: GroupBy) -> Report {
     let mut out = Report::default();
     for r in records {
@@ -197,5 +225,8 @@ mod tests {
             report(&rs, GroupBy::Day).rows.keys().collect::<Vec<_>>(),
             ["2026-11-25"]
         );
+        let csv = r.to_csv(GroupBy::Model);
+        assert!(csv.starts_with("model_id,invocations,"));
+        assert!(csv.contains("\na,2,0,0,0,11,6,0.0003\n"), "{csv}");
     }
 }
