@@ -26,7 +26,6 @@ pub trait LogShipper: Send + Sync {
 
 /// A validated LoggingConfig.
 struct Config {
-    raw: Value,
     destinations: Destinations,
     text: bool,
     embedding: bool,
@@ -80,7 +79,6 @@ fn parse_config(raw: &Value) -> Result<Config, ApiError> {
     }
     let flag = |k: &str| cfg.get(k).and_then(Value::as_bool).unwrap_or(true);
     Ok(Config {
-        raw: raw.clone(),
         destinations: Destinations { s3, log_group },
         text: flag("textDataDeliveryEnabled"),
         embedding: flag("embeddingDataDeliveryEnabled"),
@@ -159,7 +157,6 @@ pub async fn log(state: &ApiState, call: &Call, inv: Invocation<'_>) {
     if (inv.embedding && !config.embedding) || (!inv.embedding && !config.text) {
         return;
     }
-    let _ = &config.raw;
     let record = json!({
         "schemaType": "ModelInvocationLog",
         "schemaVersion": "1.0",

@@ -39,6 +39,19 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    async fn user_exists(&self, account_id: &str, user_name: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM users WHERE account_id = ? AND user_name = ?")
+                .bind(account_id)
+                .bind(user_name)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_defaults(&self) -> Result<(), StoreError> {
@@ -168,13 +181,7 @@ impl Store for SqliteStore {
         account_id: &str,
         user_name: &str,
     ) -> Result<Option<NewAccessKey>, StoreError> {
-        let exists = sqlx::query("SELECT 1 FROM users WHERE account_id = ? AND user_name = ?")
-            .bind(account_id)
-            .bind(user_name)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some();
-        if !exists {
+        if !self.user_exists(account_id, user_name).await? {
             return Ok(None);
         }
         let key = NewAccessKey {
@@ -271,13 +278,7 @@ impl Store for SqliteStore {
         policy_name: &str,
         document: &str,
     ) -> Result<bool, StoreError> {
-        let exists = sqlx::query("SELECT 1 FROM users WHERE account_id = ? AND user_name = ?")
-            .bind(account_id)
-            .bind(user_name)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some();
-        if !exists {
+        if !self.user_exists(account_id, user_name).await? {
             return Ok(false);
         }
         sqlx::query(

@@ -64,13 +64,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
     };
     Ok(Parsed {
         family: Family::Ai21,
-        requests: (0..n as u32)
-            .map(|i| {
-                let mut r = request.clone();
-                r.sampling.seed = cx.seed.wrapping_add(i);
-                r
-            })
-            .collect(),
+        requests: super::answers(request, n, cx.seed),
         tools: None,
         prompt_echo: Some(prompt.to_owned()),
     })

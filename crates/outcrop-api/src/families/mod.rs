@@ -170,6 +170,17 @@ pub(crate) fn sampling(
     }
 }
 
+/// `n` copies of `request`, one per answer asked for, each with its own seed.
+pub(crate) fn answers(request: GenerationRequest, n: i64, seed: u32) -> Vec<GenerationRequest> {
+    (0..n.max(1) as u32)
+        .map(|i| {
+            let mut r = request.clone();
+            r.sampling.seed = seed.wrapping_add(i);
+            r
+        })
+        .collect()
+}
+
 /// A 0-based token count as a `u32`, saturating.
 pub(crate) fn tokens(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
