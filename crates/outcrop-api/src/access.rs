@@ -36,6 +36,58 @@ async fn entitled(state: &ApiState, account: &str, entry: &CatalogEntry) -> Resu
     Ok(!needs_use_case(entry) || state.store.use_case(account).await?.is_some())
 }
 
+/// A model's access status for an account, as the CLI, the console and the API report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessStatus {
+    /// Invocable.
+    Granted,
+    /// Agreed, but the Anthropic use-case form is not on file yet.
+    UseCaseMissing,
+    /// No agreement yet.
+    Available,
+}
+
+/// An account's agreements and use-case form, read once to answer for many models.
+#[derive(Debug, Clone)]
+pub struct AccountAccess {
+    open: bool,
+    agreements: std::collections::HashSet<String>,
+    use_case: bool,
+}
+
+impl AccountAccess {
+    pub async fn load(
+        store: &dyn outcrop_store::Store,
+        account: &str,
+        mode: AccessMode,
+    ) -> Result<Self, outcrop_store::StoreError> {
+        Ok(AccountAccess {
+            open: mode == AccessMode::Open,
+            agreements: store.agreements(account).await?.into_iter().collect(),
+            use_case: store.use_case(account).await?.is_some(),
+        })
+    }
+
+    /// Whether the account has agreed to the model's offer (always, in open mode).
+    pub fn agreed(&self, entry: &CatalogEntry) -> bool {
+        self.open || self.agreements.contains(&entry.id)
+    }
+
+    pub fn use_case_on_file(&self) -> bool {
+        self.use_case
+    }
+
+    pub fn status(&self, entry: &CatalogEntry) -> AccessStatus {
+        if !self.agreed(entry) {
+            AccessStatus::Available
+        } else if self.open || !needs_use_case(entry) || self.use_case {
+            AccessStatus::Granted
+        } else {
+            AccessStatus::UseCaseMissing
+        }
+    }
+}
+
 /// Anthropic models need the use-case form on file besides an agreement.
 pub fn needs_use_case(entry: &CatalogEntry) -> bool {
     entry.provider.eq_ignore_ascii_case("anthropic")
@@ -91,12 +143,14 @@ pub async fn availability(
     identifier: &str,
 ) -> Result<Response, ApiError> {
     let entry = catalog_entry(state, identifier)?;
-    let agreed = state.access_mode == AccessMode::Open
-        || state
-            .store
-            .has_agreement(&principal.account_id, &entry.id)
-            .await?;
-    let entitled = entitled(state, &principal.account_id, entry).await?;
+    let access = AccountAccess::load(
+        state.store.as_ref(),
+        &principal.account_id,
+        state.access_mode,
+    )
+    .await?;
+    let agreed = access.agreed(entry);
+    let entitled = access.status(entry) == AccessStatus::Granted;
     let available = |yes: bool| if yes { "AVAILABLE" } else { "NOT_AVAILABLE" };
     Ok(json_response(
         StatusCode::OK,

@@ -220,11 +220,22 @@ pub async fn authorize(
     principal: &Principal,
     op: &Operation,
 ) -> Result<(), ApiError> {
-    let Some(user) = user_name(&principal.arn) else {
-        return Ok(()); // the account root
-    };
     let Some((action, resources)) = requirement(state, principal, op) else {
         return Ok(());
+    };
+    authorize_action(state, principal, action, &resources).await
+}
+
+/// Refuses `action` on `resources` unless the principal's policies allow it: the check behind
+/// every operation, and behind the console's own actions (`iam:CreateUser`, ...).
+pub async fn authorize_action(
+    state: &ApiState,
+    principal: &Principal,
+    action: &str,
+    resources: &[String],
+) -> Result<(), ApiError> {
+    let Some(user) = user_name(&principal.arn) else {
+        return Ok(()); // the account root
     };
     let documents = state
         .store
@@ -238,7 +249,7 @@ pub async fn authorize(
                 .ok()
         })
         .collect();
-    let decision = evaluate(&policies, action, &resources);
+    let decision = evaluate(&policies, action, resources);
     let resource = resources.last().cloned().unwrap_or_default();
     let why = match decision {
         Decision::Allow => return Ok(()),

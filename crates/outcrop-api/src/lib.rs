@@ -31,15 +31,16 @@ mod stream;
 mod tools;
 
 pub use access::{
-    agree, needs_use_case, submit_use_case, write_access_notification, AccessMode, Mailer,
+    agree, needs_use_case, submit_use_case, write_access_notification, AccessMode, AccessStatus,
+    AccountAccess, Mailer,
 };
 pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
 pub use families::PromptMode;
-pub use iam::PolicyDocument;
+pub use iam::{authorize, authorize_action, PolicyDocument};
 pub use logging::{Destinations, LogShipper};
 pub use operation::{resolve_model_id, Operation};
-pub use quota::{Limits, Quotas};
+pub use quota::{put_limits, Limits, Quotas};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -122,9 +123,63 @@ async fn run(
     let body = read_body(&parts, body).await?;
     let principal = auth::authenticate(&parts, &body, state.store.as_ref(), state.auth).await?;
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
+    let query = parts.uri.query().unwrap_or("");
+    perform(
+        state, request_id, &principal, operation, query, &body, started,
+    )
+    .await
+}
+
+/// Runs an operation for a principal the caller has already authenticated (the console's
+/// session does): the same authorization, access check, quotas, ledger and invocation logging
+/// as a signed request, and the same response, errors included.
+pub async fn call(
+    state: &Arc<ApiState>,
+    principal: &Principal,
+    operation: Operation,
+    query: &str,
+    body: &[u8],
+) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!("console call", id = %request_id, operation = operation.name());
+    async move {
+        let mut response = match perform(
+            state,
+            &request_id,
+            principal,
+            operation,
+            query,
+            body,
+            started,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amzn-requestid", v);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Everything after authentication.
+async fn perform(
+    state: &Arc<ApiState>,
+    request_id: &str,
+    principal: &Principal,
+    operation: Operation,
+    query: &str,
+    body: &[u8],
+    started: Instant,
+) -> Result<Response, ApiError> {
     let Some(identifier) = operation.runtime_model() else {
-        iam::authorize(state, &principal, &operation).await?;
-        return control_plane(state, &principal, operation, &parts, &body).await;
+        iam::authorize(state, principal, &operation).await?;
+        return control_plane(state, principal, operation, query, body).await;
     };
     let call = ledger::Call {
         request_id: request_id.to_owned(),
@@ -135,7 +190,7 @@ async fn run(
         identifier: identifier.to_owned(),
         started,
     };
-    let result = runtime(state, &principal, &call, operation, &body).await;
+    let result = runtime(state, principal, &call, operation, body).await;
     match &result {
         Ok(response) => {
             // Streams record themselves when they end.
@@ -152,7 +207,7 @@ async fn run(
                     let invocation = logging::Invocation {
                         model_id: &m.model_id,
                         embedding: is_embedding(state, &m.model_id),
-                        input_body: &body,
+                        input_body: body,
                         input_tokens: m.usage.input_tokens,
                         output_body: m.output.clone(),
                         output_tokens: m.usage.output_tokens,
@@ -242,7 +297,7 @@ async fn control_plane(
     state: &ApiState,
     principal: &Principal,
     operation: Operation,
-    parts: &axum::http::request::Parts,
+    query: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let principal = principal.clone();
@@ -262,7 +317,7 @@ async fn control_plane(
         Operation::PutUseCaseForModelAccess => access::put_use_case(state, &principal, body).await,
         Operation::GetUseCaseForModelAccess => access::get_use_case(state, &principal).await,
         Operation::ListFoundationModels => {
-            control::list_foundation_models(state, &principal, parts.uri.query().unwrap_or(""))
+            control::list_foundation_models(state, &principal, query)
         }
         Operation::GetFoundationModel { model_identifier } => {
             control::get_foundation_model(state, &principal, &model_identifier)
@@ -276,11 +331,9 @@ async fn control_plane(
         Operation::DeleteModelInvocationLoggingConfiguration => {
             logging::delete_config(state, &principal).await
         }
-        Operation::GetUsageReport => {
-            control::usage_report(state, &principal, parts.uri.query().unwrap_or("")).await
-        }
+        Operation::GetUsageReport => control::usage_report(state, &principal, query).await,
         Operation::ListInferenceProfiles => {
-            control::list_inference_profiles(state, &principal, parts.uri.query().unwrap_or(""))
+            control::list_inference_profiles(state, &principal, query)
         }
         Operation::GetInferenceProfile {
             inference_profile_identifier,

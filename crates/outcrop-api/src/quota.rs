@@ -8,7 +8,7 @@ use crate::ApiError;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// One model's limits; `None`: unlimited.
@@ -83,7 +83,8 @@ impl Usage {
 /// The quota state of this server.
 #[derive(Debug, Clone, Default)]
 pub struct Quotas {
-    overrides: HashMap<String, Limits>,
+    /// Per-model limits replacing the defaults: the config file's, then the operator's.
+    overrides: Arc<RwLock<HashMap<String, Limits>>>,
     usage: Arc<Mutex<HashMap<(String, String), Usage>>>,
 }
 
@@ -98,16 +99,40 @@ pub struct Permit {
 impl Quotas {
     pub fn new(overrides: HashMap<String, Limits>) -> Self {
         Quotas {
-            overrides,
+            overrides: Arc::new(RwLock::new(overrides)),
             usage: Arc::default(),
         }
     }
 
     pub fn limits(&self, model_id: &str) -> Limits {
         self.overrides
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(model_id)
             .copied()
             .unwrap_or_else(|| default_limits(model_id))
+    }
+
+    /// Replaces a model's limits from now on; `None` goes back to the default.
+    pub fn set(&self, model_id: &str, limits: Option<Limits>) {
+        let mut all = self.overrides.write().unwrap_or_else(|e| e.into_inner());
+        match limits {
+            Some(l) => all.insert(model_id.to_owned(), l),
+            None => all.remove(model_id),
+        };
+    }
+
+    /// An account's use of a model now: requests and tokens in the last minute, tokens in the
+    /// last day (reservations count until settled).
+    pub fn used(&self, account: &str, model_id: &str) -> (u64, u64, u64) {
+        let now = Instant::now();
+        let all = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(usage) = all.get(&(account.to_owned(), model_id.to_owned())) else {
+            return (0, 0, 0);
+        };
+        let (requests, minute) = usage.since(now, Duration::from_secs(60));
+        let (_, day) = usage.since(now, Duration::from_secs(86_400));
+        (requests, minute, day)
     }
 
     /// Admits a call reserving `tokens`, or answers Bedrock's ThrottlingException.
@@ -149,6 +174,41 @@ impl Permit {
             }
         }
     }
+}
+
+/// Sets (or with `None`, clears) a model's limits for every account, as an operator: needs
+/// `outcrop:PutQuota`; stored, so it outlives a restart, and in force at once.
+pub async fn put_limits(
+    state: &crate::ApiState,
+    principal: &crate::Principal,
+    model_id: &str,
+    limits: Option<Limits>,
+) -> Result<(), ApiError> {
+    let entry = crate::catalog_entry(state, model_id)?;
+    let arn = format!(
+        "arn:aws:bedrock:{}::foundation-model/{}",
+        principal.region, entry.id
+    );
+    crate::authorize_action(state, principal, "outcrop:PutQuota", &[arn]).await?;
+    match limits {
+        Some(l) => {
+            state
+                .store
+                .put_quota_override(&outcrop_store::QuotaOverride {
+                    model_id: entry.id.clone(),
+                    requests_per_minute: l.requests_per_minute,
+                    tokens_per_minute: l.tokens_per_minute,
+                    tokens_per_day: l.tokens_per_day,
+                })
+                .await?;
+        }
+        None => {
+            state.store.delete_quota_override(&entry.id).await?;
+        }
+    }
+    state.quotas.set(&entry.id, limits);
+    tracing::info!(principal = %principal.arn, model = %entry.id, ?limits, "quota changed");
+    Ok(())
 }
 
 /// Tokens a call may use, estimated from its body before it is parsed: its text at four
@@ -219,6 +279,24 @@ mod tests {
         );
         p.settle(10);
         q.admit("a", "m", 30).unwrap();
+        assert_eq!(q.used("a", "m"), (2, 40, 40));
+    }
+
+    #[test]
+    fn limits_can_change_at_run_time() {
+        let q = quotas(Some(1), None);
+        q.admit("a", "m", 1).unwrap();
+        assert!(q.admit("a", "m", 1).is_err());
+        q.set(
+            "m",
+            Some(Limits {
+                requests_per_minute: Some(5),
+                ..Limits::default()
+            }),
+        );
+        q.admit("a", "m", 1).unwrap();
+        q.set("m", None);
+        assert_eq!(q.limits("m"), default_limits("m"));
     }
 
     #[test]

@@ -397,17 +397,22 @@ pub async fn access(command: AccessCommand) -> anyhow::Result<()> {
     match command {
         AccessCommand::List(args) => {
             let store = args.data.store().await?;
-            let agreements = store.agreements(DEFAULT_ACCOUNT).await?;
-            let use_case = store.use_case(DEFAULT_ACCOUNT).await?.is_some();
+            let access = outcrop_api::AccountAccess::load(
+                &store,
+                DEFAULT_ACCOUNT,
+                outcrop_api::AccessMode::Explicit,
+            )
+            .await?;
             let rows = catalog
                 .entries()
                 .iter()
                 .map(|e| {
-                    let agreed = agreements.contains(&e.id);
-                    let status = match (agreed, outcrop_api::needs_use_case(e) && !use_case) {
-                        (true, false) => "AUTHORIZED",
-                        (true, true) => "AGREED (use case form missing)",
-                        (false, _) => "NOT_AUTHORIZED",
+                    let status = match access.status(e) {
+                        outcrop_api::AccessStatus::Granted => "AUTHORIZED",
+                        outcrop_api::AccessStatus::UseCaseMissing => {
+                            "AGREED (use case form missing)"
+                        }
+                        outcrop_api::AccessStatus::Available => "NOT_AUTHORIZED",
                     };
                     vec![e.id.clone(), e.provider.clone(), status.to_owned()]
                 })

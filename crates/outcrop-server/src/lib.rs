@@ -38,7 +38,7 @@ pub async fn serve(
         engines: engines.handles(),
         embedders: engines.embedders(),
         embed_slots: tokio::sync::Semaphore::new(2),
-        quotas: outcrop_api::Quotas::new(config.quotas.clone().into_iter().collect()),
+        quotas: quotas(&config, &store).await?,
         store: Arc::new(store),
         auth: AuthPolicy {
             loopback_only: addr.ip().is_loopback(),
@@ -130,4 +130,18 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown requested");
+}
+
+/// The config file's quota limits, then those set from the console (the newer word) on top.
+async fn quotas(config: &Config, store: &SqliteStore) -> anyhow::Result<outcrop_api::Quotas> {
+    let mut limits: std::collections::HashMap<_, _> = config.quotas.clone().into_iter().collect();
+    for q in store.quota_overrides().await? {
+        let l = outcrop_api::Limits {
+            requests_per_minute: q.requests_per_minute,
+            tokens_per_minute: q.tokens_per_minute,
+            tokens_per_day: q.tokens_per_day,
+        };
+        limits.insert(q.model_id, l);
+    }
+    Ok(outcrop_api::Quotas::new(limits))
 }

@@ -63,6 +63,15 @@ pub struct AccessKeyRecord {
     pub loopback_only: bool,
 }
 
+/// A model's quota limits as an operator set them; `None`: unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaOverride {
+    pub model_id: String,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+}
+
 /// The ARN of a user, as IAM writes it.
 pub fn user_arn(account_id: &str, user_name: &str) -> String {
     format!("arn:aws:iam::{account_id}:user/{user_name}")
@@ -154,6 +163,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes it; `false` if there was none.
     async fn delete_logging_config(&self, account_id: &str) -> Result<bool, StoreError>;
+
+    /// Stores (replacing) a model's quota limits, set by an operator.
+    async fn put_quota_override(&self, limits: &QuotaOverride) -> Result<(), StoreError>;
+
+    /// Every stored quota override, by model id.
+    async fn quota_overrides(&self) -> Result<Vec<QuotaOverride>, StoreError>;
+
+    /// Removes a model's override; `false` if there was none.
+    async fn delete_quota_override(&self, model_id: &str) -> Result<bool, StoreError>;
 
     /// Appends a call to the usage ledger, durably (it is on disk when this returns).
     async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError>;

@@ -1,6 +1,6 @@
 use crate::{
-    secrets::SecretBox, user_arn, AccessKeyRecord, Credential, NewAccessKey, Store, StoreError,
-    UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
+    secrets::SecretBox, user_arn, AccessKeyRecord, Credential, NewAccessKey, QuotaOverride, Store,
+    StoreError, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
 };
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -335,6 +335,51 @@ impl Store for SqliteStore {
     async fn delete_logging_config(&self, account_id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM logging_configs WHERE account_id = ?")
             .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_quota_override(&self, q: &QuotaOverride) -> Result<(), StoreError> {
+        let int = |v: Option<u64>| v.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        sqlx::query(
+            "INSERT INTO quota_overrides (model_id, requests_per_minute, tokens_per_minute, tokens_per_day)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT(model_id) DO UPDATE SET requests_per_minute = excluded.requests_per_minute,
+                 tokens_per_minute = excluded.tokens_per_minute, tokens_per_day = excluded.tokens_per_day,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(&q.model_id)
+        .bind(int(q.requests_per_minute))
+        .bind(int(q.tokens_per_minute))
+        .bind(int(q.tokens_per_day))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn quota_overrides(&self) -> Result<Vec<QuotaOverride>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT model_id, requests_per_minute, tokens_per_minute, tokens_per_day
+             FROM quota_overrides ORDER BY model_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let uint = |v: Option<i64>| v.map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(rows
+            .into_iter()
+            .map(|r| QuotaOverride {
+                model_id: r.get(0),
+                requests_per_minute: uint(r.get(1)),
+                tokens_per_minute: uint(r.get(2)),
+                tokens_per_day: uint(r.get(3)),
+            })
+            .collect())
+    }
+
+    async fn delete_quota_override(&self, model_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM quota_overrides WHERE model_id = ?")
+            .bind(model_id)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)

@@ -103,3 +103,26 @@ async fn users_get_working_keys() {
     assert_eq!(cred.principal_arn, "arn:aws:iam::000000000000:user/alice");
     assert!(!cred.loopback_only);
 }
+
+#[tokio::test]
+async fn quota_overrides_replace_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("outcrop.db"))
+        .await
+        .unwrap();
+    let mut q = crate::QuotaOverride {
+        model_id: "meta.llama3-8b-instruct-v1:0".into(),
+        requests_per_minute: Some(5),
+        tokens_per_minute: None,
+        tokens_per_day: Some(u64::MAX),
+    };
+    store.put_quota_override(&q).await.unwrap();
+    q.tokens_per_minute = Some(1000);
+    store.put_quota_override(&q).await.unwrap();
+    let mut want = q.clone();
+    want.tokens_per_day = Some(i64::MAX as u64); // stored as SQLite's largest integer
+    assert_eq!(store.quota_overrides().await.unwrap(), vec![want]);
+    assert!(store.delete_quota_override(&q.model_id).await.unwrap());
+    assert!(!store.delete_quota_override(&q.model_id).await.unwrap());
+    assert!(store.quota_overrides().await.unwrap().is_empty());
+}
