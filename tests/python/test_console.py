@@ -72,7 +72,7 @@ def test_sign_in_catalog_and_sign_out(console_server):
     assert "Access granted" in row
     row = re.search(r"<code>meta\.llama3-8b-instruct-v1:0</code>.*?</tr>", page, re.S).group(0)
     assert "Available to request" in row and "$0.0003 / $0.0006" in row
-    assert "Region: us-east-1" in page
+    assert re.search(r'<option value="us-east-1" selected>us-east-1</option>', page)
     status, _, page = call(opener, console_server.url + "/console/models?provider=Meta&modality=TEXT")
     assert "meta.llama3-8b-instruct-v1:0" in page and "anthropic.claude-v2" not in page
     # Sign-out needs the form's CSRF token.
@@ -165,8 +165,10 @@ def test_usage_page_shows_the_calls_and_their_cost():
         page = html.unescape(page)
         assert status == 200
         row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
-        assert f"<td>{i}</td><td>{o}</td><td>${cost.normalize()}</td>" in row
-        assert '<svg role="img" aria-label="Cost per day"' in page
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+        assert cells == ["1", "0", str(i), str(o), f"${cost.normalize()}"]
+        assert '<svg role="img" aria-label="Cost per day (UTC)"' in page
+        assert '<svg role="img" aria-label="Cost per model"' in page
         status, headers, csv = call(opener, s.url + "/console/usage.csv")
         assert status == 200 and headers["content-type"].startswith("text/csv")
         assert f"anthropic.claude-v2,1,0,0,0,{i},{o},{cost.normalize()}" in csv

@@ -234,21 +234,9 @@ pub async fn authorize_action(
     action: &str,
     resources: &[String],
 ) -> Result<(), ApiError> {
-    let Some(user) = user_name(&principal.arn) else {
+    let Some(policies) = Permissions::load(state, principal).await?.policies else {
         return Ok(()); // the account root
     };
-    let documents = state
-        .store
-        .user_policies(&principal.account_id, user)
-        .await?;
-    let policies: Vec<PolicyDocument> = documents
-        .iter()
-        .filter_map(|(name, text)| {
-            PolicyDocument::parse(text)
-                .map_err(|e| tracing::warn!(policy = %name, error = %e, "stored policy does not parse; ignored"))
-                .ok()
-        })
-        .collect();
     let decision = evaluate(&policies, action, resources);
     let resource = resources.last().cloned().unwrap_or_default();
     let why = match decision {
@@ -263,6 +251,42 @@ pub async fn authorize_action(
         "User: {} is not authorized to perform: {action} on resource: {resource}{why}",
         principal.arn
     )))
+}
+
+/// A principal's policies, read once to decide many actions (what the console shows).
+pub struct Permissions {
+    /// `None`: the account root, allowed everything.
+    policies: Option<Vec<PolicyDocument>>,
+}
+
+impl Permissions {
+    pub async fn load(state: &ApiState, principal: &Principal) -> Result<Self, ApiError> {
+        let Some(user) = user_name(&principal.arn) else {
+            return Ok(Permissions { policies: None });
+        };
+        let documents = state
+            .store
+            .user_policies(&principal.account_id, user)
+            .await?;
+        let policies = documents
+            .iter()
+            .filter_map(|(name, text)| {
+                PolicyDocument::parse(text)
+                    .map_err(|e| tracing::warn!(policy = %name, error = %e, "stored policy does not parse; ignored"))
+                    .ok()
+            })
+            .collect();
+        Ok(Permissions {
+            policies: Some(policies),
+        })
+    }
+
+    /// Whether `action` on `resource` is allowed.
+    pub fn allows(&self, action: &str, resource: &str) -> bool {
+        self.policies
+            .as_ref()
+            .is_none_or(|p| evaluate(p, action, &[resource.to_owned()]) == Decision::Allow)
+    }
 }
 
 #[cfg(test)]

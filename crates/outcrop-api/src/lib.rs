@@ -21,6 +21,7 @@ mod eventstream;
 mod families;
 mod health;
 mod iam;
+pub mod identities;
 mod invoke;
 mod ledger;
 mod logging;
@@ -37,7 +38,7 @@ pub use access::{
 pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
 pub use families::PromptMode;
-pub use iam::{authorize, authorize_action, PolicyDocument};
+pub use iam::{authorize, authorize_action, Permissions, PolicyDocument};
 pub use logging::{Destinations, LogShipper};
 pub use operation::{resolve_model_id, Operation};
 pub use quota::{put_limits, Limits, Quotas};

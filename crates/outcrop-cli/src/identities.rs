@@ -4,15 +4,11 @@
 //! table, or JSON with `--format json`.
 
 use anyhow::{bail, Context};
+use outcrop_api::identities::{valid_name, DEFAULT_POLICY, DEFAULT_POLICY_NAME};
 use outcrop_server::Config;
 use outcrop_store::{Store, DEFAULT_ACCOUNT};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-
-/// A user's policy when none is given: every Bedrock action, like AWS's managed
-/// AmazonBedrockFullAccess policy. Without any policy IAM denies everything.
-const DEFAULT_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "bedrock:*", "Resource": "*"}]}"#;
-const DEFAULT_POLICY_NAME: &str = "BedrockFullAccess";
 
 #[derive(clap::ValueEnum, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Format {
@@ -143,14 +139,6 @@ impl DataDir {
     pub async fn store(&self) -> anyhow::Result<outcrop_store::SqliteStore> {
         outcrop_server::open_store(&self.dir()?).await
     }
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
 fn now() -> String {
@@ -522,20 +510,4 @@ async fn grant(
     );
     eprintln!("access to {} granted", e.id);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names_follow_iam() {
-        assert!(super::valid_name("alice.smith@example_1"));
-        assert!(!super::valid_name(""));
-        assert!(!super::valid_name("a b"));
-        assert!(!super::valid_name(&"a".repeat(65)));
-    }
-
-    #[test]
-    fn the_default_policy_parses() {
-        outcrop_api::PolicyDocument::parse(super::DEFAULT_POLICY).unwrap();
-    }
 }

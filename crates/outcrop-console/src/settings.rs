@@ -1,0 +1,160 @@
+//! Settings: quotas per model (limits in force and this account's use now; an operator may
+//! change them) and the model invocation logging configuration, read and written through the
+//! Bedrock operations themselves (Get/Put/DeleteModelInvocationLoggingConfiguration).
+
+use crate::page::{authorize, call, field, frame, refused, render, Signed};
+use crate::Console;
+use axum::extract::{Form, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use outcrop_api::{ApiError, Limits, Operation};
+use serde_json::{json, Value};
+
+type Fields = Form<Vec<(String, String)>>;
+
+async fn show(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
+    if let Err(r) = authorize(
+        c,
+        signed,
+        &Operation::GetModelInvocationLoggingConfiguration,
+    )
+    .await
+    {
+        return r;
+    }
+    let (got, logging) = call(
+        c,
+        signed,
+        Operation::GetModelInvocationLoggingConfiguration,
+        b"",
+    )
+    .await;
+    if !got.is_success() {
+        let message = logging["message"].as_str().unwrap_or("Try again later.");
+        return (got, message.to_owned()).into_response();
+    }
+    let quotas: Vec<Value> = c
+        .api
+        .catalog
+        .entries()
+        .iter()
+        .map(|e| {
+            let l = c.api.quotas.limits(&e.id);
+            let (requests, minute_tokens, day_tokens) =
+                c.api.quotas.used(&signed.s.account_id, &e.id);
+            json!({
+                "id": e.id, "rpm": l.requests_per_minute, "tpm": l.tokens_per_minute,
+                "tpd": l.tokens_per_day, "requests": requests, "minute_tokens": minute_tokens,
+                "day_tokens": day_tokens,
+            })
+        })
+        .collect();
+    let mut ctx = match frame(c, signed, "Settings", "settings").await {
+        Ok(ctx) => ctx,
+        Err(r) => return r,
+    };
+    let cfg = &logging["loggingConfig"];
+    ctx["logging"] = json!({
+        "enabled": cfg.is_object(),
+        "bucket": cfg["s3Config"]["bucketName"], "prefix": cfg["s3Config"]["keyPrefix"],
+        "log_group": cfg["cloudWatchConfig"]["logGroupName"],
+        "role_arn": cfg["cloudWatchConfig"]["roleArn"],
+        "text": cfg["textDataDeliveryEnabled"].as_bool().unwrap_or(true),
+        "embedding": cfg["embeddingDataDeliveryEnabled"].as_bool().unwrap_or(true),
+    });
+    ctx["quotas"] = json!(quotas);
+    ctx["error"] = json!(error);
+    render(c, status, "settings.html", ctx)
+}
+
+pub async fn settings(State(c): State<Console>, signed: Signed) -> Response {
+    show(&c, &signed, StatusCode::OK, None).await
+}
+
+/// POST /console/settings/logging: `action` = save (with the destination fields) or delete.
+pub async fn save_logging(State(c): State<Console>, signed: Signed, Form(f): Fields) -> Response {
+    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
+        return r;
+    }
+    let text = |k: &str| field(&f, k).map(str::trim).filter(|v| !v.is_empty());
+    let (op, body) = if field(&f, "action") == Some("delete") {
+        (
+            Operation::DeleteModelInvocationLoggingConfiguration,
+            Value::Null,
+        )
+    } else {
+        let mut cfg = json!({
+            "textDataDeliveryEnabled": field(&f, "text").is_some(),
+            "embeddingDataDeliveryEnabled": field(&f, "embedding").is_some(),
+            "imageDataDeliveryEnabled": false,
+        });
+        if let Some(bucket) = text("bucket") {
+            cfg["s3Config"] =
+                json!({ "bucketName": bucket, "keyPrefix": text("prefix").unwrap_or("") });
+        }
+        if let Some(group) = text("log_group") {
+            let role = text("role_arn").unwrap_or("arn:aws:iam::000000000000:role/outcrop-logging");
+            cfg["cloudWatchConfig"] = json!({ "logGroupName": group, "roleArn": role });
+        }
+        (
+            Operation::PutModelInvocationLoggingConfiguration,
+            json!({ "loggingConfig": cfg }),
+        )
+    };
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    let (status, answer) = call(&c, &signed, op, &body).await;
+    if status.is_success() {
+        return Redirect::to("/console/settings").into_response();
+    }
+    let message = answer["message"]
+        .as_str()
+        .unwrap_or("The configuration was not saved.");
+    show(&c, &signed, status, Some(message.to_owned())).await
+}
+
+/// A limit field: blank for no limit, else a whole number.
+fn limit(f: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
+    match field(f, name).map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::Validation(format!(
+                "{v:?} is not a whole number of requests or tokens."
+            ))
+        }),
+    }
+}
+
+/// POST /console/settings/quotas: `model`, `rpm`, `tpm`, `tpd`, `action` = save or reset.
+pub async fn save_quota(State(c): State<Console>, signed: Signed, Form(f): Fields) -> Response {
+    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
+        return r;
+    }
+    let model = field(&f, "model").unwrap_or("");
+    let limits = if field(&f, "action") == Some("reset") {
+        Ok(None)
+    } else {
+        (|| {
+            Ok(Some(Limits {
+                requests_per_minute: limit(&f, "rpm")?,
+                tokens_per_minute: limit(&f, "tpm")?,
+                tokens_per_day: limit(&f, "tpd")?,
+            }))
+        })()
+    };
+    let result = match limits {
+        Ok(l) => outcrop_api::put_limits(&c.api, &signed.principal(), model, l).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Redirect::to("/console/settings").into_response(),
+        Err(e @ ApiError::AccessDenied(_)) => refused(&c, &signed, &e).await,
+        Err(e) => {
+            let (status, _, _, message) = e.wire();
+            show(&c, &signed, status, Some(message)).await
+        }
+    }
+}

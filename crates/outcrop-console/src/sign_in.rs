@@ -1,0 +1,127 @@
+//! Signing in with an access key pair, signing out, and the region selector.
+
+use crate::page::{field, render, unavailable, Signed};
+use crate::session::COOKIE;
+use crate::Console;
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+pub async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+    let signed_in =
+        crate::session::cookie_value(cookie).is_some_and(|id| c.sessions.get(id).is_some());
+    Redirect::to(if signed_in {
+        "/console/models"
+    } else {
+        "/console/sign-in"
+    })
+    .into_response()
+}
+
+pub async fn sign_in_form(State(c): State<Console>) -> Response {
+    render(
+        &c,
+        StatusCode::OK,
+        "sign_in.html",
+        json!({ "title": "Sign in" }),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+pub async fn sign_in(State(c): State<Console>, Form(form): Form<SignIn>) -> Response {
+    let refused = |c: &Console| {
+        render(
+            c,
+            StatusCode::UNAUTHORIZED,
+            "sign_in.html",
+            json!({ "title": "Sign in", "error": "The access key ID or secret access key is not valid." }),
+        )
+    };
+    let credential = match c.api.store.credential(form.access_key_id.trim()).await {
+        Ok(Some(cred)) => cred,
+        Ok(None) => return refused(&c),
+        Err(e) => {
+            tracing::error!(error = %e, "console sign-in could not read the store");
+            return unavailable();
+        }
+    };
+    let policy = c.api.auth;
+    if credential.loopback_only && !policy.loopback_only && !policy.allow_dev_key_anywhere {
+        return refused(&c);
+    }
+    let matches: bool = credential
+        .secret
+        .expose()
+        .as_bytes()
+        .ct_eq(form.secret_access_key.as_bytes())
+        .into();
+    if !matches {
+        return refused(&c);
+    }
+    let id = c
+        .sessions
+        .create(&credential.account_id, &credential.principal_arn);
+    tracing::info!(principal = %credential.principal_arn, "console sign-in");
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/console/models".to_owned()),
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+pub async fn sign_out(
+    State(c): State<Console>,
+    signed: Signed,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(r) = signed.check_csrf(field(&fields, "csrf")) {
+        return r;
+    }
+    c.sessions.end(&signed.id);
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/console/sign-in".to_owned()),
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// POST /console/region: the region selector (`region`, and `back`, a console path).
+pub async fn set_region(
+    State(c): State<Console>,
+    signed: Signed,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(r) = signed.check_csrf(field(&fields, "csrf")) {
+        return r;
+    }
+    let region = field(&fields, "region").unwrap_or("");
+    if !c.sessions.set_region(&signed.id, region) {
+        return (StatusCode::BAD_REQUEST, "That region is not offered.").into_response();
+    }
+    // Only console paths: never an open redirect.
+    let back = field(&fields, "back")
+        .filter(|b| b.starts_with("/console/") && !b.contains("//"))
+        .unwrap_or("/console/models");
+    Redirect::to(back).into_response()
+}

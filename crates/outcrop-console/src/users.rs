@@ -1,0 +1,152 @@
+//! Users and keys: users with their access keys and inline policies; create a user or a key
+//! (the secret is shown once), delete either, attach a policy. Every action goes through
+//! `outcrop_api::identities`, authorized with IAM's action names.
+
+use crate::page::{field, frame, refused, render, unavailable, Signed};
+use crate::Console;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use outcrop_api::identities;
+use serde_json::json;
+
+type Fields = Form<Vec<(String, String)>>;
+
+async fn list(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
+    let p = signed.principal();
+    let all_users = format!("arn:aws:iam::{}:user/*", p.account_id);
+    if let Err(e) = outcrop_api::authorize_action(&c.api, &p, "iam:ListUsers", &[all_users]).await {
+        return refused(c, signed, &e).await;
+    }
+    let store = &c.api.store;
+    let (Ok(users), Ok(keys)) = (
+        store.list_users(&p.account_id).await,
+        store.list_access_keys(&p.account_id).await,
+    ) else {
+        return unavailable();
+    };
+    let mut rows = Vec::new();
+    for u in &users {
+        let Ok(policies) = store.user_policies(&p.account_id, &u.user_name).await else {
+            return unavailable();
+        };
+        let keys: Vec<_> = keys
+            .iter()
+            .filter(|k| k.principal_arn == u.arn)
+            .map(|k| json!({ "id": k.access_key_id, "created": k.created_at }))
+            .collect();
+        rows.push(json!({
+            "name": u.user_name, "arn": u.arn, "created": u.created_at, "keys": keys,
+            "policies": policies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        }));
+    }
+    let root_keys: Vec<_> = keys
+        .iter()
+        .filter(|k| !users.iter().any(|u| u.arn == k.principal_arn))
+        .map(|k| json!({ "id": k.access_key_id, "principal": k.principal_arn, "loopback_only": k.loopback_only }))
+        .collect();
+    let mut ctx = match frame(c, signed, "Users and keys", "users").await {
+        Ok(ctx) => ctx,
+        Err(r) => return r,
+    };
+    ctx["users"] = json!(rows);
+    ctx["root_keys"] = json!(root_keys);
+    ctx["error"] = json!(error);
+    ctx["default_policy"] = json!(identities::DEFAULT_POLICY);
+    render(c, status, "users.html", ctx)
+}
+
+pub async fn users(State(c): State<Console>, signed: Signed) -> Response {
+    list(&c, &signed, StatusCode::OK, None).await
+}
+
+/// Back to the list after an action, or the list with the action's error.
+async fn done(c: &Console, signed: &Signed, result: Result<(), outcrop_api::ApiError>) -> Response {
+    match result {
+        Ok(()) => Redirect::to("/console/users").into_response(),
+        Err(e) => {
+            let (status, _, _, message) = e.wire();
+            list(c, signed, status, Some(message)).await
+        }
+    }
+}
+
+/// POST /console/users: `name`, `default_policy` (checkbox).
+pub async fn create_user(State(c): State<Console>, signed: Signed, Form(f): Fields) -> Response {
+    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
+        return r;
+    }
+    let name = field(&f, "name").unwrap_or("").trim();
+    let default_policy = field(&f, "default_policy").is_some();
+    let result = identities::create_user(&c.api, &signed.principal(), name, default_policy).await;
+    done(&c, &signed, result.map(|_| ())).await
+}
+
+pub async fn delete_user(
+    State(c): State<Console>,
+    signed: Signed,
+    Path(name): Path<String>,
+    Form(f): Fields,
+) -> Response {
+    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
+        return r;
+    }
+    let result = identities::delete_user(&c.api, &signed.principal(), &name).await;
+    done(&c, &signed, result).await
+}
+
+/// POST /console/users/{name}/keys: the new key pair, its secret shown this once.
+pub async fn create_key(
+    State(c): State<Console>,
+    signed: Signed,
+    Path(name): Path<String>,
+    Form(f): Fields,
+) -> Response {
+    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
+        return r;
+    }
+    match identities::create_access_key(&c.api, &signed.principal(), &name).await {
+        Ok(key) => {
+            let mut ctx = match frame(&c, &signed, "Access key created", "users").await {
+                Ok(ctx) => ctx,
+                Err(r) => return r,
+            };
+            ctx["user"] = json!(name);
+            ctx["access_key_id"] = json!(key.access_key_id);
+            ctx["secret_access_key"] = json!(key.secret.expose());
+            render(&c, StatusCode::OK, "key_created.html", ctx)
+        }
+        Err(e) => done(&c, &signed, Err(e)).await,
+    }
+}
+
+pub async fn delete_key(
+    State(c): State<Console>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(f): Fields,
+) -> Response {
+    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
+        return r;
+    }
+    let result = identities::delete_access_key(&c.api, &signed.principal(), &id).await;
+    done(&c, &signed, result).await
+}
+
+/// POST /console/users/{name}/policies: `policy_name`, `document`.
+pub async fn put_policy(
+    State(c): State<Console>,
+    signed: Signed,
+    Path(name): Path<String>,
+    Form(f): Fields,
+) -> Response {
+    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
+        return r;
+    }
+    let policy_name = field(&f, "policy_name").unwrap_or("").trim();
+    let document = field(&f, "document").unwrap_or("");
+    let result =
+        identities::put_user_policy(&c.api, &signed.principal(), &name, policy_name, document)
+            .await;
+    done(&c, &signed, result).await
+}
