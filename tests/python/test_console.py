@@ -1,6 +1,7 @@
-"""The web console's first slice over plain HTTP: sign-in with an access key pair, the session
-cookie's attributes, the model catalog with access status and filters, CSRF-checked sign-out,
-and nothing without a session. (Browser tests with chromium come with the rest of the console.)"""
+"""The web console over plain HTTP: sign-in with an access key pair, the session cookie's
+attributes, the model catalog with access status and filters, CSRF-checked forms, the error
+answer of every console action, and nothing without a session. The end-to-end tests in a real
+browser are in tests/browser/."""
 import http.cookiejar
 import urllib.error
 import urllib.parse
@@ -179,3 +180,97 @@ def test_usage_page_shows_the_calls_and_their_cost():
         assert status == 303
     finally:
         s.stop()
+
+
+def csrf_of(opener, server):
+    _, _, page = call(opener, server.url + "/console/models")
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_console_actions_refuse_bad_input_with_the_reason(console_server):
+    import html
+
+    s = console_server
+    opener, _, _, _ = sign_in(s)
+    csrf = csrf_of(opener, s)
+
+    def post(path, **form):
+        status, headers, page = call(opener, s.url + path, {"csrf": csrf, **form})
+        return status, html.unescape(page)
+
+    status, page = post("/console/users", name="bad name!")
+    assert status == 400 and 'The user name "bad name!" is not valid' in page
+    assert post("/console/users", name="dup")[0] == 303
+    status, page = post("/console/users", name="dup")
+    assert status == 400 and "User with name dup already exists." in page
+    status, page = post("/console/users/nobody/keys")
+    assert status == 404 and "The user with name nobody cannot be found." in page
+    status, page = post("/console/users/nobody/delete")
+    assert status == 404 and "The user with name nobody cannot be found." in page
+    status, page = post("/console/keys/AKIANOSUCHKEY/delete")
+    assert status == 404 and "The Access Key with id AKIANOSUCHKEY cannot be found." in page
+    status, page = post("/console/users/dup/policies", policy_name="p", document="{not json")
+    assert status == 400 and "The policy document is not valid" in page
+    status, page = post("/console/users/dup/policies", policy_name="bad name", document="{}")
+    assert status == 400 and 'The policy name "bad name" is not valid' in page
+    status, page = post("/console/settings/quotas", model="meta.llama3-8b-instruct-v1:0", rpm="-1",
+                        action="save")
+    assert status == 400 and '"-1" is not a whole number' in page
+    status, page = post("/console/settings/quotas", model="no.such-model", rpm="5", action="save")
+    assert status == 400 and "The provided model identifier is invalid." in page
+    status, page = post("/console/settings/logging", action="save")
+    assert status == 400 and "must name an S3 or a CloudWatch destination" in page
+    status, page = post("/console/settings/logging", log_group="bad group!", action="save")
+    assert status == 400 and "failed to satisfy constraint" in page
+    status, page = post("/console/region", region="mars-north-1")
+    assert status == 400 and "That region is not offered." in page
+    status, _, _ = call(opener, s.url + "/console/region", {"csrf": csrf, "region": "eu-west-1",
+                                                            "back": "https://evil.example/"})
+    assert status == 303  # back to the console only, never elsewhere
+    status, headers, _ = call(opener, s.url + "/console/region", {"csrf": csrf, "region": "us-east-1",
+                                                                  "back": "//evil.example/"})
+    assert headers["location"] == "/console/models"
+    status, page = post("/console/models/no.such-model")  # a GET-only page
+    assert status == 405
+    status, _, page = call(opener, s.url + "/console/models/no.such-model")
+    assert status == 404 and "Model no.such-model is not in the catalog." in html.unescape(page)
+    # Every form checks the CSRF token.
+    for path in ["/console/users", "/console/users/dup/keys", "/console/users/dup/delete",
+                 "/console/settings/quotas", "/console/settings/logging", "/console/region"]:
+        status, _, _ = call(opener, s.url + path, {"csrf": "forged", "name": "x"})
+        assert status == 403, path
+
+
+def test_playground_calls_go_through_the_api_pipeline(console_server):
+    import json
+
+    s = console_server
+    opener, _, _, _ = sign_in(s)
+    csrf = csrf_of(opener, s)
+
+    def run(op, model, body):
+        req = urllib.request.Request(s.url + f"/console/playground/{op}/{model}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json", "x-csrf-token": csrf})
+        try:
+            with opener.open(req, timeout=120) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    hello = {"messages": [{"role": "user", "content": [{"text": "Hi"}]}], "inferenceConfig": {"maxTokens": 4}}
+    status, headers, body = run("converse", "anthropic.claude-v2", hello)
+    assert status == 200 and json.loads(body)["usage"]["outputTokens"] >= 1
+    # Access is checked as on the API: no agreement, AccessDeniedException.
+    status, headers, body = run("converse", "meta.llama3-8b-instruct-v1:0", hello)
+    assert status == 403 and headers["x-amzn-errortype"].startswith("AccessDeniedException")
+    # Bedrock's own validation errors come back unchanged.
+    status, headers, body = run("converse", "anthropic.claude-v2", {"messages": []})
+    assert status == 400 and headers["x-amzn-errortype"].startswith("ValidationException")
+    status, _, body = run("delete-everything", "anthropic.claude-v2", hello)
+    assert status == 404 and body == b"No such playground operation."
+    status, headers, body = run("converse-stream", "anthropic.claude-v2", hello)
+    assert status == 200 and headers["content-type"] == "application/vnd.amazon.eventstream"
+    # The console's calls are in the ledger like any other.
+    _, _, page = call(opener, s.url + "/console/usage")
+    row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
+    assert int(re.findall(r'<td class="num">([^<]*)</td>', row)[0]) >= 2
