@@ -144,7 +144,8 @@ test("Edit + the use-case form grants anthropic.claude-v2, then the seed script 
   await page.getByLabel("Use cases").fill("Internal assistants");
   await shot("use-case-form");
   await page.getByRole("button", { name: "Submit form and save" }).click();
-  assert.match(page.url(), /\/console\/access$/);
+  assert.match(page.url(), /\/console\/access\?granted=anthropic\.claude-v2$/);
+  assert.match(await page.getByRole("status").innerText(), /Access granted to Claude \(anthropic\.claude-v2\)\. The approval notification has been sent\./);
   const row = page.locator("tr", { has: page.locator("code", { hasText: /^anthropic\.claude-v2$/ }) });
   assert.match(await row.innerText(), /Access granted/);
   await shot("access-granted");

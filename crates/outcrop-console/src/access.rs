@@ -5,13 +5,24 @@
 use crate::catalog::status_text;
 use crate::page::{authorize, field, frame, refused, render, unavailable, Signed};
 use crate::Console;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use outcrop_api::{AccessStatus, AccountAccess, Operation};
+use serde::Deserialize;
 use serde_json::json;
 
-pub async fn access(State(c): State<Console>, signed: Signed) -> Response {
+#[derive(Deserialize, Default)]
+pub struct Saved {
+    /// Model ids just granted (comma-separated), for the notification banner.
+    granted: Option<String>,
+}
+
+pub async fn access(
+    State(c): State<Console>,
+    signed: Signed,
+    Query(saved): Query<Saved>,
+) -> Response {
     let op = Operation::GetFoundationModelAvailability {
         model_id: String::new(),
     };
@@ -47,6 +58,16 @@ pub async fn access(State(c): State<Console>, signed: Signed) -> Response {
         Err(r) => return r,
     };
     ctx["rows"] = json!(rows);
+    // Only ids of the catalog that are granted now: the query string cannot make up a banner.
+    let granted: Vec<_> = saved
+        .granted
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|id| c.api.catalog.get(id))
+        .filter(|e| access.status(e) == AccessStatus::Granted)
+        .map(|e| json!({ "id": e.id, "name": e.name }))
+        .collect();
+    ctx["granted"] = json!(granted);
     render(&c, StatusCode::OK, "access.html", ctx)
 }
 
@@ -112,13 +133,17 @@ pub async fn save_access(
     } else if wants_form {
         return use_case_page(&c, &signed, &models, None).await;
     }
-    for e in entries {
+    for e in &entries {
         if let Err(err) = outcrop_api::agree(&c.api, &p, e).await {
             tracing::error!(error = %err, model = %e.id, "console could not grant access");
             return unavailable();
         }
     }
-    Redirect::to("/console/access").into_response()
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("granted", &ids.join(","))
+        .finish();
+    Redirect::to(&format!("/console/access?{query}")).into_response()
 }
 
 /// The use-case form, carrying the selected models along.
