@@ -168,8 +168,14 @@ def test_usage_page_shows_the_calls_and_their_cost():
         row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
         cells = re.findall(r'<td class="num">([^<]*)</td>', row)
         assert cells == ["1", "0", str(i), str(o), f"${cost.normalize()}"]
-        assert '<svg role="img" aria-label="Cost per day (UTC)"' in page
-        assert '<svg role="img" aria-label="Cost per model"' in page
+        assert '<svg role="img" aria-label="Cost (USD) per day (UTC)"' in page
+        assert '<svg role="img" aria-label="Cost (USD) per model"' in page
+        assert f"<title>anthropic.claude-v2: ${cost.normalize()}</title>" in page
+        _, _, page = call(opener, s.url + "/console/usage?metric=tokens")
+        assert '<svg role="img" aria-label="Tokens (input + output) per model"' in page
+        assert f"<title>anthropic.claude-v2: {i + o}</title>" in page
+        _, _, page = call(opener, s.url + "/console/usage?metric=nonsense")
+        assert '<svg role="img" aria-label="Cost (USD) per model"' in page
         status, headers, csv = call(opener, s.url + "/console/usage.csv")
         assert status == 200 and headers["content-type"].startswith("text/csv")
         assert f"anthropic.claude-v2,1,0,0,0,{i},{o},{cost.normalize()}" in csv

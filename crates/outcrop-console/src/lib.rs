@@ -133,7 +133,7 @@ mod tests {
                 "principal": "arn", "csrf": "t", "total": {}, "rows": [], "providers": [],
                 "models": [], "days": [], "day_bars": [], "model_bars": [], "users": [],
                 "root_keys": [], "quotas": [], "logging": {}, "regions": ["us-east-1"],
-                "nav": {}, "m": {}, "profiles": [], "limits": {},
+                "nav": {}, "m": {}, "profiles": [], "limits": {}, "metrics": [],
             });
             env.get_template(name)
                 .unwrap()

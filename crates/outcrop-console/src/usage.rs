@@ -7,7 +7,8 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use outcrop_api::Operation;
-use outcrop_store::{GroupBy, Report};
+use outcrop_store::{GroupBy, Report, Totals};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,7 +16,21 @@ use serde_json::{json, Value};
 pub struct Period {
     since: Option<String>,
     until: Option<String>,
+    /// What the charts plot: `cost` (default), `tokens`, `invocations` or `throttles`.
+    metric: Option<String>,
 }
+
+/// The charted metrics: (query value, label, value of a row as a decimal).
+const METRICS: &[(&str, &str, fn(&Totals) -> Decimal)] = &[
+    ("cost", "Cost (USD)", |t| t.cost_usd),
+    ("tokens", "Tokens (input + output)", |t| {
+        Decimal::from(t.input_tokens + t.output_tokens)
+    }),
+    ("invocations", "Invocations", |t| {
+        Decimal::from(t.invocations)
+    }),
+    ("throttles", "Throttles", |t| Decimal::from(t.throttles)),
+];
 
 /// A date (YYYY-MM-DD) as the ledger's time bound, or `None` when absent or not a date.
 fn day_bound(v: &Option<String>) -> Option<String> {
@@ -51,30 +66,30 @@ async fn records(
         })
 }
 
-/// Horizontal bars of a report's cost, as widths in percent of the largest.
-fn cost_bars(report: &Report) -> Vec<Value> {
-    let max = report
-        .rows
-        .values()
-        .map(|t| t.cost_usd)
-        .max()
-        .unwrap_or_default();
+/// Horizontal bars of a report's metric, as widths in percent of the largest.
+fn bars(report: &Report, value: fn(&Totals) -> Decimal, money: bool) -> Vec<Value> {
+    let max = report.rows.values().map(value).max().unwrap_or_default();
     report
         .rows
         .iter()
         .enumerate()
         .map(|(i, (key, t))| {
+            let v = value(t);
             let pct = if max.is_zero() {
                 0.0
             } else {
-                (t.cost_usd * rust_decimal::Decimal::ONE_HUNDRED / max)
+                (v * Decimal::ONE_HUNDRED / max)
                     .round_dp(1)
                     .to_string()
                     .parse::<f64>()
                     .unwrap_or(0.0)
             };
-            json!({ "key": key, "y": i * 26 + 4, "w": pct, "cost": t.cost_usd.normalize().to_string(),
-                    "invocations": t.invocations })
+            let shown = if money {
+                format!("${}", v.normalize())
+            } else {
+                v.normalize().to_string()
+            };
+            json!({ "key": key, "y": i * 26 + 4, "w": pct, "value": shown })
         })
         .collect()
 }
@@ -97,8 +112,19 @@ pub async fn usage(
     ctx["models"] = by_model.to_json(GroupBy::Model)["rows"].clone();
     ctx["days"] = by_day.to_json(GroupBy::Day)["rows"].clone();
     ctx["total"] = by_model.total.to_json().into();
-    ctx["day_bars"] = json!(cost_bars(&by_day));
-    ctx["model_bars"] = json!(cost_bars(&by_model));
+    let metric = METRICS
+        .iter()
+        .find(|(name, _, _)| Some(*name) == period.metric.as_deref())
+        .unwrap_or(&METRICS[0]);
+    let money = metric.0 == "cost";
+    ctx["day_bars"] = json!(bars(&by_day, metric.2, money));
+    ctx["model_bars"] = json!(bars(&by_model, metric.2, money));
+    ctx["metric"] = json!(metric.0);
+    ctx["metric_label"] = json!(metric.1);
+    ctx["metrics"] = json!(METRICS
+        .iter()
+        .map(|(n, l, _)| json!({ "name": n, "label": l }))
+        .collect::<Vec<_>>());
     ctx["since"] = json!(period.since.clone().unwrap_or_default());
     ctx["until"] = json!(period.until.clone().unwrap_or_default());
     render(&c, StatusCode::OK, "usage.html", ctx)
