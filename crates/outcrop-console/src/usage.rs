@@ -20,8 +20,11 @@ pub struct Period {
     metric: Option<String>,
 }
 
-/// The charted metrics: (query value, label, value of a row as a decimal).
-const METRICS: &[(&str, &str, fn(&Totals) -> Decimal)] = &[
+/// A row's value of a charted metric.
+type Metric = fn(&Totals) -> Decimal;
+
+/// The charted metrics: (query value, label, value).
+const METRICS: &[(&str, &str, Metric)] = &[
     ("cost", "Cost (USD)", |t| t.cost_usd),
     ("tokens", "Tokens (input + output)", |t| {
         Decimal::from(t.input_tokens + t.output_tokens)
@@ -67,7 +70,7 @@ async fn records(
 }
 
 /// Horizontal bars of a report's metric, as widths in percent of the largest.
-fn bars(report: &Report, value: fn(&Totals) -> Decimal, money: bool) -> Vec<Value> {
+fn bars(report: &Report, value: Metric, money: bool) -> Vec<Value> {
     let max = report.rows.values().map(value).max().unwrap_or_default();
     report
         .rows
