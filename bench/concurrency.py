@@ -69,7 +69,7 @@ def start_llama_server(binary, model, n, threads, kv):
     port = free_port()
     proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-c", "8192",
                              "--parallel", str(n), "--cont-batching", "-t", str(threads), "-tb", str(threads),
-                             "-b", "512", "--no-webui"],
+                             "-b", "512", "--no-webui"] + os.environ.get("PEER_EXTRA", "").split(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_healthy(f"http://127.0.0.1:{port}/health", proc)
     return proc, port

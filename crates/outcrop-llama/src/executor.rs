@@ -94,7 +94,12 @@ impl Executor for LlamaExecutor<'_> {
     fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError> {
         self.batch.clear();
         let mut sample_at = Vec::new();
-        for d in work {
+        // With one KV stream per sequence (kv_unified = false) llama.cpp splits a batch into
+        // ubatches of consecutive, increasing sequence ids (`split_equal`, sequential): in
+        // admission order, a decode step of N sequences could take N graph computations.
+        let mut order: Vec<&Decode<'_>> = work.iter().collect();
+        order.sort_by_key(|d| d.seq);
+        for d in order {
             let last = d.tokens.len().saturating_sub(1);
             for (i, &tok) in d.tokens.iter().enumerate() {
                 let logits = d.sample && i == last;

@@ -183,7 +183,12 @@ impl Batcher {
                 });
                 continue;
             }
-            let seq = self.free.pop().expect("checked non-empty");
+            // The lowest free id keeps running ids contiguous: with a KV stream per sequence,
+            // llama.cpp decodes a run of consecutive ids in one ubatch.
+            let lowest = (0..self.free.len())
+                .min_by_key(|&i| self.free[i])
+                .expect("checked non-empty");
+            let seq = self.free.swap_remove(lowest);
             // A request whose sampler cannot be built fails before it is reported started.
             if let Err(e) = exec.begin(seq, &job.request.sampling) {
                 self.free.push(seq);

@@ -554,3 +554,24 @@ async fn a_sampler_that_cannot_be_built_fails_the_request_before_it_starts() {
     assert_eq!(text(&events), "Hello there");
     assert_eq!(log.lock().unwrap().begun.len(), 1);
 }
+
+#[tokio::test]
+async fn the_lowest_free_slot_is_taken() {
+    // Running ids stay contiguous (llama.cpp decodes a run of consecutive ids as one ubatch).
+    let (h, log, _) = Setup {
+        slots: 3,
+        script: vec![b"a"; 10_000],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let first = h.submit(request("x", 1, &[])).unwrap();
+    let second = h.submit(request("x", 3, &[])).unwrap();
+    let long = h.submit(request("x", 10_000, &[])).unwrap();
+    collect(first).await; // slot 0 is freed, then slot 1
+    collect(second).await;
+    let next = h.submit(request("x", 1, &[])).unwrap();
+    collect(next).await;
+    drop(long);
+    assert_eq!(log.lock().unwrap().begun, vec![0, 1, 2, 0]);
+}
