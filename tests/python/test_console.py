@@ -280,3 +280,27 @@ def test_playground_calls_go_through_the_api_pipeline(console_server):
     _, _, page = call(opener, s.url + "/console/usage")
     row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
     assert int(re.findall(r'<td class="num">([^<]*)</td>', row)[0]) >= 2
+
+
+def test_a_model_scoped_policy_shows_the_playground_with_that_model_only(console_server):
+    import html
+    import json
+
+    s = console_server
+    opener, _, _, _ = sign_in(s)
+    csrf = csrf_of(opener, s)
+    assert call(opener, s.url + "/console/users", {"csrf": csrf, "name": "scoped"})[0] == 303
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+        "bedrock:InvokeModelWithResponseStream", "bedrock:ListFoundationModels"],
+        "Resource": "arn:aws:bedrock:*::foundation-model/anthropic.claude-v2"}]}
+    status, _, _ = call(opener, s.url + "/console/users/scoped/policies",
+                        {"csrf": csrf, "policy_name": "OnlyClaude", "document": json.dumps(policy)})
+    assert status == 303
+    status, _, page = call(opener, s.url + "/console/users/scoped/keys", {"csrf": csrf})
+    key = re.search(r'id="access-key-id">([^<]+)<', page).group(1)
+    secret = html.unescape(re.search(r'id="secret-access-key">([^<]+)<', page).group(1))
+    scoped, _, status, _ = sign_in(s, key, secret)
+    assert status == 303
+    _, _, page = call(scoped, s.url + "/console/playground")
+    assert 'href="/console/playground"' in page
+    assert re.findall(r'<option value="([^"]+)" data-format', page) == ["anthropic.claude-v2"]

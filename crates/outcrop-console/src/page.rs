@@ -111,12 +111,22 @@ pub async fn frame(
         "nav": {
             "models": can("bedrock:ListFoundationModels"),
             "access": can("bedrock:GetFoundationModelAvailability"),
-            "playground": can("bedrock:InvokeModelWithResponseStream") || can("bedrock:InvokeModel"),
+            "playground": invoke_any(c, signed, &perms),
             "usage": can("outcrop:GetUsageReport"),
             "users": perms.allows("iam:ListUsers", &users),
             "settings": can("bedrock:GetModelInvocationLoggingConfiguration"),
         },
     }))
+}
+
+/// Whether the policies let the principal invoke at least one catalog model (policies may
+/// name model ARNs rather than `*`).
+fn invoke_any(c: &Console, signed: &Signed, perms: &Permissions) -> bool {
+    c.api.catalog.entries().iter().any(|e| {
+        let arn = crate::catalog::model_arn(&signed.s.region, &e.id);
+        perms.allows("bedrock:InvokeModelWithResponseStream", &arn)
+            || perms.allows("bedrock:InvokeModel", &arn)
+    })
 }
 
 pub async fn permissions(c: &Console, signed: &Signed) -> Result<Permissions, Response> {
