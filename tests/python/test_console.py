@@ -222,6 +222,15 @@ def test_console_actions_refuse_bad_input_with_the_reason(console_server):
     status, page = post("/console/settings/quotas", model="meta.llama3-8b-instruct-v1:0", rpm="-1",
                         action="save")
     assert status == 400 and '"-1" is not a whole number' in page
+    assert post("/console/settings/quotas", model="mistral.mistral-7b-instruct-v0:2", rpm="9",
+                tpm="unlimited", action="save")[0] == 303
+    _, _, page = call(opener, s.url + "/console/settings")
+    row = re.search(r"<code>mistral\.mistral-7b-instruct-v0:2</code>.*?</tr>", page, re.S).group(0)
+    assert re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)[:3] == ["9", "—", "—"]
+    assert post("/console/settings/quotas", model="mistral.mistral-7b-instruct-v0:2", action="reset")[0] == 303
+    _, _, page = call(opener, s.url + "/console/settings")
+    row = re.search(r"<code>mistral\.mistral-7b-instruct-v0:2</code>.*?</tr>", page, re.S).group(0)
+    assert re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)[:2] == ["800", "300000"]
     status, page = post("/console/settings/quotas", model="no.such-model", rpm="5", action="save")
     assert status == 400 and "The provided model identifier is invalid." in page
     status, page = post("/console/settings/logging", action="save")

@@ -116,10 +116,15 @@ pub async fn save_logging(State(c): State<Console>, signed: Signed, Form(f): Fie
     show(&c, &signed, status, Some(message.to_owned())).await
 }
 
-/// A limit field: blank for no limit, else a whole number.
-fn limit(f: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
+/// A limit field: blank keeps `current`, `unlimited` lifts the limit, else a whole number.
+fn limit(
+    f: &[(String, String)],
+    name: &str,
+    current: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
     match field(f, name).map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
+        None => Ok(current),
+        Some(v) if v.eq_ignore_ascii_case("unlimited") => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
             ApiError::Validation(format!(
                 "{v:?} is not a whole number of requests or tokens."
@@ -134,14 +139,15 @@ pub async fn save_quota(State(c): State<Console>, signed: Signed, Form(f): Field
         return r;
     }
     let model = field(&f, "model").unwrap_or("");
+    let now = c.api.quotas.limits(model);
     let limits = if field(&f, "action") == Some("reset") {
         Ok(None)
     } else {
         (|| {
             Ok(Some(Limits {
-                requests_per_minute: limit(&f, "rpm")?,
-                tokens_per_minute: limit(&f, "tpm")?,
-                tokens_per_day: limit(&f, "tpd")?,
+                requests_per_minute: limit(&f, "rpm", now.requests_per_minute)?,
+                tokens_per_minute: limit(&f, "tpm", now.tokens_per_minute)?,
+                tokens_per_day: limit(&f, "tpd", now.tokens_per_day)?,
             }))
         })()
     };
