@@ -93,7 +93,10 @@ pub async fn save_logging(State(c): State<Console>, signed: Signed, Form(f): Fie
                 json!({ "bucketName": bucket, "keyPrefix": text("prefix").unwrap_or("") });
         }
         if let Some(group) = text("log_group") {
-            let role = text("role_arn").unwrap_or("arn:aws:iam::000000000000:role/outcrop-logging");
+            // Bedrock requires a role; nothing assumes it here, so a blank field gets a name.
+            let role = text("role_arn").map(str::to_owned).unwrap_or_else(|| {
+                format!("arn:aws:iam::{}:role/outcrop-logging", signed.s.account_id)
+            });
             cfg["cloudWatchConfig"] = json!({ "logGroupName": group, "roleArn": role });
         }
         (
