@@ -279,6 +279,7 @@ print(boto3.client("bedrock").get_model_invocation_logging_configuration()["logg
 test("region selector and a phone-sized screen", async () => {
   await page.goto(`${url}/console/models`);
   await page.getByLabel("Region").selectOption("eu-west-1");
+  await page.getByRole("button", { name: "Switch" }).click();
   await page.waitForURL(/\/console\/models$/);
   assert.equal(await page.getByLabel("Region").inputValue(), "eu-west-1");
   await page.goto(`${url}/console/models/anthropic.claude-v2`);
