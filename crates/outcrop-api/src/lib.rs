@@ -98,19 +98,26 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     let (parts, body) = request.into_parts();
     let span = tracing::info_span!("request", id = %request_id, method = %parts.method, path = %parts.uri.path());
     async move {
-        let mut response = match run(&state, &request_id, parts, body, started).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-amzn-requestid", v);
-        }
+        let response = answer(
+            run(&state, &request_id, parts, body, started).await,
+            &request_id,
+        );
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(status = response.status().as_u16(), ms, "done");
         response
     }
     .instrument(span)
     .await
+}
+
+/// The response for an operation's result (errors through the one mapping), with its
+/// `x-amzn-RequestId`.
+fn answer(result: Result<Response, ApiError>, request_id: &str) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
 }
 
 async fn run(
@@ -145,7 +152,7 @@ pub async fn call(
     let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("console call", id = %request_id, operation = operation.name());
     async move {
-        let mut response = match perform(
+        let result = perform(
             state,
             &request_id,
             principal,
@@ -154,15 +161,8 @@ pub async fn call(
             body,
             started,
         )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-amzn-requestid", v);
-        }
-        response
+        .await;
+        answer(result, &request_id)
     }
     .instrument(span)
     .await

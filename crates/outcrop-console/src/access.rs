@@ -3,9 +3,9 @@
 //! (`agree`, `submit_use_case`), authorized as the matching Bedrock operations.
 
 use crate::catalog::status_text;
-use crate::page::{authorize, field, frame, refused, render, unavailable, Signed};
+use crate::page::{authorize, field, frame, refused, render, unavailable, Signed, SignedForm};
 use crate::Console;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use outcrop_api::{AccessStatus, AccountAccess, Operation};
@@ -75,12 +75,8 @@ pub async fn access(
 /// fields when it was shown.
 pub async fn save_access(
     State(c): State<Console>,
-    signed: Signed,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { signed, fields }: SignedForm,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(field(&fields, "csrf")) {
-        return r;
-    }
     if let Err(r) = authorize(&c, &signed, &Operation::CreateFoundationModelAgreement).await {
         return r;
     }

@@ -4,7 +4,7 @@
 
 use crate::session::{cookie_value, Session, REGIONS};
 use crate::Console;
-use axum::extract::FromRequestParts;
+use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -38,6 +38,28 @@ impl FromRequestParts<Console> for Signed {
             }
             None => Err((StatusCode::UNAUTHORIZED, "Sign in first.").into_response()),
         }
+    }
+}
+
+/// A form POST from a live session carrying that session's CSRF token: what every console
+/// form handler takes, so none can forget the check.
+pub struct SignedForm {
+    pub signed: Signed,
+    pub fields: Vec<(String, String)>,
+}
+
+impl FromRequest<Console> for SignedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, c: &Console) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, c).await?;
+        let Form(fields) =
+            Form::<Vec<(String, String)>>::from_request(Request::from_parts(parts, body), c)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        signed.check_csrf(field(&fields, "csrf"))?;
+        Ok(SignedForm { signed, fields })
     }
 }
 

@@ -2,15 +2,13 @@
 //! change them) and the model invocation logging configuration, read and written through the
 //! Bedrock operations themselves (Get/Put/DeleteModelInvocationLoggingConfiguration).
 
-use crate::page::{authorize, call, field, frame, refused, render, Signed};
+use crate::page::{authorize, call, field, frame, refused, render, Signed, SignedForm};
 use crate::Console;
-use axum::extract::{Form, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use outcrop_api::{ApiError, Limits, Operation};
 use serde_json::{json, Value};
-
-type Fields = Form<Vec<(String, String)>>;
 
 async fn show(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
     if let Err(r) = authorize(
@@ -72,10 +70,10 @@ pub async fn settings(State(c): State<Console>, signed: Signed) -> Response {
 }
 
 /// POST /console/settings/logging: `action` = save (with the destination fields) or delete.
-pub async fn save_logging(State(c): State<Console>, signed: Signed, Form(f): Fields) -> Response {
-    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
-        return r;
-    }
+pub async fn save_logging(
+    State(c): State<Console>,
+    SignedForm { signed, fields: f }: SignedForm,
+) -> Response {
     let text = |k: &str| field(&f, k).map(str::trim).filter(|v| !v.is_empty());
     let (op, body) = if field(&f, "action") == Some("delete") {
         (
@@ -137,10 +135,10 @@ fn limit(
 }
 
 /// POST /console/settings/quotas: `model`, `rpm`, `tpm`, `tpd`, `action` = save or reset.
-pub async fn save_quota(State(c): State<Console>, signed: Signed, Form(f): Fields) -> Response {
-    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
-        return r;
-    }
+pub async fn save_quota(
+    State(c): State<Console>,
+    SignedForm { signed, fields: f }: SignedForm,
+) -> Response {
     let model = field(&f, "model").unwrap_or("");
     let now = c.api.quotas.limits(model);
     let limits = if field(&f, "action") == Some("reset") {

@@ -1,6 +1,6 @@
 //! Signing in with an access key pair, signing out, and the region selector.
 
-use crate::page::{field, render, unavailable, Signed};
+use crate::page::{field, render, unavailable, SignedForm};
 use crate::session::COOKIE;
 use crate::Console;
 use axum::extract::{Form, State};
@@ -71,50 +71,34 @@ pub async fn sign_in(State(c): State<Console>, Form(form): Form<SignIn>) -> Resp
         .sessions
         .create(&credential.account_id, &credential.principal_arn);
     tracing::info!(principal = %credential.principal_arn, "console sign-in");
+    redirect_setting_cookie("/console/models", &format!("{COOKIE}={id}"))
+}
+
+/// A 303 to `location` that sets the session cookie (`value` is `name=value[; attributes]`).
+fn redirect_setting_cookie(location: &str, value: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
         [
-            (header::LOCATION, "/console/models".to_owned()),
+            (header::LOCATION, location.to_owned()),
             (
                 header::SET_COOKIE,
-                format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/console"),
+                format!("{value}; HttpOnly; SameSite=Strict; Path=/console"),
             ),
         ],
     )
         .into_response()
 }
 
-pub async fn sign_out(
-    State(c): State<Console>,
-    signed: Signed,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    if let Err(r) = signed.check_csrf(field(&fields, "csrf")) {
-        return r;
-    }
+pub async fn sign_out(State(c): State<Console>, SignedForm { signed, .. }: SignedForm) -> Response {
     c.sessions.end(&signed.id);
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/console/sign-in".to_owned()),
-            (
-                header::SET_COOKIE,
-                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0"),
-            ),
-        ],
-    )
-        .into_response()
+    redirect_setting_cookie("/console/sign-in", &format!("{COOKIE}=; Max-Age=0"))
 }
 
 /// POST /console/region: the region selector (`region`, and `back`, a console path).
 pub async fn set_region(
     State(c): State<Console>,
-    signed: Signed,
-    Form(fields): Form<Vec<(String, String)>>,
+    SignedForm { signed, fields }: SignedForm,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(field(&fields, "csrf")) {
-        return r;
-    }
     let region = field(&fields, "region").unwrap_or("");
     if !c.sessions.set_region(&signed.id, region) {
         return (StatusCode::BAD_REQUEST, "That region is not offered.").into_response();

@@ -2,15 +2,13 @@
 //! (the secret is shown once), delete either, attach a policy. Every action goes through
 //! `outcrop_api::identities`, authorized with IAM's action names.
 
-use crate::page::{field, frame, refused, render, unavailable, Signed};
+use crate::page::{field, frame, refused, render, unavailable, Signed, SignedForm};
 use crate::Console;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use outcrop_api::identities;
 use serde_json::json;
-
-type Fields = Form<Vec<(String, String)>>;
 
 async fn list(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
     let p = signed.principal();
@@ -72,10 +70,10 @@ async fn done(c: &Console, signed: &Signed, result: Result<(), outcrop_api::ApiE
 }
 
 /// POST /console/users: `name`, `default_policy` (checkbox).
-pub async fn create_user(State(c): State<Console>, signed: Signed, Form(f): Fields) -> Response {
-    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
-        return r;
-    }
+pub async fn create_user(
+    State(c): State<Console>,
+    SignedForm { signed, fields: f }: SignedForm,
+) -> Response {
     let name = field(&f, "name").unwrap_or("").trim();
     let default_policy = field(&f, "default_policy").is_some();
     let result = identities::create_user(&c.api, &signed.principal(), name, default_policy).await;
@@ -84,13 +82,9 @@ pub async fn create_user(State(c): State<Console>, signed: Signed, Form(f): Fiel
 
 pub async fn delete_user(
     State(c): State<Console>,
-    signed: Signed,
     Path(name): Path<String>,
-    Form(f): Fields,
+    SignedForm { signed, .. }: SignedForm,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
-        return r;
-    }
     let result = identities::delete_user(&c.api, &signed.principal(), &name).await;
     done(&c, &signed, result).await
 }
@@ -98,13 +92,9 @@ pub async fn delete_user(
 /// POST /console/users/{name}/keys: the new key pair, its secret shown this once.
 pub async fn create_key(
     State(c): State<Console>,
-    signed: Signed,
     Path(name): Path<String>,
-    Form(f): Fields,
+    SignedForm { signed, .. }: SignedForm,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
-        return r;
-    }
     match identities::create_access_key(&c.api, &signed.principal(), &name).await {
         Ok(key) => {
             let mut ctx = match frame(&c, &signed, "Access key created", "users").await {
@@ -122,13 +112,9 @@ pub async fn create_key(
 
 pub async fn delete_key(
     State(c): State<Console>,
-    signed: Signed,
     Path(id): Path<String>,
-    Form(f): Fields,
+    SignedForm { signed, .. }: SignedForm,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
-        return r;
-    }
     let result = identities::delete_access_key(&c.api, &signed.principal(), &id).await;
     done(&c, &signed, result).await
 }
@@ -136,13 +122,9 @@ pub async fn delete_key(
 /// POST /console/users/{name}/policies: `policy_name`, `document`.
 pub async fn put_policy(
     State(c): State<Console>,
-    signed: Signed,
     Path(name): Path<String>,
-    Form(f): Fields,
+    SignedForm { signed, fields: f }: SignedForm,
 ) -> Response {
-    if let Err(r) = signed.check_csrf(field(&f, "csrf")) {
-        return r;
-    }
     let policy_name = field(&f, "policy_name").unwrap_or("").trim();
     let document = field(&f, "document").unwrap_or("");
     let result =
