@@ -1,6 +1,7 @@
 """Continuous batching: Outcrop vs llama.cpp's own llama-server, same GGUF, same run.
 
-For each concurrency N in (1, 4, 8, 16), each server is started with N parallel sequences and
+For each concurrency N in (1, 4, 8, 16), in each of `--rounds` rounds (alternating which server
+goes first), each server is started with N parallel sequences and
 driven through its own streaming API by N client threads, each sending `--requests` requests
 back to back: Outcrop with InvokeModelWithResponseStream (SigV4-signed by botocore, frames read
 off the socket), llama-server with POST /completion {"stream": true} (SSE lines read off the
@@ -141,7 +142,23 @@ def run_level(request, port, n, per_client):
     tokens = sum(r[1] for r in results)
     p95 = ttfts[min(len(ttfts) - 1, int(round(0.95 * (len(ttfts) - 1))))]
     return {"requests": len(results), "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall,
-            "ttft_p50_ms": statistics.median(ttfts) * 1000, "ttft_p95_ms": p95 * 1000}
+            "ttft_p50_ms": statistics.median(ttfts) * 1000, "ttft_p95_ms": p95 * 1000,
+            "ttft_mean_ms": statistics.mean(ttfts) * 1000}
+
+
+def one_run(name, args, n, per_client):
+    start, request = (start_outcrop, outcrop_request) if name == "outcrop" else (start_llama_server, llama_request)
+    binary = args.outcrop if name == "outcrop" else args.llama_server
+    proc, port = start(binary, args.model, n, args.threads, args.outcrop_kv)
+    try:
+        return run_level(request, port, n, per_client)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def median_of(runs, key):
+    return statistics.median(r[key] for r in runs)
 
 
 def main():
@@ -151,37 +168,47 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--requests", type=int, default=3, help="requests per client thread")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of each server per level, alternating which goes first; medians are reported")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--out", required=True)
     ap.add_argument("--outcrop-kv", choices=["unified", "per-slot"], default="per-slot",
                     help="per-slot: like llama-server --parallel N -c 8192 (8192/N cells per slot); "
-                         "unified: Outcrop's default shared pool of 8192 cells")
+                         "unified: one shared pool of 8192 cells")
     args = ap.parse_args()
     table = []
     for n in [int(x) for x in args.levels.split(",")]:
         per_client = max(args.requests, 8 // n)
-        row = {"concurrency": n}
-        for name, start, request in (("outcrop", start_outcrop, outcrop_request),
-                                     ("llama_server", start_llama_server, llama_request)):
-            binary = args.outcrop if name == "outcrop" else args.llama_server
-            proc, port = start(binary, args.model, n, args.threads, args.outcrop_kv)
-            try:
-                row[name] = run_level(request, port, n, per_client)
-            finally:
-                proc.terminate()
-                proc.wait()
-        row["throughput_ratio"] = row["outcrop"]["tok_s"] / row["llama_server"]["tok_s"]
-        print(json.dumps(row), flush=True)
+        runs = {"outcrop": [], "llama_server": []}
+        ratios = []
+        for r in range(args.rounds):
+            # This machine drifts by 10% and more over minutes: alternate who goes first, so
+            # that a drift favours neither, and compare each round's pair.
+            order = ("outcrop", "llama_server") if r % 2 == 0 else ("llama_server", "outcrop")
+            pair = {name: one_run(name, args, n, per_client) for name in order}
+            for name in order:
+                runs[name].append(pair[name])
+            ratios.append(pair["outcrop"]["tok_s"] / pair["llama_server"]["tok_s"])
+            print(json.dumps({"concurrency": n, "round": r, **pair}), flush=True)
+        row = {"concurrency": n, "runs": runs, "ratios": ratios, "throughput_ratio": statistics.median(ratios)}
+        for name, rs in runs.items():
+            row[name] = {k: median_of(rs, k) for k in ("tok_s", "ttft_p50_ms", "ttft_p95_ms", "ttft_mean_ms")}
         table.append(row)
     single = table[0]["outcrop"]["tok_s"] if table[0]["concurrency"] == 1 else None
     with open(args.out, "w") as f:
-        json.dump({"outcrop_kv": args.outcrop_kv, "levels": table, "outcrop_single_stream_tok_s": single}, f, indent=2)
-    print("| N | Outcrop tok/s | llama-server tok/s | ratio | Outcrop TTFT p50/p95 ms | llama-server TTFT p50/p95 ms |")
+        json.dump({"outcrop_kv": args.outcrop_kv, "rounds": args.rounds, "levels": table,
+                   "outcrop_single_stream_tok_s": single}, f, indent=2)
+    print(f"medians of {args.rounds} rounds per level (ratio: median of the per-round ratios)")
+    print("| N | Outcrop tok/s | llama-server tok/s | ratio (min-max) | Outcrop TTFT p50 / p95 ms | llama-server TTFT p50 / p95 ms |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in table:
         o, l = r["outcrop"], r["llama_server"]
-        print(f"| {r['concurrency']} | {o['tok_s']:.1f} | {l['tok_s']:.1f} | {r['throughput_ratio']:.2f} | "
+        print(f"| {r['concurrency']} | {o['tok_s']:.1f} | {l['tok_s']:.1f} | {r['throughput_ratio']:.2f} "
+              f"({min(r['ratios']):.2f}-{max(r['ratios']):.2f}) | "
               f"{o['ttft_p50_ms']:.0f} / {o['ttft_p95_ms']:.0f} | {l['ttft_p50_ms']:.0f} / {l['ttft_p95_ms']:.0f} |")
+    if single:
+        for r in table:
+            print(f"Outcrop N={r['concurrency']}: {r['outcrop']['tok_s'] / single:.2f}x its single stream")
 
 
 if __name__ == "__main__":
