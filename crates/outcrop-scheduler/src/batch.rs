@@ -1,6 +1,6 @@
 //! Continuous batching: which sequences hold slots, and what each step decodes.
 
-use crate::queue::{Gauges, GenerationEvent, Job};
+use crate::queue::{Gauges, GenerationEvent, Job, SchedulerConfig};
 use crate::{Decode, Executor, Sampled, SeqId, StopMatcher, Utf8Assembler};
 use outcrop_types::{GenerationError, ModelInfo, StopReason, Usage};
 use std::collections::VecDeque;
@@ -47,6 +47,7 @@ pub(crate) struct Batcher {
     kv_tokens: u64,
     reserved: u64,
     step_tokens: usize,
+    prompts_per_step: usize,
     free: Vec<SeqId>,
     waiting: VecDeque<Waiting>,
     /// In admission order: older sequences get their prompt chunks first.
@@ -55,14 +56,15 @@ pub(crate) struct Batcher {
 }
 
 impl Batcher {
-    pub fn new(info: &ModelInfo, step_tokens: usize, gauges: Arc<Gauges>) -> Self {
+    pub fn new(info: &ModelInfo, config: &SchedulerConfig, gauges: Arc<Gauges>) -> Self {
         let slots = info.max_sequences.max(1) as usize;
         Batcher {
             context_tokens: info.context_tokens,
             kv_tokens: u64::from(info.kv_tokens.max(info.context_tokens)),
             reserved: 0,
             // Every generating sequence must fit in a step, with room for prompt work.
-            step_tokens: step_tokens.max(slots + 1),
+            step_tokens: config.step_tokens.max(slots + 1),
+            prompts_per_step: config.prompts_per_step.max(1),
             free: (0..slots).rev().collect(),
             waiting: VecDeque::new(),
             active: Vec::new(),
@@ -222,10 +224,11 @@ impl Batcher {
     }
 
     /// Decode tokens for every generating sequence first, then prompt chunks, oldest first,
-    /// within the step budget.
+    /// of at most `prompts_per_step` sequences, within the step budget.
     fn plan(&self) -> Vec<(usize, Chunk)> {
         let mut plan = Vec::with_capacity(self.active.len());
         let mut budget = self.step_tokens;
+        let mut prompts = self.prompts_per_step;
         for (i, a) in self.active.iter().enumerate() {
             if a.next.is_some() {
                 plan.push((
@@ -239,10 +242,11 @@ impl Batcher {
             }
         }
         for (i, a) in self.active.iter().enumerate() {
-            if a.next.is_none() && budget > 0 {
+            if a.next.is_none() && budget > 0 && prompts > 0 {
                 let left = a.prompt.len() - a.prefilled;
                 let take = left.min(budget);
                 budget -= take;
+                prompts -= 1;
                 plan.push((
                     i,
                     Chunk {

@@ -12,6 +12,11 @@ pub struct SchedulerConfig {
     pub queue_len: usize,
     /// Most tokens decoded in one step (generating sequences first, then prompt chunks).
     pub step_tokens: usize,
+    /// Most sequences whose prompt is processed in one step. Prompts that arrive together
+    /// are then finished one after another, so each gets its first token as soon as its own
+    /// prompt is done instead of when all are (prefill cost on a CPU grows with the tokens
+    /// whether or not they share a step). Raise it where batching prompts is nearly free (GPU).
+    pub prompts_per_step: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -19,6 +24,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             queue_len: 64,
             step_tokens: 512,
+            prompts_per_step: 1,
         }
     }
 }
@@ -170,7 +176,7 @@ impl WorkQueue {
     pub fn run<E: Executor>(mut self, exec: &mut E) {
         let info = exec.info();
         let _ = self.ready.send(Some(info.clone()));
-        let mut batcher = Batcher::new(&info, self.config.step_tokens, self.gauges.clone());
+        let mut batcher = Batcher::new(&info, &self.config, self.gauges.clone());
         let mut open = true;
         loop {
             if batcher.is_idle() {

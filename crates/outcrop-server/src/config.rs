@@ -108,6 +108,10 @@ pub struct EngineSettings {
     /// Token budget of one decode step: one token per generating sequence, the rest for
     /// prompt chunks (long prompts are split so running streams keep flowing).
     pub batch_tokens: u32,
+    /// Sequences whose prompt is processed in one step: 1 finishes prompts that arrive
+    /// together one after another, each starting to stream as soon as its own prompt is done
+    /// (on a CPU, batching prompts saves next to nothing); raise it on a GPU.
+    pub prompts_per_step: usize,
     /// Requests that may wait for a free sequence per model; beyond it clients get
     /// ThrottlingException at once.
     pub queue_len: usize,
@@ -124,6 +128,7 @@ impl Default for EngineSettings {
             kv_unified: true,
             threads: None,
             batch_tokens: 512,
+            prompts_per_step: 1,
             queue_len: 64,
             gpu_layers: 0,
         }
@@ -238,6 +243,10 @@ mod tests {
         assert_eq!(example.listen, default.listen);
         assert_eq!(example.engine.batch_tokens, default.engine.batch_tokens);
         assert_eq!(example.engine.queue_len, default.engine.queue_len);
+        assert_eq!(
+            example.engine.prompts_per_step,
+            default.engine.prompts_per_step
+        );
         assert_eq!(example.validation.claude_prompt, PromptMode::Lenient);
         assert!(example.catalog.contains_key("anthropic.claude-v2"));
     }

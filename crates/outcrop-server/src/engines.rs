@@ -71,6 +71,7 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         let (handle, queue) = outcrop_scheduler::channel(&SchedulerConfig {
             queue_len: config.engine.queue_len,
             step_tokens: config.engine.batch_tokens as usize,
+            prompts_per_step: config.engine.prompts_per_step,
         });
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()

@@ -105,6 +105,7 @@ struct Setup {
     slots: u32,
     kv_tokens: Option<u32>,
     step_tokens: usize,
+    prompts_per_step: usize,
     queue_len: usize,
     step_delay: Duration,
 }
@@ -117,6 +118,7 @@ impl Default for Setup {
             slots: 4,
             kv_tokens: None,
             step_tokens: 64,
+            prompts_per_step: 4,
             queue_len: 8,
             step_delay: Duration::ZERO,
         }
@@ -134,6 +136,7 @@ impl Setup {
         let (handle, queue) = channel(&SchedulerConfig {
             queue_len: self.queue_len,
             step_tokens: self.step_tokens,
+            prompts_per_step: self.prompts_per_step,
         });
         let log = Arc::new(Mutex::new(Log::default()));
         let mut exec = FakeExecutor {
@@ -420,6 +423,7 @@ async fn full_queue_refuses_at_once() {
     let (h, _queue) = channel(&SchedulerConfig {
         queue_len: 2,
         step_tokens: 16,
+        prompts_per_step: 1,
     });
     let _a = h.submit(request("x", 1, &[])).unwrap();
     let _b = h.submit(request("x", 1, &[])).unwrap();
@@ -574,4 +578,47 @@ async fn the_lowest_free_slot_is_taken() {
     collect(next).await;
     drop(long);
     assert_eq!(log.lock().unwrap().begun, vec![0, 1, 2, 0]);
+}
+
+/// Submits three 3-token prompts while a running sequence holds the engine, so all three are
+/// admitted in the same round; returns, per step, how many prompt chunks it held.
+async fn prompt_chunks_per_step(prompts_per_step: usize) -> Vec<usize> {
+    let (h, log, _) = Setup {
+        prompts_per_step,
+        script: vec![b"x"; 40],
+        step_delay: Duration::from_millis(5),
+        ..Setup::default()
+    }
+    .start();
+    let mut running = h.submit(request("a", 40, &[])).unwrap();
+    assert!(matches!(
+        running.recv().await,
+        Some(GenerationEvent::Started { .. })
+    ));
+    assert!(matches!(
+        running.recv().await,
+        Some(GenerationEvent::Text(_))
+    ));
+    let streams: Vec<_> = (0..3)
+        .map(|_| h.submit(request("p q r", 2, &[])).unwrap())
+        .collect();
+    for s in streams {
+        assert_eq!(text(&collect(s).await), "xx");
+    }
+    let log = log.lock().unwrap();
+    log.steps
+        .iter()
+        .map(|s| s.iter().filter(|&&(_, n, _, _)| n == 3).count())
+        .filter(|&n| n > 0)
+        .collect()
+}
+
+#[tokio::test]
+async fn prompts_arriving_together_are_processed_one_per_step() {
+    assert_eq!(prompt_chunks_per_step(1).await, vec![1, 1, 1]);
+    assert_eq!(
+        prompt_chunks_per_step(3).await,
+        vec![3],
+        "with a higher limit the same prompts share a step"
+    );
 }
