@@ -184,6 +184,20 @@ fn text(events: &[GenerationEvent]) -> String {
         .collect()
 }
 
+/// Submits a one-token prompt asking for `max_tokens` and waits until it generates.
+async fn generating(h: &SchedulerHandle, max_tokens: u32) -> GenerationStream {
+    let mut stream = h.submit(request("a", max_tokens, &[])).unwrap();
+    assert!(matches!(
+        stream.recv().await,
+        Some(GenerationEvent::Started { .. })
+    ));
+    assert!(
+        matches!(stream.recv().await, Some(GenerationEvent::Text(_))),
+        "the sequence generates"
+    );
+    stream
+}
+
 #[tokio::test]
 async fn generation_reports_start_text_and_end() {
     let (h, log, _) = Setup::default().start();
@@ -305,15 +319,7 @@ async fn running_streams_keep_flowing_during_a_long_prefill() {
         ..Setup::default()
     }
     .start();
-    let mut first = h.submit(request("a", 40, &[])).unwrap();
-    assert!(matches!(
-        first.recv().await,
-        Some(GenerationEvent::Started { .. })
-    ));
-    assert!(
-        matches!(first.recv().await, Some(GenerationEvent::Text(_))),
-        "the first sequence generates"
-    );
+    let _first = generating(&h, 40).await;
     let long = vec!["w"; 30].join(" ");
     let second = h.submit(request(&long, 1, &[])).unwrap();
     collect(second).await;
@@ -590,15 +596,7 @@ async fn prompt_chunks_per_step(prompts_per_step: usize) -> Vec<usize> {
         ..Setup::default()
     }
     .start();
-    let mut running = h.submit(request("a", 40, &[])).unwrap();
-    assert!(matches!(
-        running.recv().await,
-        Some(GenerationEvent::Started { .. })
-    ));
-    assert!(matches!(
-        running.recv().await,
-        Some(GenerationEvent::Text(_))
-    ));
+    let _running = generating(&h, 40).await;
     let streams: Vec<_> = (0..3)
         .map(|_| h.submit(request("p q r", 2, &[])).unwrap())
         .collect();
