@@ -157,6 +157,18 @@ def one_run(name, args, n, per_client):
         proc.wait()
 
 
+def bare_engine(args, n):
+    """llama.cpp's llama-batched-bench on the same engine: N sequences of the same prompt length
+    and output, no server, no HTTP. Returns decode-only and overall tok/s."""
+    kv = ["-no-kvu"] if args.outcrop_kv == "per-slot" else ["-kvu"]
+    out = subprocess.run([args.batched_bench, "-m", args.model, "-c", "8192", "-b", "512", "-ub", "512",
+                          "-npp", "21", "-ntg", str(MAX_TOKENS), "-npl", str(n), "-t", str(args.threads),
+                          "-tb", str(args.threads)] + kv, capture_output=True, text=True, check=True).stdout
+    row = [line for line in out.splitlines() if line.startswith("|") and line.split("|")[3].strip() == str(n)][-1]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    return {"decode_tok_s": float(cells[7]), "tok_s": float(cells[9])}
+
+
 def median_of(runs, key):
     return statistics.median(r[key] for r in runs)
 
@@ -171,6 +183,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs of each server per level, alternating which goes first; medians are reported")
     ap.add_argument("--levels", default="1,4,8,16")
+    ap.add_argument("--batched-bench", help="llama-batched-bench built on the same engine: the bare engine's "
+                                            "tok/s at each level, once per round")
     ap.add_argument("--out", required=True)
     ap.add_argument("--outcrop-kv", choices=["unified", "per-slot"], default="per-slot",
                     help="per-slot: like llama-server --parallel N -c 8192 (8192/N cells per slot); "
@@ -188,11 +202,14 @@ def main():
             pair = {name: one_run(name, args, n, per_client) for name in order}
             for name in order:
                 runs[name].append(pair[name])
+            if args.batched_bench:
+                pair["bare_engine"] = bare_engine(args, n)
+                runs.setdefault("bare_engine", []).append(pair["bare_engine"])
             ratios.append(pair["outcrop"]["tok_s"] / pair["llama_server"]["tok_s"])
             print(json.dumps({"concurrency": n, "round": r, **pair}), flush=True)
         row = {"concurrency": n, "runs": runs, "ratios": ratios, "throughput_ratio": statistics.median(ratios)}
         for name, rs in runs.items():
-            row[name] = {k: median_of(rs, k) for k in ("tok_s", "ttft_p50_ms", "ttft_p95_ms", "ttft_mean_ms")}
+            row[name] = {k: median_of(rs, k) for k in rs[0]}
         table.append(row)
     single = table[0]["outcrop"]["tok_s"] if table[0]["concurrency"] == 1 else None
     with open(args.out, "w") as f:
@@ -208,7 +225,13 @@ def main():
               f"{o['ttft_p50_ms']:.0f} / {o['ttft_p95_ms']:.0f} | {l['ttft_p50_ms']:.0f} / {l['ttft_p95_ms']:.0f} |")
     if single:
         for r in table:
-            print(f"Outcrop N={r['concurrency']}: {r['outcrop']['tok_s'] / single:.2f}x its single stream")
+            line = f"N={r['concurrency']}: Outcrop {r['outcrop']['tok_s'] / single:.2f}x its single stream"
+            line += f", llama-server {r['llama_server']['tok_s'] / table[0]['llama_server']['tok_s']:.2f}x"
+            if "bare_engine" in r:
+                b, b1 = r["bare_engine"], table[0]["bare_engine"]
+                line += (f"; bare engine {b['tok_s']:.1f} tok/s ({b['tok_s'] / b1['tok_s']:.2f}x), "
+                         f"decode only {b['decode_tok_s']:.1f} ({b['decode_tok_s'] / b1['decode_tok_s']:.2f}x)")
+            print(line)
 
 
 if __name__ == "__main__":
