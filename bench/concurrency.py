@@ -159,14 +159,16 @@ def one_run(name, args, n, per_client):
 
 def bare_engine(args, n):
     """llama.cpp's llama-batched-bench on the same engine: N sequences of the same prompt length
-    and output, no server, no HTTP. Returns decode-only and overall tok/s."""
+    and output, no server, no HTTP. Returns decode-only tok/s, and output tokens over the whole
+    time (prompts included) as the servers are measured."""
     kv = ["-no-kvu"] if args.outcrop_kv == "per-slot" else ["-kvu"]
     out = subprocess.run([args.batched_bench, "-m", args.model, "-c", "8192", "-b", "512", "-ub", "512",
                           "-npp", "21", "-ntg", str(MAX_TOKENS), "-npl", str(n), "-t", str(args.threads),
                           "-tb", str(args.threads)] + kv, capture_output=True, text=True, check=True).stdout
     row = [line for line in out.splitlines() if line.startswith("|") and line.split("|")[3].strip() == str(n)][-1]
     cells = [c.strip() for c in row.strip("|").split("|")]
-    return {"decode_tok_s": float(cells[7]), "tok_s": float(cells[9])}
+    # Its own S t/s counts prompt tokens too; the servers' figure counts output tokens only.
+    return {"decode_tok_s": float(cells[7]), "tok_s": MAX_TOKENS * n / float(cells[8])}
 
 
 def median_of(runs, key):
