@@ -57,7 +57,7 @@ def start_outcrop(binary, model, n, threads, kv):
         f.write(f"[access]\nmode = \"open\"\n[engine]\nparallel = {n}\nthreads = {threads}\nqueue_len = 256\n")
         if kv == "per-slot":
             f.write(f"kv_unified = false\ncontext_tokens = {8192 // n}\n")
-    env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_LOG="warn")
+    env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_LOG=os.environ.get("OUTCROP_LOG", "warn"))
     log = open(os.path.join(data, "server.log"), "w")
     print(f"outcrop N={n} log: {log.name}", flush=True)
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--config", cfg],
