@@ -153,7 +153,16 @@ def one_run(name, args, n, per_client):
     try:
         return run_level(request, port, n, per_client)
     finally:
-        proc.terminate()
+        stop(proc)
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL: llama-server has been seen to hang in its shutdown after a level."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
         proc.wait()
 
 
