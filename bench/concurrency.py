@@ -57,6 +57,9 @@ def start_outcrop(binary, model, n, threads, kv):
         f.write(f"[access]\nmode = \"open\"\n[engine]\nparallel = {n}\nthreads = {threads}\nqueue_len = 256\n")
         if kv == "per-slot":
             f.write(f"kv_unified = false\ncontext_tokens = {8192 // n}\n")
+        # More [engine] settings for an experiment (";" between them), e.g.
+        # OUTCROP_ENGINE_EXTRA="prompts_per_step = 2".
+        f.write(os.environ.get("OUTCROP_ENGINE_EXTRA", "").replace(";", "\n") + "\n")
     env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_LOG=os.environ.get("OUTCROP_LOG", "warn"))
     log = open(os.path.join(data, "server.log"), "w")
     print(f"outcrop N={n} log: {log.name}", flush=True)
