@@ -110,7 +110,8 @@ pub struct EngineSettings {
     pub batch_tokens: u32,
     /// Sequences whose prompt is processed in one step: 1 finishes prompts that arrive
     /// together one after another, each starting to stream as soon as its own prompt is done
-    /// (on a CPU, batching prompts saves next to nothing); raise it on a GPU.
+    /// (the lowest median time to first token on a CPU); raise it on a GPU, or for throughput
+    /// and tail latency near `parallel` streams (docs/benchmarks.md).
     pub prompts_per_step: usize,
     /// Requests that may wait for a free sequence per model; beyond it clients get
     /// ThrottlingException at once.
