@@ -7,11 +7,14 @@
 
 mod cache;
 mod catalog;
+mod expand;
+mod gguf;
 mod pull;
 mod sources;
 
 pub use cache::{cached_models, model_file, CachedModel};
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogOverride};
+pub use expand::{expand_q4_1, has_q4_1, q8_0_weights};
 pub use pull::{pull, PullError};
 pub use sources::{
     source, ModelKind, ModelSource, WheelFile, DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, SOURCES,
