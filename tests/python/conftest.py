@@ -37,17 +37,19 @@ def free_port() -> int:
 class Server:
     """One running `outcrop serve` process."""
 
-    def __init__(self, config: str = "", host: str = "127.0.0.1", enable=CLAUDE_MODELS):
+    def __init__(self, config: str = "", host: str = "127.0.0.1", enable=CLAUDE_MODELS, env=None):
         """Starts a server; `enable` lists the models whose access is enabled first, through
-        the control plane, as a user does in the console before calling them."""
+        the control plane, as a user does in the console before calling them; `env` adds to
+        (or overrides) its environment."""
         self.port = free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="outcrop-test-")
         self.log_path = Path(self.dir.name) / "server.log"
         cfg = Path(self.dir.name) / "outcrop.toml"
         cfg.write_text(config)
-        env = dict(os.environ)
+        extra, env = env or {}, dict(os.environ)
         env.setdefault("OUTCROP_MODELS_DIR", str(Path.home() / ".cache" / "outcrop" / "models"))
         env["OUTCROP_LOG"] = "info,outcrop_api=debug"
+        env.update(extra)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [outcrop_binary(), "serve", "--listen", f"{host}:{self.port}",

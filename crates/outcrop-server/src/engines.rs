@@ -57,6 +57,11 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             embedders.insert(name.to_owned(), Arc::new(embedder));
             continue;
         }
+        let path = if config.engine.expand_q4_1 && config.engine.gpu_layers == 0 {
+            cpu_weights(config, name, path).await
+        } else {
+            path
+        };
         let engine = EngineConfig {
             name: name.to_owned(),
             model_path: path,
@@ -94,6 +99,29 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         embedders,
         threads,
     })
+}
+
+/// The file to load for a GGUF on a CPU: a Q4_1 model re-encoded as Q8_0 in the cache's
+/// `derived/` ([`outcrop_models::q8_0_weights`]), else `path`. A failure (a read-only cache,
+/// a file the converter does not understand) only costs speed: the stored file is loaded.
+async fn cpu_weights(config: &Config, name: &str, path: PathBuf) -> PathBuf {
+    let Ok(dir) = config.models_dir().map(|d| d.join("derived")) else {
+        return path;
+    };
+    let (model, owned) = (path.clone(), name.to_owned());
+    match tokio::task::spawn_blocking(move || outcrop_models::q8_0_weights(&model, &dir, &owned))
+        .await
+    {
+        Ok(Ok(weights)) => weights,
+        Ok(Err(e)) => {
+            tracing::warn!(model = name, error = %e, "could not re-encode Q4_1 weights as Q8_0; loading the stored file");
+            path
+        }
+        Err(e) => {
+            tracing::warn!(model = name, error = %e, "re-encoding Q4_1 weights failed; loading the stored file");
+            path
+        }
+    }
 }
 
 /// A backing model's GGUF file or embedding-model directory: configured, or in the model
