@@ -43,7 +43,9 @@ def start_outcrop(binary, models_dir, data_dir, threads):
     port = free_port()
     cfg = os.path.join(data_dir, "bench.toml")
     with open(cfg, "w") as f:
-        f.write(f"[access]\nmode = \"open\"\n[engine]\nthreads = {threads}\n")
+        # The peer runs the stored Q4_1 file: so does Outcrop here (same weights, same kernels),
+        # since this measures what Outcrop adds per request, not the weights' speed.
+        f.write(f"[access]\nmode = \"open\"\n[engine]\nthreads = {threads}\nexpand_q4_1 = false\n")
     env = dict(os.environ, OUTCROP_MODELS_DIR=models_dir, OUTCROP_LOG="warn")
     t0 = time.perf_counter()
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir, "--config", cfg],

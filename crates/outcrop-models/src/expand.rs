@@ -8,7 +8,7 @@
 //! zero is about a tenth of the Q4_1 step itself. Measured in docs/benchmarks.md; the cost is memory (34 bytes per 32
 //! weights instead of 20).
 
-use crate::gguf::{self, Header, TensorInfo, FILE_TYPE_Q8_0, TYPE_Q4_1, TYPE_Q8_0};
+use crate::gguf::{self, TensorInfo, FILE_TYPE_Q8_0, TYPE_Q4_1, TYPE_Q8_0};
 use half::f16;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
