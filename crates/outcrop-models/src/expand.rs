@@ -19,6 +19,7 @@ const Q4_1_BLOCK: usize = 20;
 const Q8_0_BLOCK: usize = 34;
 /// Blocks converted per read (about 80 KB in, 136 KB out).
 const CHUNK_BLOCKS: usize = 4096;
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One Q4_1 block (f16 scale, f16 minimum, 16 bytes of nibbles: values 0-15 low, 16-31
 /// high) as one Q8_0 block (f16 scale, 32 signed bytes), with ggml's own arithmetic
@@ -47,9 +48,14 @@ pub fn has_q4_1(path: &Path) -> io::Result<bool> {
 }
 
 /// Writes to `out` a copy of the GGUF `src` in which every Q4_1 tensor is Q8_0 (and the file
-/// type says so); metadata and every other tensor are copied as they are. Returns the number
+/// type says so); metadata and every other tensor are copied as they are. Calls `progress`
+/// with the tensor bytes read so far and their total after each tensor. Returns the number
 /// of tensors converted.
-pub fn expand_q4_1(src: &Path, out: &Path) -> io::Result<usize> {
+pub fn expand_q4_1(
+    src: &Path,
+    out: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> io::Result<usize> {
     let mut input = BufReader::new(File::open(src)?);
     let header = gguf::read_header(&mut input)?;
     let spans = gguf::spans(&header, std::fs::metadata(src)?.len())?;
@@ -76,7 +82,7 @@ pub fn expand_q4_1(src: &Path, out: &Path) -> io::Result<usize> {
     }
     let mut output = BufWriter::new(File::create(out)?);
     gguf::write_header(&mut output, &header, &metadata, &tensors)?;
-    let mut converted = 0;
+    let (mut converted, mut done, total) = (0, 0, spans.iter().sum());
     for ((t, &span), size) in header.tensors.iter().zip(&spans).zip(sizes) {
         gguf::seek_tensor(&mut input, &header, t)?;
         if t.ty == TYPE_Q4_1 {
@@ -86,6 +92,8 @@ pub fn expand_q4_1(src: &Path, out: &Path) -> io::Result<usize> {
             io::copy(&mut (&mut input).take(span), &mut output)?;
         }
         gguf::pad(&mut output, header.alignment)?;
+        done += span;
+        progress(done, total);
     }
     output
         .into_inner()
@@ -154,7 +162,17 @@ pub fn q8_0_weights(model: &Path, dir: &Path, name: &str) -> io::Result<PathBuf>
         .prefix(&format!(".{name}"))
         .suffix(".part")
         .tempfile_in(dir)?;
-    let converted = expand_q4_1(model, part.path())?;
+    // A large model takes minutes: say how far it is, every few seconds.
+    let mut said = started;
+    let converted = expand_q4_1(model, part.path(), |done, total| {
+        if said.elapsed() >= PROGRESS_EVERY && done < total {
+            said = std::time::Instant::now();
+            tracing::info!(
+                percent = done * 100 / total.max(1),
+                "re-encoding Q4_1 weights as Q8_0"
+            );
+        }
+    })?;
     // As readable as the model it was made from (a temporary file is private to its owner).
     std::fs::set_permissions(part.path(), std::fs::metadata(model)?.permissions())?;
     part.persist(&derived).map_err(|e| e.error)?;

@@ -162,7 +162,20 @@ fn a_file_is_rewritten_with_q8_0_tensors_and_everything_else_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (src, weights, norm) = tiny_model(dir.path());
     let out = dir.path().join("out.gguf");
-    assert_eq!(expand_q4_1(&src, &out).unwrap(), 1);
+    let mut seen = Vec::new();
+    assert_eq!(
+        expand_q4_1(&src, &out, |done, total| seen.push((done, total))).unwrap(),
+        1
+    );
+    // After each of the two tensors, ending at all of the data section (padding included).
+    let data_len = std::fs::metadata(&src).unwrap().len();
+    let [(first, t1), (last, t2)] = seen[..] else {
+        panic!("{seen:?}")
+    };
+    assert!(
+        0 < first && first < last && t1 == t2 && last == t2 && t2 < data_len,
+        "{seen:?}"
+    );
     let bytes = std::fs::read(&out).unwrap();
     let header = read_header(&mut Cursor::new(&bytes)).unwrap();
     let source = read_header(&mut Cursor::new(std::fs::read(&src).unwrap())).unwrap();
@@ -251,7 +264,7 @@ fn broken_files_are_refused_with_a_reason() {
     let refused = |bytes: &[u8]| {
         let p = dir.path().join("broken.gguf");
         std::fs::write(&p, bytes).unwrap();
-        let e = expand_q4_1(&p, &out).unwrap_err();
+        let e = expand_q4_1(&p, &out, |_, _| {}).unwrap_err();
         assert!(
             matches!(
                 e.kind(),
