@@ -16,9 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
 from conftest import Server, make_client  # noqa: E402
-
-WORDS = ["ZEBRA", "PIANO", "COBALT", "TULIP", "ROCKET", "VELVET", "ORBIT", "LEMON",
-         "CACTUS", "HARBOR", "QUARTZ", "WALNUT", "BISON", "FALCON", "IGLOO", "TIGER"]
+from test_stream import WORDS  # noqa: E402 - the cross-talk test's code words
 TOPICS = ["the sea", "a lighthouse", "bread", "a fox", "winter", "trains", "a violin", "the moon",
           "rain", "a garden", "chess", "a volcano", "bees", "a library", "a river", "clocks"]
 MAX_TOKENS = 64

@@ -28,6 +28,11 @@ def outcrop_binary() -> str:
     return str(Path(target) / "release" / "outcrop")
 
 
+def shared_models_dir() -> Path:
+    """The model cache the suite's servers share (OUTCROP_MODELS_DIR, else the default)."""
+    return Path(os.environ.get("OUTCROP_MODELS_DIR", Path.home() / ".cache" / "outcrop" / "models"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,7 +52,7 @@ class Server:
         cfg = Path(self.dir.name) / "outcrop.toml"
         cfg.write_text(config)
         extra, env = env or {}, dict(os.environ)
-        env.setdefault("OUTCROP_MODELS_DIR", str(Path.home() / ".cache" / "outcrop" / "models"))
+        env.setdefault("OUTCROP_MODELS_DIR", str(shared_models_dir()))
         env["OUTCROP_LOG"] = "info,outcrop_api=debug"
         env.update(extra)
         self.log = open(self.log_path, "w")

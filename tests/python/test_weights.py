@@ -1,13 +1,11 @@
 """The CPU's weights: a Q4_1 model (the bundled default) is served re-encoded as Q8_0, made once
 in the model cache's derived/, unless `[engine] expand_q4_1 = false`."""
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from conftest import Server, make_client
+from conftest import Server, make_client, shared_models_dir
 
 MODEL = "smollm2-135m-instruct"
 DERIVED = f"derived/{MODEL}.q8_0.gguf"
@@ -16,7 +14,7 @@ DERIVED = f"derived/{MODEL}.q8_0.gguf"
 @pytest.fixture
 def models_dir(tmp_path):
     """A model cache of its own (links to the shared one's files), so that derived/ starts empty."""
-    shared = Path(os.environ.get("OUTCROP_MODELS_DIR", Path.home() / ".cache" / "outcrop" / "models"))
+    shared = shared_models_dir()
     for name in (f"{MODEL}.gguf", "all-minilm-l6-v2"):
         (tmp_path / name).symlink_to(shared / name)
     return tmp_path

@@ -5,8 +5,8 @@
 //! 8 times one, and prompts are slow. Q8_0 has those kernels. Re-encoding a Q4_1 tensor as
 //! Q8_0 is close to exact: each value of a Q4_1 block (`d * q + m`, q in 0..16) is rounded to
 //! one of 255 steps of its block's largest magnitude, an error that for weights spread around
-//! zero is about a tenth of the Q4_1 step itself. Measured in docs/benchmarks.md; the cost is memory (34 bytes per 32
-//! weights instead of 20).
+//! zero is about a tenth of the Q4_1 step itself. Measured in docs/benchmarks.md; the cost is
+//! memory (34 bytes per 32 weights instead of 20).
 
 use crate::gguf::{self, TensorInfo, FILE_TYPE_Q8_0, TYPE_Q4_1, TYPE_Q8_0};
 use half::f16;

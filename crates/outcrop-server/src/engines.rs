@@ -109,19 +109,14 @@ async fn cpu_weights(config: &Config, name: &str, path: PathBuf) -> PathBuf {
         return path;
     };
     let (model, owned) = (path.clone(), name.to_owned());
-    match tokio::task::spawn_blocking(move || outcrop_models::q8_0_weights(&model, &dir, &owned))
-        .await
-    {
-        Ok(Ok(weights)) => weights,
-        Ok(Err(e)) => {
-            tracing::warn!(model = name, error = %e, "could not re-encode Q4_1 weights as Q8_0; loading the stored file");
-            path
-        }
-        Err(e) => {
-            tracing::warn!(model = name, error = %e, "re-encoding Q4_1 weights failed; loading the stored file");
-            path
-        }
-    }
+    let made =
+        tokio::task::spawn_blocking(move || outcrop_models::q8_0_weights(&model, &dir, &owned))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    made.unwrap_or_else(|e| {
+        tracing::warn!(model = name, error = %e, "could not re-encode Q4_1 weights as Q8_0; loading the stored file");
+        path
+    })
 }
 
 /// A backing model's GGUF file or embedding-model directory: configured, or in the model

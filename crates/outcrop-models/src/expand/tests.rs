@@ -208,12 +208,19 @@ fn a_file_is_rewritten_with_q8_0_tensors_and_everything_else_kept() {
     }
 }
 
-#[test]
-fn the_derived_file_is_made_once_and_only_for_q4_1_models() {
+/// The tiny model in a temporary directory and its derived file, made once: (the directory,
+/// the model, the derived directory, the derived file).
+fn derived_once() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (src, _, _) = tiny_model(dir.path());
     let cache = dir.path().join("derived");
     let derived = q8_0_weights(&src, &cache, "tiny").unwrap();
+    (dir, src, cache, derived)
+}
+
+#[test]
+fn the_derived_file_is_made_once_and_only_for_q4_1_models() {
+    let (_dir, src, cache, derived) = derived_once();
     assert_eq!(derived, cache.join("tiny.q8_0.gguf"));
     assert!(!has_q4_1(&derived).unwrap());
     let made = std::fs::metadata(&derived).unwrap().modified().unwrap();
@@ -235,10 +242,7 @@ fn the_derived_file_is_made_once_and_only_for_q4_1_models() {
 
 #[test]
 fn a_changed_model_is_converted_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let (src, _, _) = tiny_model(dir.path());
-    let cache = dir.path().join("derived");
-    let derived = q8_0_weights(&src, &cache, "tiny").unwrap();
+    let (_dir, src, cache, derived) = derived_once();
     std::fs::write(&derived, b"stale").unwrap();
     // Same source: the derived file is trusted as it is.
     q8_0_weights(&src, &cache, "tiny").unwrap();
