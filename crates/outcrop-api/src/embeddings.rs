@@ -1,17 +1,15 @@
 //! Embedding models' InvokeModel bodies: Titan Embeddings v1/v2 and Cohere Embed v3, served by
 //! the local embedding model. Its vectors (384 dimensions for all-MiniLM-L6-v2) are mapped to
-//! the length each id returns with `outcrop_embed::resize`: exact for longer vectors (every dot
+//! the length each id returns by the service (`outcrop_service::embed`): exact for longer vectors (every dot
 //! product kept), an orthogonal projection for 256.
 
 use crate::schema::{self, Checker};
 use crate::{ApiError, ApiState};
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use outcrop_embed::{normalize, resize};
+use axum::response::IntoResponse;
 use outcrop_models::CatalogEntry;
-use outcrop_types::{Embedder, Embedding};
+use outcrop_service::embed::{embed, quantize, Embedded, Quantization};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The embedding body formats.
@@ -134,7 +132,7 @@ fn parse(format: EmbedFormat, body: &[u8]) -> Result<Job, ApiError> {
             }
             c.finish()?;
             if texts.is_empty() {
-                return Err(ApiError::malformed(
+                return Err(crate::error::malformed(
                     "#/texts: expected minimum item count: 1, found: 0",
                 ));
             }
@@ -150,78 +148,31 @@ fn parse(format: EmbedFormat, body: &[u8]) -> Result<Job, ApiError> {
     }
 }
 
-/// One text's vector at the requested length.
-fn shaped(e: &Embedding, dims: usize, unit: bool) -> Vec<f32> {
-    let mut v = e.vector.clone();
-    // The model's own output is unit length; the map keeps lengths for d >= 384.
-    normalize(&mut v);
-    let mut v = resize(&v, dims);
-    if unit {
-        normalize(&mut v);
-    }
-    v
-}
-
-fn quantized(v: &[f32], kind: &str) -> Value {
-    match kind {
-        "int8" => json!(v
-            .iter()
-            .map(|x| (x * 127.0).round().clamp(-128.0, 127.0) as i32)
-            .collect::<Vec<_>>()),
-        "uint8" => json!(v
-            .iter()
-            .map(|x| (x * 127.0).round().clamp(-128.0, 127.0) as i32 + 128)
-            .collect::<Vec<_>>()),
-        "binary" | "ubinary" => {
-            let bytes: Vec<i32> = v
-                .chunks(8)
-                .map(|c| {
-                    c.iter()
-                        .fold(0i32, |acc, x| (acc << 1) | i32::from(*x > 0.0))
-                })
-                .map(|b| if kind == "binary" { b - 128 } else { b })
-                .collect();
-            json!(bytes)
-        }
-        _ => json!(v),
-    }
+/// A vector in one of Cohere's embedding types (`float` as is).
+fn typed(v: &[f32], kind: &str) -> Value {
+    let q = match kind {
+        "int8" => Quantization::Int8,
+        "uint8" => Quantization::Uint8,
+        "binary" => Quantization::Binary,
+        "ubinary" => Quantization::Ubinary,
+        _ => return json!(v),
+    };
+    json!(quantize(v, q))
 }
 
 /// `POST /model/{id}/invoke` for an embedding model.
-pub async fn invoke(
+pub(crate) async fn invoke(
     state: &ApiState,
     entry: &CatalogEntry,
     format: EmbedFormat,
     body: &[u8],
     started: Instant,
-) -> Result<Response, ApiError> {
+) -> Result<crate::Answer, ApiError> {
     let job = parse(format, body)?;
-    let embedder: Arc<dyn Embedder> = state.embedders.get(&entry.backing_model).cloned().ok_or_else(|| {
-        tracing::error!(model = %entry.backing_model, "catalog names an embedding model that is not loaded");
-        ApiError::ServiceUnavailable("The model is not available right now. Try again later.".into())
-    })?;
-    let _permit = state
-        .embed_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::Internal)?;
-    let texts = job.texts.clone();
-    let embeddings = tokio::task::spawn_blocking(move || {
-        texts
-            .iter()
-            .map(|t| embedder.embed(t))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "embedding task failed");
-        ApiError::Internal
-    })??;
-    let tokens: u32 = embeddings.iter().map(|e| e.input_tokens).sum();
-    let vectors: Vec<Vec<f32>> = embeddings
-        .iter()
-        .map(|e| shaped(e, job.dims, job.normalize))
-        .collect();
+    let Embedded {
+        vectors,
+        input_tokens: tokens,
+    } = embed(state, entry, job.texts.clone(), job.dims, job.normalize).await?;
     let body = match format {
         EmbedFormat::TitanV1 => json!({ "embedding": vectors[0], "inputTextTokenCount": tokens }),
         EmbedFormat::TitanV2 => {
@@ -232,10 +183,7 @@ pub async fn invoke(
                     (
                         t.clone(),
                         if t == "binary" {
-                            json!(vectors[0]
-                                .iter()
-                                .map(|x| i32::from(*x > 0.0))
-                                .collect::<Vec<_>>())
+                            json!(quantize(&vectors[0], Quantization::Bits))
                         } else {
                             json!(vectors[0])
                         },
@@ -257,7 +205,7 @@ pub async fn invoke(
                     .map(|t| {
                         (
                             t.clone(),
-                            json!(vectors.iter().map(|v| quantized(v, t)).collect::<Vec<_>>()),
+                            json!(vectors.iter().map(|v| typed(v, t)).collect::<Vec<_>>()),
                         )
                     })
                     .collect();
@@ -275,14 +223,10 @@ pub async fn invoke(
     };
     tracing::info!(model = %entry.id, input_tokens = tokens, "embedded");
     let mut response = (StatusCode::OK, body.to_string()).into_response();
-    response.extensions_mut().insert(crate::ledger::Metered {
-        output: body.clone(),
-        model_id: entry.id.clone(),
-        usage: outcrop_types::Usage {
-            input_tokens: tokens,
-            output_tokens: 0,
-        },
-    });
+    let usage = outcrop_types::Usage {
+        input_tokens: tokens,
+        output_tokens: 0,
+    };
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert("x-amzn-bedrock-input-token-count", tokens.into());
@@ -291,7 +235,11 @@ pub async fn invoke(
         "x-amzn-bedrock-invocation-latency",
         (started.elapsed().as_millis() as u64).into(),
     );
-    Ok(response)
+    Ok(crate::Answer::Whole {
+        response,
+        usage,
+        output: Some(body),
+    })
 }
 
 #[cfg(test)]
@@ -334,10 +282,10 @@ mod tests {
 
     #[test]
     fn quantization() {
-        assert_eq!(quantized(&[1.0, -1.0, 0.0], "int8"), json!([127, -127, 0]));
-        assert_eq!(quantized(&[1.0, -1.0, 0.0], "uint8"), json!([255, 1, 128]));
+        assert_eq!(typed(&[1.0, -1.0, 0.0], "int8"), json!([127, -127, 0]));
+        assert_eq!(typed(&[1.0, -1.0, 0.0], "uint8"), json!([255, 1, 128]));
         let v = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
-        assert_eq!(quantized(&v, "ubinary"), json!([0b1010_1010]));
-        assert_eq!(quantized(&v, "binary"), json!([0b1010_1010 - 128]));
+        assert_eq!(typed(&v, "ubinary"), json!([0b1010_1010]));
+        assert_eq!(typed(&v, "binary"), json!([0b1010_1010 - 128]));
     }
 }

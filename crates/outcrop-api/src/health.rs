@@ -16,8 +16,8 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Val
                 "context_tokens": info.context_tokens,
                 "kv_tokens": info.kv_tokens,
                 "parallel": info.max_sequences,
-                "active_sequences": handle.active_sequences(),
-                "waiting": handle.waiting(),
+                "active_sequences": handle.gauges().active_sequences,
+                "waiting": handle.gauges().waiting,
             })),
             None => ready = false,
         }

@@ -3,12 +3,12 @@
 
 use crate::embeddings::EmbedFormat;
 use crate::families::{self, Generated, ParseContext, Parsed};
-use crate::ledger::Metered;
-use crate::{ApiError, ApiState};
+use crate::{Answer, ApiError, ApiState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
+use outcrop_engine::Engine;
 use outcrop_models::CatalogEntry;
-use outcrop_scheduler::{GenerationEvent, SchedulerHandle};
+use outcrop_service::Resolved;
 use outcrop_types::{GenerationRequest, Usage};
 use std::time::Instant;
 
@@ -19,16 +19,19 @@ pub const NOT_A_TEXT_MODEL: &str =
 /// A model the runtime can invoke, with the engine that serves it.
 pub(crate) struct Invocable<'s> {
     pub entry: &'s CatalogEntry,
-    pub engine: &'s SchedulerHandle,
+    pub engine: &'s dyn Engine,
 }
 
-/// Resolves a runtime model identifier (id, ARN, inference profile) to its model and engine.
-/// A model offered only through inference profiles refuses its plain id, as Bedrock does.
+/// The text model a resolved identifier names, and its engine. A model offered only through
+/// inference profiles refuses its plain id, as Bedrock does.
 pub(crate) fn invocable<'s>(
     state: &'s ApiState,
-    identifier: &str,
+    resolved: Resolved<'s>,
 ) -> Result<Invocable<'s>, ApiError> {
-    let (entry, profile) = crate::runtime_entry(state, identifier)?;
+    let Resolved {
+        entry,
+        geography: profile,
+    } = resolved;
     if EmbedFormat::from_format(&entry.format).is_some() {
         return Err(ApiError::Validation(NOT_A_TEXT_MODEL.into()));
     }
@@ -42,14 +45,17 @@ pub(crate) fn invocable<'s>(
         tracing::error!(model = %entry.backing_model, "catalog names a backing model that is not loaded");
         ApiError::ServiceUnavailable("The model is not available right now. Try again later.".into())
     })?;
-    Ok(Invocable { entry, engine })
+    Ok(Invocable {
+        entry,
+        engine: engine.as_ref(),
+    })
 }
 
 /// A validated invocation: the parsed body and the engine that runs it.
 pub(crate) struct Prepared<'s> {
     pub model_id: String,
     pub parsed: Parsed,
-    pub engine: &'s SchedulerHandle,
+    pub engine: &'s dyn Engine,
     /// Whether the model streams (the catalog's `responseStreamingSupported`).
     pub streaming: bool,
 }
@@ -57,10 +63,10 @@ pub(crate) struct Prepared<'s> {
 /// Resolves the model and parses the body: everything an invocation checks before it runs.
 pub(crate) fn prepare<'s>(
     state: &'s ApiState,
-    identifier: &str,
+    resolved: Resolved<'s>,
     body: &[u8],
 ) -> Result<Prepared<'s>, ApiError> {
-    let Invocable { entry, engine } = invocable(state, identifier)?;
+    let Invocable { entry, engine } = invocable(state, resolved)?;
     let parsed = families::parse(
         body,
         &ParseContext {
@@ -77,17 +83,16 @@ pub(crate) fn prepare<'s>(
     })
 }
 
-pub async fn invoke_model(
+pub(crate) async fn invoke_model(
     state: &ApiState,
-    identifier: &str,
+    resolved: Resolved<'_>,
     body: &[u8],
     started: Instant,
-) -> Result<Response, ApiError> {
-    let (entry, _) = crate::runtime_entry(state, identifier)?;
-    if let Some(format) = EmbedFormat::from_format(&entry.format) {
-        return crate::embeddings::invoke(state, entry, format, body, started).await;
+) -> Result<Answer, ApiError> {
+    if let Some(format) = EmbedFormat::from_format(&resolved.entry.format) {
+        return crate::embeddings::invoke(state, resolved.entry, format, body, started).await;
     }
-    let prepared = prepare(state, identifier, body)?;
+    let prepared = prepare(state, resolved, body)?;
     let runs = prepared
         .parsed
         .requests
@@ -108,15 +113,14 @@ pub async fn invoke_model(
     );
     let mut response = (StatusCode::OK, body.to_string()).into_response();
     insert_usage_headers(response.headers_mut(), usage, started);
-    response.extensions_mut().insert(Metered {
-        model_id: prepared.model_id.clone(),
-        usage,
-        output: body,
-    });
     response
         .headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
-    Ok(response)
+    Ok(Answer::Whole {
+        response,
+        usage,
+        output: Some(body),
+    })
 }
 
 /// The token counts and latency headers of a non-streaming InvokeModel answer.
@@ -137,27 +141,10 @@ fn insert_usage_headers(headers: &mut HeaderMap, usage: Usage, started: Instant)
 
 /// Runs a generation to its end and returns the whole text.
 pub(crate) async fn generate(
-    engine: &SchedulerHandle,
+    engine: &dyn Engine,
     request: GenerationRequest,
 ) -> Result<Generated, ApiError> {
-    let mut events = engine.submit(request)?;
-    let mut text = String::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            GenerationEvent::Started { .. } => {}
-            GenerationEvent::Text(t) => text.push_str(&t),
-            GenerationEvent::Finished { reason, usage } => {
-                return Ok(Generated {
-                    text,
-                    reason,
-                    usage,
-                })
-            }
-            GenerationEvent::Failed(e) => return Err(e.into()),
-        }
-    }
-    tracing::error!("generation ended without a result");
-    Err(ApiError::Internal)
+    Ok(outcrop_engine::collect(engine.submit(request)?).await?)
 }
 
 /// A sampling seed per request: sampled answers differ between calls, as on Bedrock.

@@ -11,8 +11,8 @@
 
 #![forbid(unsafe_code)]
 
-mod access;
-mod auth;
+mod admission;
+mod authorize;
 mod control;
 mod converse;
 mod embeddings;
@@ -20,28 +20,16 @@ pub mod error;
 mod eventstream;
 mod families;
 mod health;
-mod iam;
-pub mod identities;
 mod invoke;
-mod ledger;
-mod logging;
 mod operation;
-mod quota;
 mod schema;
 mod stream;
 mod tools;
 
-pub use access::{
-    agree, needs_use_case, submit_use_case, write_access_notification, AccessMode, AccessStatus,
-    AccountAccess, Mailer,
-};
-pub use auth::{AuthPolicy, Principal};
+pub use authorize::authorize;
 pub use error::ApiError;
 pub use families::PromptMode;
-pub use iam::{authorize, authorize_action, Permissions, PolicyDocument};
-pub use logging::{Destinations, LogShipper};
-pub use operation::{resolve_model_id, Operation};
-pub use quota::{put_limits, Limits, Quotas};
+pub use operation::Operation;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -49,10 +37,9 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use outcrop_models::Catalog;
-use outcrop_scheduler::SchedulerHandle;
-use outcrop_store::Store;
-use std::collections::HashMap;
+use outcrop_service::ledger::{self, Ended, Meter};
+use outcrop_service::{access, Principal, Service};
+use outcrop_types::Usage;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -60,27 +47,19 @@ use tracing::Instrument;
 /// Bedrock's limit on an InvokeModel body.
 pub const MAX_BODY_BYTES: usize = 25_000_000;
 
-/// Everything request handlers share.
+/// What the Bedrock surface holds: the service, and how it reads Claude prompts.
 pub struct ApiState {
-    pub catalog: Catalog,
-    /// Schedulers by backing-model name.
-    pub engines: HashMap<String, SchedulerHandle>,
-    /// Embedding models by backing-model name.
-    pub embedders: HashMap<String, Arc<dyn outcrop_types::Embedder>>,
-    /// Requests and tokens per minute (and day), per account and model.
-    pub quotas: Quotas,
-    /// Embedding requests computed at once (each is a blocking task); others wait.
-    pub embed_slots: tokio::sync::Semaphore,
-    pub store: Arc<dyn Store>,
-    pub auth: AuthPolicy,
+    pub service: Arc<Service>,
     pub prompt_mode: PromptMode,
-    pub access_mode: AccessMode,
-    /// Where access notifications (RFC 5322 messages) are written; `None`: nowhere.
-    pub outbox: Option<std::path::PathBuf>,
-    /// Delivers model invocation logs, when the server can.
-    pub log_shipper: Option<Arc<dyn logging::LogShipper>>,
-    /// Sends access notifications by e-mail too, when configured.
-    pub mailer: Option<Arc<dyn Mailer>>,
+}
+
+/// Handlers reach the service's parts (catalog, engines, store...) through the state.
+impl std::ops::Deref for ApiState {
+    type Target = Service;
+
+    fn deref(&self) -> &Service {
+        &self.service
+    }
 }
 
 /// The HTTP application: Outcrop's own endpoints, and every other path through [`dispatch`].
@@ -113,7 +92,7 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
 /// The response for an operation's result (errors through the one mapping), with its
 /// `x-amzn-RequestId`.
 fn answer(result: Result<Response, ApiError>, request_id: &str) -> Response {
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    let mut response = result.unwrap_or_else(|e| error::response(&e));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
@@ -129,7 +108,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let operation = Operation::parse(&parts.method, parts.uri.path())?;
     let body = read_body(&parts, body).await?;
-    let principal = auth::authenticate(&parts, &body, state.store.as_ref(), state.auth).await?;
+    let principal = outcrop_service::auth::authenticate(state, &parts, &body).await?;
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
     let query = parts.uri.query().unwrap_or("");
     perform(
@@ -179,7 +158,7 @@ async fn perform(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let Some(identifier) = operation.runtime_model() else {
-        iam::authorize(state, principal, &operation).await?;
+        authorize::authorize(state, principal, &operation).await?;
         return control_plane(state, principal, operation, query, body).await;
     };
     let call = ledger::Call {
@@ -191,106 +170,133 @@ async fn perform(
         identifier: identifier.to_owned(),
         started,
     };
-    let result = runtime(state, principal, &call, operation, body).await;
-    match &result {
-        Ok(response) => {
-            // Streams record themselves when they end.
-            if let Some(m) = response.extensions().get::<ledger::Metered>() {
-                let outcome = ledger::Outcome {
-                    model_id: &m.model_id,
-                    usage: m.usage,
-                    first_byte_ms: None,
-                    status: response.status().as_u16(),
-                    error_code: None,
-                };
-                ledger::record(state, &call, outcome).await;
-                if !m.output.is_null() {
-                    let invocation = logging::Invocation {
-                        model_id: &m.model_id,
-                        embedding: is_embedding(state, &m.model_id),
-                        input_body: body,
-                        input_tokens: m.usage.input_tokens,
-                        output_body: m.output.clone(),
-                        output_tokens: m.usage.output_tokens,
-                    };
-                    logging::log(state, &call, invocation).await;
-                }
-            }
-        }
-        Err(e) => ledger::record_error(state, &call, e).await,
-    }
-    result
+    // The call's one record: finished below, taken by a stream that opens, or written as
+    // cut short if this future is dropped (the client went away).
+    let mut meter = Some(Meter::new(
+        state.service.clone(),
+        call,
+        bytes::Bytes::copy_from_slice(body),
+    ));
+    let result = runtime(state, principal, &mut meter, &operation, body).await;
+    let Some(meter) = meter else {
+        return result.map(Answer::into_response);
+    };
+    let ended = match &result {
+        Ok(Answer::Whole {
+            usage,
+            output,
+            response,
+        }) => Ended {
+            status: response.status().as_u16(),
+            error_code: None,
+            usage: *usage,
+            output: output.clone(),
+        },
+        Ok(Answer::Stream(response)) => Ended {
+            status: response.status().as_u16(),
+            error_code: None,
+            usage: Usage::default(),
+            output: None,
+        },
+        Err(e) => failed(e),
+    };
+    meter.finish(ended).await;
+    result.map(Answer::into_response)
 }
 
-/// The runtime operations: authorized, access-checked, metered.
+/// How a call that failed before any answer is recorded.
+fn failed(error: &ApiError) -> Ended {
+    let wire = error::wire(error);
+    Ended {
+        status: wire.status.as_u16(),
+        error_code: Some(wire.code),
+        usage: Usage::default(),
+        output: None,
+    }
+}
+
+/// What a runtime operation answered.
+pub(crate) enum Answer {
+    /// A whole response: the tokens it used, and what it said (for invocation logging).
+    Whole {
+        response: Response,
+        usage: Usage,
+        output: Option<serde_json::Value>,
+    },
+    /// A stream, which took the call's meter and records itself when it ends.
+    Stream(Response),
+}
+
+impl Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Whole { response, .. } | Answer::Stream(response) => response,
+        }
+    }
+}
+
+/// The runtime operations: the model resolved once, then authorized, access-checked and
+/// admitted under the quotas, in Bedrock's order of errors; an unknown model is reported by
+/// the operation itself after IAM has had its say.
 async fn runtime(
     state: &Arc<ApiState>,
     principal: &Principal,
-    call: &ledger::Call,
-    operation: Operation,
+    meter: &mut Option<Meter>,
+    operation: &Operation,
     body: &[u8],
-) -> Result<Response, ApiError> {
-    iam::authorize(state, principal, &operation).await?;
-    let model_id = call.identifier.as_str();
-    access::check_invoke(state, principal, model_id).await?;
+) -> Result<Answer, ApiError> {
+    let identifier = operation.runtime_model().unwrap_or_default();
+    let resolved = state.resolve(identifier);
+    if let (Ok(r), Some(m)) = (&resolved, meter.as_mut()) {
+        m.resolved(r.entry);
+    }
+    authorize::authorize_resolved(state, principal, operation, resolved.as_ref().ok()).await?;
+    let resolved = resolved?;
+    access::check_invoke(state, principal, resolved.entry).await?;
     let streaming = matches!(
         operation,
         Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
     );
-    // Quotas apply to known models; counting tokens is not throttled.
-    let known = runtime_entry(state, model_id).is_ok();
-    let permit = if known && !matches!(operation, Operation::CountTokens { .. }) {
-        let billed = ledger::billed_model(state, model_id);
-        match state
-            .quotas
-            .admit(&principal.account_id, &billed, quota::estimate(body))
-        {
-            Ok(p) => Some(p),
+    // Counting tokens is not throttled.
+    if !matches!(operation, Operation::CountTokens { .. }) {
+        let admitted = state.quotas.admit(
+            &principal.account_id,
+            &resolved.entry.id,
+            admission::estimate(body),
+        );
+        match (admitted, meter.as_mut()) {
+            (Ok(permit), Some(m)) => m.admitted(permit),
+            (Ok(_), None) => {}
             // Bedrock throttles a stream inside the stream it already opened.
-            Err(e) if streaming => {
-                ledger::record_error(state, call, &e).await;
-                return Ok(stream::throttled(&e));
+            (Err(e), Some(_)) if streaming => {
+                if let Some(m) = meter.take() {
+                    m.finish(failed(&e)).await;
+                }
+                return Ok(Answer::Stream(stream::throttled(&e)));
             }
-            Err(e) => return Err(e),
+            (Err(e), _) => return Err(e),
         }
-    } else {
-        None
-    };
-    let stream_ledger = || ledger::StreamLedger {
-        state: state.clone(),
-        call: call.clone(),
-        model_id: ledger::billed_model(state, model_id),
-        permit: permit.clone(),
-        input_body: bytes::Bytes::copy_from_slice(body),
-    };
-    let started = call.started;
-    let result = match operation {
-        Operation::InvokeModel { .. } => invoke::invoke_model(state, model_id, body, started).await,
+    }
+    let started = meter
+        .as_ref()
+        .map_or_else(Instant::now, |m| m.call().started);
+    match operation {
+        Operation::InvokeModel { .. } => invoke::invoke_model(state, resolved, body, started).await,
         Operation::InvokeModelWithResponseStream { .. } => {
-            stream::invoke_model_with_response_stream(state, model_id, body, stream_ledger()).await
+            stream::invoke_model_with_response_stream(state, resolved, body, meter)
+                .await
+                .map(Answer::Stream)
         }
-        Operation::Converse { .. } => converse::converse(state, model_id, body, started).await,
-        Operation::ConverseStream { .. } => {
-            converse::converse_stream(state, model_id, body, stream_ledger()).await
-        }
-        Operation::CountTokens { .. } => converse::count_tokens(state, model_id, body).await,
+        Operation::Converse { .. } => converse::converse(state, resolved, body, started).await,
+        Operation::ConverseStream { .. } => converse::converse_stream(state, resolved, body, meter)
+            .await
+            .map(Answer::Stream),
+        Operation::CountTokens { .. } => converse::count_tokens(state, resolved, body).await,
         other => {
             tracing::error!(operation = other.name(), "not a runtime operation");
             Err(ApiError::Internal)
         }
-    };
-    // Settle the reservation (streams settle when they end).
-    if let Some(p) = &permit {
-        match &result {
-            Ok(r) => {
-                if let Some(m) = r.extensions().get::<ledger::Metered>() {
-                    p.settle(u64::from(m.usage.input_tokens) + u64::from(m.usage.output_tokens));
-                }
-            }
-            Err(_) => p.settle(0),
-        }
     }
-    result
 }
 
 /// The control-plane operations (catalog, model access, inference profiles).
@@ -304,19 +310,23 @@ async fn control_plane(
     let principal = principal.clone();
     match operation {
         Operation::GetFoundationModelAvailability { model_id } => {
-            access::availability(state, &principal, &model_id).await
+            control::access::availability(state, &principal, &model_id).await
         }
         Operation::ListFoundationModelAgreementOffers { model_id } => {
-            access::offers(state, &model_id)
+            control::access::offers(state, &model_id)
         }
         Operation::CreateFoundationModelAgreement => {
-            access::create_agreement(state, &principal, body).await
+            control::access::create_agreement(state, &principal, body).await
         }
         Operation::DeleteFoundationModelAgreement => {
-            access::delete_agreement(state, &principal, body).await
+            control::access::delete_agreement(state, &principal, body).await
         }
-        Operation::PutUseCaseForModelAccess => access::put_use_case(state, &principal, body).await,
-        Operation::GetUseCaseForModelAccess => access::get_use_case(state, &principal).await,
+        Operation::PutUseCaseForModelAccess => {
+            control::access::put_use_case(state, &principal, body).await
+        }
+        Operation::GetUseCaseForModelAccess => {
+            control::access::get_use_case(state, &principal).await
+        }
         Operation::ListFoundationModels => {
             control::list_foundation_models(state, &principal, query)
         }
@@ -324,13 +334,13 @@ async fn control_plane(
             control::get_foundation_model(state, &principal, &model_identifier)
         }
         Operation::PutModelInvocationLoggingConfiguration => {
-            logging::put_config(state, &principal, body).await
+            control::logging::put_config(state, &principal, body).await
         }
         Operation::GetModelInvocationLoggingConfiguration => {
-            logging::get_config(state, &principal).await
+            control::logging::get_config(state, &principal).await
         }
         Operation::DeleteModelInvocationLoggingConfiguration => {
-            logging::delete_config(state, &principal).await
+            control::logging::delete_config(state, &principal).await
         }
         Operation::GetUsageReport => control::usage_report(state, &principal, query).await,
         Operation::ListInferenceProfiles => {
@@ -344,40 +354,6 @@ async fn control_plane(
             Err(ApiError::Internal)
         }
     }
-}
-
-/// Whether a catalog model answers with embeddings (logged under the embedding switch).
-pub(crate) fn is_embedding(state: &ApiState, model_id: &str) -> bool {
-    state
-        .catalog
-        .get(model_id)
-        .is_some_and(|e| e.output_modalities.iter().any(|m| m == "EMBEDDING"))
-}
-
-/// The catalog entry an identifier (plain id or foundation-model ARN) names, or Bedrock's
-/// "The provided model identifier is invalid."
-pub(crate) fn catalog_entry<'s>(
-    state: &'s ApiState,
-    identifier: &str,
-) -> Result<&'s outcrop_models::CatalogEntry, ApiError> {
-    resolve_model_id(identifier)
-        .and_then(|id| state.catalog.get(id))
-        .ok_or_else(|| ApiError::Validation(error::INVALID_MODEL_ID.into()))
-}
-
-/// The catalog entry a runtime identifier names: a plain id, a foundation-model ARN, or a
-/// system inference profile (id or ARN; then also its geography).
-pub(crate) fn runtime_entry<'s>(
-    state: &'s ApiState,
-    identifier: &str,
-) -> Result<(&'s outcrop_models::CatalogEntry, Option<&'s str>), ApiError> {
-    let invalid = || ApiError::Validation(error::INVALID_MODEL_ID.into());
-    let id = resolve_model_id(identifier).ok_or_else(invalid)?;
-    if let Some(entry) = state.catalog.get(id) {
-        return Ok((entry, None));
-    }
-    let (geo, entry) = state.catalog.profile(id).ok_or_else(invalid)?;
-    Ok((entry, Some(geo)))
 }
 
 /// A JSON response with the status given: the shape of every control-plane answer.

@@ -184,38 +184,6 @@ impl Operation {
     }
 }
 
-/// Resolves a model identifier as clients send it (a plain id or a foundation-model ARN) to
-/// the plain model id.
-pub fn resolve_model_id(identifier: &str) -> Option<&str> {
-    if identifier.len() > 2048 {
-        return None;
-    }
-    match identifier.strip_prefix("arn:") {
-        None => Some(identifier),
-        Some(rest) => {
-            // arn:aws:bedrock:{region}::foundation-model/{id} (the account field is empty)
-            let mut parts = rest.splitn(5, ':');
-            let (partition, service, _region, account, resource) = (
-                parts.next()?,
-                parts.next()?,
-                parts.next()?,
-                parts.next()?,
-                parts.next()?,
-            );
-            // ...or {account}:inference-profile/{profile id}
-            let (id, shared) = match resource.strip_prefix("foundation-model/") {
-                Some(id) => (id, true),
-                None => (resource.strip_prefix("inference-profile/")?, false),
-            };
-            (partition.starts_with("aws")
-                && service == "bedrock"
-                && account.is_empty() == shared
-                && !id.is_empty())
-            .then_some(id)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,31 +300,5 @@ mod tests {
                 "{m} {p}"
             );
         }
-    }
-
-    #[test]
-    fn arns_resolve_to_ids() {
-        assert_eq!(
-            resolve_model_id("anthropic.claude-v2"),
-            Some("anthropic.claude-v2")
-        );
-        assert_eq!(
-            resolve_model_id("arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-v2:1"),
-            Some("anthropic.claude-v2:1")
-        );
-        assert_eq!(
-            resolve_model_id("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/abc"),
-            None
-        );
-        assert_eq!(resolve_model_id("arn:aws:s3:::bucket"), None);
-        assert_eq!(
-            resolve_model_id("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.meta.llama3-2-1b-instruct-v1:0"),
-            Some("us.meta.llama3-2-1b-instruct-v1:0")
-        );
-        assert_eq!(
-            resolve_model_id("arn:aws:bedrock:us-east-1::inference-profile/us.x"),
-            None
-        );
-        assert_eq!(resolve_model_id(&"a".repeat(2049)), None);
     }
 }

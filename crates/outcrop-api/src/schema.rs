@@ -21,10 +21,10 @@ fn type_name(v: &Value) -> &'static str {
 /// Parses a body that must be a JSON object.
 pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::malformed(format!("invalid JSON: {e}")))?;
+        .map_err(|e| crate::error::malformed(format!("invalid JSON: {e}")))?;
     match value {
         Value::Object(map) => Ok(map),
-        other => Err(ApiError::malformed(format!(
+        other => Err(crate::error::malformed(format!(
             "#: expected type: JSONObject, found: {}",
             type_name(&other)
         ))),
@@ -220,7 +220,7 @@ impl<'a> Checker<'a> {
         if self.violations.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::malformed(self.violations.concat()))
+            Err(crate::error::malformed(self.violations.concat()))
         }
     }
 }

@@ -3,16 +3,18 @@
 //! first byte are ordinary HTTP errors; after it, an exception frame ends the stream. What the
 //! frames contain is up to a [`Shaper`]: model chunks in `bytes`, or Converse events.
 
+use crate::error::{self, stream_exception_type};
 use crate::eventstream;
 use crate::families::{self, Chunker, Parsed};
 use crate::invoke::Prepared;
-use crate::ledger::{self, StreamLedger};
 use crate::{ApiError, ApiState};
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use outcrop_scheduler::{GenerationEvent, GenerationStream, SchedulerHandle};
+use outcrop_engine::{Engine, GenerationEvent, GenerationStream};
+use outcrop_service::ledger::{Ended, Meter};
+use outcrop_service::Resolved;
 use outcrop_types::{GenerationError, GenerationRequest, StopReason, Usage};
 use serde_json::json;
 use std::collections::VecDeque;
@@ -39,15 +41,14 @@ pub struct Timing {
 
 pub async fn invoke_model_with_response_stream(
     state: &ApiState,
-    identifier: &str,
+    resolved: Resolved<'_>,
     body: &[u8],
-    ledger: StreamLedger,
+    meter: &mut Option<Meter>,
 ) -> Result<Response, ApiError> {
-    let (entry, _) = crate::runtime_entry(state, identifier)?;
-    if !entry.streaming {
+    if !resolved.entry.streaming {
         return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
     }
-    let prepared = crate::invoke::prepare(state, identifier, body)?;
+    let prepared = crate::invoke::prepare(state, resolved, body)?;
     let Prepared {
         model_id,
         parsed,
@@ -67,7 +68,7 @@ pub async fn invoke_model_with_response_stream(
             sent: 0,
             log: Vec::new(),
         },
-        ledger,
+        meter,
     )
     .await?;
     response.headers_mut().insert(
@@ -80,8 +81,7 @@ pub async fn invoke_model_with_response_stream(
 /// A stream that is over its quota: opened, then ended at once with a `throttlingException`
 /// frame, as Bedrock does.
 pub fn throttled(error: &ApiError) -> Response {
-    let (_, _, _, message) = error.wire();
-    let frame = eventstream::exception(error.stream_exception_type(), &message);
+    let frame = eventstream::exception(stream_exception_type(error), &error::wire(error).message);
     let mut response = Response::new(Body::from(frame));
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
@@ -103,14 +103,17 @@ fn single_request(parsed: Parsed) -> Result<GenerationRequest, ApiError> {
 }
 
 /// Submits `request` and answers with an event stream shaped by `shaper`, once the
-/// generation has been admitted (until then, failures are HTTP errors).
+/// generation has been admitted (until then, failures are HTTP errors). The stream takes the
+/// call's meter and records the call when it ends or is dropped.
 pub async fn respond(
-    engine: &SchedulerHandle,
+    engine: &dyn Engine,
     request: GenerationRequest,
     mut shaper: impl Shaper,
-    ledger: StreamLedger,
+    meter: &mut Option<Meter>,
 ) -> Result<Response, ApiError> {
-    let started = ledger.call.started;
+    let started = meter
+        .as_ref()
+        .map_or_else(Instant::now, |m| m.call().started);
     let mut events = engine.submit(request)?;
     let input_tokens = match events.recv().await {
         Some(GenerationEvent::Started { input_tokens }) => input_tokens,
@@ -128,7 +131,7 @@ pub async fn respond(
         first_byte_ms: None,
         queue,
         done: false,
-        ledger: Some(ledger),
+        meter: meter.take(),
         input_tokens,
         pieces: 0,
     };
@@ -153,66 +156,38 @@ struct Frames<S: Shaper> {
     first_byte_ms: Option<u64>,
     queue: VecDeque<Bytes>,
     done: bool,
-    /// Taken when the stream's usage record is written (at its end, or on drop).
-    ledger: Option<StreamLedger>,
+    /// Taken when the stream's usage record is written at its end; dropped with the stream
+    /// (a client that went away), it records the tokens sent until then.
+    meter: Option<Meter>,
     input_tokens: u32,
     /// Text pieces sent so far: the tokens generated, for a stream cut short.
     pieces: u32,
 }
 
 impl<S: Shaper> Frames<S> {
-    /// Writes the stream's usage record, once.
-    async fn record(&mut self, usage: Usage, status: u16, error_code: Option<&str>) {
-        if let Some(l) = self.ledger.take() {
-            if let Some(p) = &l.permit {
-                p.settle(u64::from(usage.input_tokens) + u64::from(usage.output_tokens));
-            }
-            let outcome = ledger::Outcome {
-                model_id: &l.model_id,
-                usage,
-                first_byte_ms: self.first_byte_ms,
-                status,
-                error_code,
-            };
-            ledger::record(&l.state, &l.call, outcome).await;
-            if status == 200 {
-                let invocation = crate::logging::Invocation {
-                    model_id: &l.model_id,
-                    embedding: false,
-                    input_body: &l.input_body,
-                    input_tokens: usage.input_tokens,
-                    output_body: self.shaper.logged(),
-                    output_tokens: usage.output_tokens,
-                };
-                crate::logging::log(&l.state, &l.call, invocation).await;
-            }
+    /// Writes the stream's usage record (and invocation log), once.
+    async fn record(&mut self, usage: Usage, status: u16, error_code: Option<&'static str>) {
+        if let Some(meter) = self.meter.take() {
+            let output = (status == 200).then(|| self.shaper.logged());
+            meter
+                .finish(Ended {
+                    status,
+                    error_code,
+                    usage,
+                    output,
+                })
+                .await;
         }
     }
-}
 
-impl<S: Shaper> Drop for Frames<S> {
-    /// A client that went away: record the tokens generated until then.
-    fn drop(&mut self) {
-        let Some(l) = self.ledger.take() else { return };
+    /// Tokens so far: recorded if the client goes away before the end.
+    fn progress(&mut self) {
         let usage = Usage {
             input_tokens: self.input_tokens,
             output_tokens: self.pieces,
         };
-        let first_byte_ms = self.first_byte_ms;
-        if let Some(p) = &l.permit {
-            p.settle(u64::from(usage.input_tokens) + u64::from(usage.output_tokens));
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let outcome = ledger::Outcome {
-                    model_id: &l.model_id,
-                    usage,
-                    first_byte_ms,
-                    status: 499,
-                    error_code: Some("ClientClosedStream"),
-                };
-                ledger::record(&l.state, &l.call, outcome).await;
-            });
+        if let Some(m) = self.meter.as_mut() {
+            m.progress(usage);
         }
     }
 }
@@ -223,6 +198,9 @@ impl<S: Shaper> Frames<S> {
             if let Some(frame) = self.queue.pop_front() {
                 self.first_byte_ms
                     .get_or_insert_with(|| elapsed_ms(self.started));
+                if let Some(m) = self.meter.as_mut() {
+                    m.first_byte();
+                }
                 return Some(frame);
             }
             if self.done {
@@ -232,6 +210,7 @@ impl<S: Shaper> Frames<S> {
                 Some(GenerationEvent::Started { .. }) => continue,
                 Some(GenerationEvent::Text(text)) => {
                     self.pieces += 1;
+                    self.progress();
                     self.shaper.text(&text)
                 }
                 Some(GenerationEvent::Finished { reason, usage }) => {
@@ -262,23 +241,31 @@ impl<S: Shaper> Frames<S> {
                         }
                         other => ApiError::from(other),
                     };
-                    let (status, code, _, message) = error.wire();
+                    let wire = error::wire(&error);
                     let usage = Usage {
                         input_tokens: self.input_tokens,
                         output_tokens: self.pieces,
                     };
-                    self.record(usage, status.as_u16(), Some(code)).await;
+                    self.record(usage, wire.status.as_u16(), Some(wire.code))
+                        .await;
                     vec![eventstream::exception(
-                        error.stream_exception_type(),
-                        &message,
+                        stream_exception_type(&error),
+                        &wire.message,
                     )]
                 }
                 None => {
                     self.done = true;
                     tracing::error!("generation stream closed without an end");
+                    let wire = error::wire(&ApiError::Internal);
+                    let usage = Usage {
+                        input_tokens: self.input_tokens,
+                        output_tokens: self.pieces,
+                    };
+                    self.record(usage, wire.status.as_u16(), Some(wire.code))
+                        .await;
                     vec![eventstream::exception(
-                        ApiError::Internal.stream_exception_type(),
-                        &ApiError::Internal.wire().3,
+                        stream_exception_type(&ApiError::Internal),
+                        &wire.message,
                     )]
                 }
             };

@@ -4,11 +4,14 @@
 //! table, or JSON with `--format json`.
 
 use anyhow::{bail, Context};
-use outcrop_api::identities::{valid_name, DEFAULT_POLICY, DEFAULT_POLICY_NAME};
 use outcrop_server::Config;
-use outcrop_store::{Store, DEFAULT_ACCOUNT};
+use outcrop_service::{
+    access, identities, AccessMode, AccessStatus, AccountAccess, Principal, Service,
+};
+use outcrop_store::DEFAULT_ACCOUNT;
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::ValueEnum, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Format {
@@ -139,6 +142,24 @@ impl DataDir {
     pub async fn store(&self) -> anyhow::Result<outcrop_store::SqliteStore> {
         outcrop_server::open_store(&self.dir()?).await
     }
+
+    /// The service over this data directory, with no engines: what every command acts
+    /// through, as the default account's root (access notifications go to its outbox).
+    async fn service(&self) -> anyhow::Result<Service> {
+        let mut service = Service::new(Arc::new(self.store().await?), catalog()?);
+        service.outbox = Some(self.dir()?.join("outbox"));
+        Ok(service)
+    }
+}
+
+/// The default account's root: who the CLI acts as.
+fn root() -> Principal {
+    Principal {
+        account_id: DEFAULT_ACCOUNT.to_owned(),
+        arn: format!("arn:aws:iam::{DEFAULT_ACCOUNT}:root"),
+        access_key_id: String::new(),
+        region: "us-east-1".to_owned(),
+    }
 }
 
 fn now() -> String {
@@ -209,22 +230,13 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<()> {
             no_default_policy,
             data,
         } => {
-            if !valid_name(&name) {
-                bail!("invalid user name {name:?}: use letters, digits and +=,.@_- (at most 64)");
-            }
-            let store = data.store().await?;
-            let Some(arn) = store.create_user(DEFAULT_ACCOUNT, &name).await? else {
-                bail!("user {name} already exists");
-            };
-            if !no_default_policy {
-                store
-                    .put_user_policy(DEFAULT_ACCOUNT, &name, DEFAULT_POLICY_NAME, DEFAULT_POLICY)
-                    .await?;
-            }
+            let service = data.service().await?;
+            let arn = identities::create_user(&service, &root(), &name, !no_default_policy).await?;
             print_json(&json!({ "User": { "UserName": name, "Arn": arn, "CreateDate": now() } }))?;
         }
         UsersCommand::List(args) => {
-            let users = args.data.store().await?.list_users(DEFAULT_ACCOUNT).await?;
+            let service = args.data.service().await?;
+            let users = identities::list_users(&service, &root()).await?;
             let rows = users
                 .into_iter()
                 .map(|u| vec![u.user_name, u.arn, u.created_at])
@@ -237,14 +249,7 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<()> {
             )?;
         }
         UsersCommand::Delete { name, data } => {
-            if !data
-                .store()
-                .await?
-                .delete_user(DEFAULT_ACCOUNT, &name)
-                .await?
-            {
-                bail!("no user {name}");
-            }
+            identities::delete_user(&data.service().await?, &root(), &name).await?;
             eprintln!("deleted user {name} with its access keys and policies");
         }
     }
@@ -254,13 +259,10 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<()> {
 pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { user, data } => {
-            let store = data.store().await?;
-            let key = store
-                .create_access_key(DEFAULT_ACCOUNT, &user)
-                .await?
-                .with_context(|| {
-                    format!("no user {user}: create it with `outcrop users create {user}`")
-                })?;
+            let service = data.service().await?;
+            let key = identities::create_access_key(&service, &root(), &user)
+                .await
+                .with_context(|| format!("create the user with `outcrop users create {user}`"))?;
             print_json(&json!({ "AccessKey": {
                 "UserName": user,
                 "AccessKeyId": key.access_key_id,
@@ -270,12 +272,8 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             }}))?;
         }
         KeysCommand::List(args) => {
-            let keys = args
-                .data
-                .store()
-                .await?
-                .list_access_keys(DEFAULT_ACCOUNT)
-                .await?;
+            let service = args.data.service().await?;
+            let keys = identities::list_access_keys(&service, &root()).await?;
             let rows = keys
                 .into_iter()
                 .map(|k| {
@@ -299,14 +297,7 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             access_key_id,
             data,
         } => {
-            if !data
-                .store()
-                .await?
-                .delete_access_key(DEFAULT_ACCOUNT, &access_key_id)
-                .await?
-            {
-                bail!("no access key {access_key_id}");
-            }
+            identities::delete_access_key(&data.service().await?, &root(), &access_key_id).await?;
             eprintln!("deleted access key {access_key_id}");
         }
     }
@@ -321,29 +312,14 @@ pub async fn policies(command: PoliciesCommand) -> anyhow::Result<()> {
             document,
             data,
         } => {
-            if !valid_name(&name) {
-                bail!("invalid policy name {name:?}: use letters, digits and +=,.@_- (at most 64)");
-            }
             let text = read_document(&document)?;
-            outcrop_api::PolicyDocument::parse(&text)
-                .map_err(|e| anyhow::anyhow!("the policy document is not valid: {e}"))?;
-            if !data
-                .store()
-                .await?
-                .put_user_policy(DEFAULT_ACCOUNT, &user, &name, &text)
-                .await?
-            {
-                bail!("no user {user}");
-            }
+            let service = data.service().await?;
+            identities::put_user_policy(&service, &root(), &user, &name, &text).await?;
             eprintln!("policy {name} attached to {user}");
         }
         PoliciesCommand::List { user, list } => {
-            let policies = list
-                .data
-                .store()
-                .await?
-                .user_policies(DEFAULT_ACCOUNT, &user)
-                .await?;
+            let service = list.data.service().await?;
+            let policies = identities::user_policies(&service, &root(), &user).await?;
             if list.format == Format::Json {
                 let items: Vec<Value> = policies
                     .iter()
@@ -384,11 +360,11 @@ pub async fn access(command: AccessCommand) -> anyhow::Result<()> {
     };
     match command {
         AccessCommand::List(args) => {
-            let store = args.data.store().await?;
-            let access = outcrop_api::AccountAccess::load(
-                &store,
+            let service = args.data.service().await?;
+            let access = AccountAccess::load(
+                service.store.as_ref(),
                 DEFAULT_ACCOUNT,
-                outcrop_api::AccessMode::Explicit,
+                AccessMode::Explicit,
             )
             .await?;
             let rows = catalog
@@ -396,11 +372,9 @@ pub async fn access(command: AccessCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|e| {
                     let status = match access.status(e) {
-                        outcrop_api::AccessStatus::Granted => "AUTHORIZED",
-                        outcrop_api::AccessStatus::UseCaseMissing => {
-                            "AGREED (use case form missing)"
-                        }
-                        outcrop_api::AccessStatus::Available => "NOT_AUTHORIZED",
+                        AccessStatus::Granted => "AUTHORIZED",
+                        AccessStatus::UseCaseMissing => "AGREED (use case form missing)",
+                        AccessStatus::Available => "NOT_AUTHORIZED",
                     };
                     vec![e.id.clone(), e.provider.clone(), status.to_owned()]
                 })
@@ -414,11 +388,11 @@ pub async fn access(command: AccessCommand) -> anyhow::Result<()> {
         }
         AccessCommand::Grant { model, data } => {
             let e = entry(&model)?;
-            let store = data.store().await?;
-            if outcrop_api::needs_use_case(e) && store.use_case(DEFAULT_ACCOUNT).await?.is_none() {
+            let service = data.service().await?;
+            if access::needs_use_case(e) && access::use_case(&service, &root()).await.is_err() {
                 bail!("{model} needs the use-case form first: outcrop access request {model} --use-case FORM.json");
             }
-            grant(&store, &data, e).await?;
+            grant(&service, e).await?;
         }
         AccessCommand::Request {
             model,
@@ -440,20 +414,15 @@ pub async fn access(command: AccessCommand) -> anyhow::Result<()> {
                     bail!("the use-case form lacks {field}");
                 }
             }
-            let store = data.store().await?;
-            store.put_use_case(DEFAULT_ACCOUNT, form.as_bytes()).await?;
-            grant(&store, &data, e).await?;
+            let service = data.service().await?;
+            access::submit_use_case(&service, &root(), form.as_bytes()).await?;
+            grant(&service, e).await?;
         }
         AccessCommand::Revoke { model, data } => {
             entry(&model)?;
-            if !data
-                .store()
-                .await?
-                .delete_agreement(DEFAULT_ACCOUNT, &model)
-                .await?
-            {
-                bail!("the account has no access to {model}");
-            }
+            access::delete_agreement(&data.service().await?, &root(), &model)
+                .await
+                .with_context(|| format!("the account has no access to {model}"))?;
             eprintln!("access to {model} revoked");
         }
     }
@@ -495,19 +464,9 @@ pub fn print_catalog(format: Format) -> anyhow::Result<()> {
     )
 }
 
-async fn grant(
-    store: &outcrop_store::SqliteStore,
-    data: &DataDir,
-    e: &outcrop_models::CatalogEntry,
-) -> anyhow::Result<()> {
-    store.create_agreement(DEFAULT_ACCOUNT, &e.id).await?;
-    outcrop_api::write_access_notification(
-        &data.dir()?.join("outbox"),
-        DEFAULT_ACCOUNT,
-        &format!("arn:aws:iam::{DEFAULT_ACCOUNT}:root"),
-        e,
-        true,
-    );
+/// Records the agreement (and writes the approval notification to the outbox).
+async fn grant(service: &Service, e: &outcrop_models::CatalogEntry) -> anyhow::Result<()> {
+    access::agree(service, &root(), e).await?;
     eprintln!("access to {} granted", e.id);
     Ok(())
 }

@@ -8,7 +8,8 @@ use crate::Console;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use outcrop_api::{AccessStatus, AccountAccess, Operation};
+use outcrop_api::Operation;
+use outcrop_service::{AccessStatus, AccountAccess};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -48,7 +49,7 @@ pub async fn access(
             json!({
                 "id": e.id, "name": e.name, "provider": e.provider,
                 "granted": status == AccessStatus::Granted,
-                "needs_form": outcrop_api::needs_use_case(e) && !access.use_case_on_file(),
+                "needs_form": outcrop_service::access::needs_use_case(e) && !access.use_case_on_file(),
                 "status": status_text(status),
             })
         })
@@ -91,7 +92,10 @@ pub async fn save_access(
         c.api.store.use_case(&signed.s.account_id).await,
         Ok(Some(_))
     );
-    let wants_form = entries.iter().any(|e| outcrop_api::needs_use_case(e)) && !has_form;
+    let wants_form = entries
+        .iter()
+        .any(|e| outcrop_service::access::needs_use_case(e))
+        && !has_form;
     let p = signed.principal();
     if field("companyName").is_some() {
         let form = json!({
@@ -122,7 +126,8 @@ pub async fn save_access(
         if let Err(r) = authorize(&c, &signed, &Operation::PutUseCaseForModelAccess).await {
             return r;
         }
-        if let Err(e) = outcrop_api::submit_use_case(&c.api, &p, form.to_string().as_bytes()).await
+        if let Err(e) =
+            outcrop_service::access::submit_use_case(&c.api, &p, form.to_string().as_bytes()).await
         {
             return refused(&c, &signed, &e).await;
         }
@@ -130,7 +135,7 @@ pub async fn save_access(
         return use_case_page(&c, &signed, &models, None).await;
     }
     for e in &entries {
-        if let Err(err) = outcrop_api::agree(&c.api, &p, e).await {
+        if let Err(err) = outcrop_service::access::agree(&c.api, &p, e).await {
             tracing::error!(error = %err, model = %e.id, "console could not grant access");
             return unavailable();
         }

@@ -6,8 +6,9 @@ use crate::Console;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use outcrop_api::{AccessStatus, AccountAccess, Operation};
+use outcrop_api::Operation;
 use outcrop_models::CatalogEntry;
+use outcrop_service::{AccessStatus, AccountAccess};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -106,8 +107,9 @@ pub async fn model(State(c): State<Console>, signed: Signed, Path(id): Path<Stri
         return r;
     }
     let Some(e) = c.api.catalog.get(&id) else {
-        let e =
-            outcrop_api::ApiError::ResourceNotFound(format!("Model {id} is not in the catalog."));
+        let e = outcrop_service::ApiError::ResourceNotFound(format!(
+            "Model {id} is not in the catalog."
+        ));
         return refused(&c, &signed, &e).await;
     };
     let access = match account_access(&c, &signed).await {

@@ -8,7 +8,8 @@ use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use outcrop_api::{ApiError, Operation, Permissions, Principal};
+use outcrop_api::Operation;
+use outcrop_service::{ApiError, Permissions, Principal};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
@@ -160,7 +161,12 @@ pub async fn permissions(c: &Console, signed: &Signed) -> Result<Permissions, Re
 /// The page shown for an error of the service layer: its status and its message (the same
 /// text the API gives).
 pub async fn refused(c: &Console, signed: &Signed, e: &ApiError) -> Response {
-    let (status, code, _, message) = e.wire();
+    let outcrop_api::error::Wire {
+        status,
+        code,
+        message,
+        ..
+    } = outcrop_api::error::wire(e);
     let mut ctx = match frame(c, signed, "Not allowed", "").await {
         Ok(ctx) => ctx,
         Err(r) => return r,

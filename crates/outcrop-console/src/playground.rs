@@ -11,7 +11,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use outcrop_api::{AccessStatus, AccountAccess, Operation};
+use outcrop_api::Operation;
+use outcrop_service::{AccessStatus, AccountAccess};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -7,7 +7,8 @@ use crate::Console;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use outcrop_api::{ApiError, Limits, Operation};
+use outcrop_api::Operation;
+use outcrop_service::{ApiError, Limits};
 use serde_json::{json, Value};
 
 async fn show(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
@@ -153,14 +154,16 @@ pub async fn save_quota(
         })()
     };
     let result = match limits {
-        Ok(l) => outcrop_api::put_limits(&c.api, &signed.principal(), model, l).await,
+        Ok(l) => outcrop_service::quota::put_limits(&c.api, &signed.principal(), model, l).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(()) => Redirect::to("/console/settings").into_response(),
         Err(e @ ApiError::AccessDenied(_)) => refused(&c, &signed, &e).await,
         Err(e) => {
-            let (status, _, _, message) = e.wire();
+            let outcrop_api::error::Wire {
+                status, message, ..
+            } = outcrop_api::error::wire(&e);
             show(&c, &signed, status, Some(message)).await
         }
     }

@@ -1,31 +1,28 @@
 //! Users and keys: users with their access keys and inline policies; create a user or a key
 //! (the secret is shown once), delete either, attach a policy. Every action goes through
-//! `outcrop_api::identities`, authorized with IAM's action names.
+//! `outcrop_service::identities`, authorized with IAM's action names.
 
 use crate::page::{field, frame, refused, render, unavailable, Signed, SignedForm};
 use crate::Console;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use outcrop_api::identities;
+use outcrop_service::identities;
 use serde_json::json;
 
 async fn list(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
     let p = signed.principal();
-    let all_users = format!("arn:aws:iam::{}:user/*", p.account_id);
-    if let Err(e) = outcrop_api::authorize_action(&c.api, &p, "iam:ListUsers", &[all_users]).await {
-        return refused(c, signed, &e).await;
-    }
-    let store = &c.api.store;
-    let (Ok(users), Ok(keys)) = (
-        store.list_users(&p.account_id).await,
-        store.list_access_keys(&p.account_id).await,
-    ) else {
-        return unavailable();
+    let (users, keys) = match tokio::try_join!(
+        identities::list_users(&c.api, &p),
+        identities::list_access_keys(&c.api, &p)
+    ) {
+        Ok(both) => both,
+        Err(e @ outcrop_service::ApiError::AccessDenied(_)) => return refused(c, signed, &e).await,
+        Err(_) => return unavailable(),
     };
     let mut rows = Vec::new();
     for u in &users {
-        let Ok(policies) = store.user_policies(&p.account_id, &u.user_name).await else {
+        let Ok(policies) = identities::user_policies(&c.api, &p, &u.user_name).await else {
             return unavailable();
         };
         let keys: Vec<_> = keys
@@ -59,11 +56,17 @@ pub async fn users(State(c): State<Console>, signed: Signed) -> Response {
 }
 
 /// Back to the list after an action, or the list with the action's error.
-async fn done(c: &Console, signed: &Signed, result: Result<(), outcrop_api::ApiError>) -> Response {
+async fn done(
+    c: &Console,
+    signed: &Signed,
+    result: Result<(), outcrop_service::ApiError>,
+) -> Response {
     match result {
         Ok(()) => Redirect::to("/console/users").into_response(),
         Err(e) => {
-            let (status, _, _, message) = e.wire();
+            let outcrop_api::error::Wire {
+                status, message, ..
+            } = outcrop_api::error::wire(&e);
             list(c, signed, status, Some(message)).await
         }
     }

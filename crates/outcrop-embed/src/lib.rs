@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 mod bert;
+mod quantize;
 mod resize;
 
 pub use bert::{BertEmbedder, EmbedLoadError};
+pub use quantize::{quantize, Quantization};
 pub use resize::{normalize, resize};

@@ -1,7 +1,8 @@
 //! Continuous batching: which sequences hold slots, and what each step decodes.
 
-use crate::queue::{Gauges, GenerationEvent, Job, SchedulerConfig};
+use crate::queue::{Gauges, Job, SchedulerConfig};
 use crate::{Decode, Executor, Sampled, SeqId, StopMatcher, Utf8Assembler};
+use outcrop_engine::GenerationEvent;
 use outcrop_types::{GenerationError, ModelInfo, StopReason, Usage};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;

@@ -19,9 +19,8 @@ mod stop;
 mod utf8;
 
 pub use executor::{Decode, Executor, Sampled, SeqId};
-pub use queue::{
-    channel, GenerationEvent, GenerationStream, SchedulerConfig, SchedulerHandle, SubmitError,
-    WorkQueue,
-};
+pub use outcrop_engine::{GenerationEvent, GenerationStream, SubmitError};
+/// The local engine: [`SchedulerHandle`] implements [`outcrop_engine::Engine`].
+pub use queue::{channel, SchedulerConfig, SchedulerHandle, WorkQueue};
 pub use stop::StopMatcher;
 pub use utf8::Utf8Assembler;

@@ -1,6 +1,7 @@
 use crate::batch::Batcher;
 use crate::Executor;
-use outcrop_types::{GenerationError, GenerationRequest, ModelInfo, StopReason, Usage};
+use outcrop_engine::{Engine, EngineGauges, GenerationEvent, GenerationStream, SubmitError};
+use outcrop_types::{GenerationError, GenerationRequest, ModelInfo};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -27,35 +28,6 @@ impl Default for SchedulerConfig {
             prompts_per_step: 1,
         }
     }
-}
-
-/// What a generation reports, in order: `Started`, any number of `Text`, then `Finished`;
-/// or `Failed` at any point, after which nothing follows.
-#[derive(Debug, Clone, PartialEq)]
-pub enum GenerationEvent {
-    /// The prompt was admitted; its size in the backing model's tokens.
-    Started {
-        input_tokens: u32,
-    },
-    /// Text safe to show (never part of a stop sequence).
-    Text(String),
-    Finished {
-        reason: StopReason,
-        usage: Usage,
-    },
-    Failed(GenerationError),
-}
-
-/// The receiving end of one generation. Dropping it cancels the generation.
-pub type GenerationStream = mpsc::UnboundedReceiver<GenerationEvent>;
-
-/// Why a request was not admitted to the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    #[error("the request queue is full")]
-    QueueFull,
-    #[error("the engine has stopped")]
-    Stopped,
 }
 
 pub(crate) struct Job {
@@ -110,9 +82,10 @@ pub fn channel(config: &SchedulerConfig) -> (SchedulerHandle, WorkQueue) {
     )
 }
 
-impl SchedulerHandle {
+#[async_trait::async_trait]
+impl Engine for SchedulerHandle {
     /// Queues a generation, or refuses at once when the queue is full.
-    pub fn submit(&self, request: GenerationRequest) -> Result<GenerationStream, SubmitError> {
+    fn submit(&self, request: GenerationRequest) -> Result<GenerationStream, SubmitError> {
         if self.gauges.aborting.load(Ordering::Relaxed) {
             return Err(SubmitError::Stopped);
         }
@@ -129,13 +102,11 @@ impl SchedulerHandle {
         Ok(rx)
     }
 
-    /// The loaded model, once the engine is running.
-    pub fn model(&self) -> Option<ModelInfo> {
+    fn model(&self) -> Option<ModelInfo> {
         self.ready.borrow().clone()
     }
 
-    /// Waits until the engine runs (or has stopped for good: then `None`).
-    pub async fn wait_ready(&self) -> Option<ModelInfo> {
+    async fn wait_ready(&self) -> Option<ModelInfo> {
         let mut ready = self.ready.clone();
         ready
             .wait_for(Option::is_some)
@@ -144,29 +115,21 @@ impl SchedulerHandle {
             .and_then(|m| m.clone())
     }
 
-    /// Ends every generation, running or waiting, with [`GenerationError::ShuttingDown`] at
-    /// the next step, and refuses new ones: the end of a shutdown's grace period.
-    pub fn abort_all(&self) {
+    /// Gauges as of the last step; `waiting` counts requests queued in the channel and those
+    /// taken in but not yet admitted.
+    fn gauges(&self) -> EngineGauges {
+        let queued = self.jobs.max_capacity() - self.jobs.capacity();
+        EngineGauges {
+            active_sequences: self.gauges.active.load(Ordering::Relaxed),
+            waiting: queued + self.gauges.waiting.load(Ordering::Relaxed),
+            reserved_kv: self.gauges.reserved_kv.load(Ordering::Relaxed),
+        }
+    }
+
+    fn abort_all(&self) {
         // An idle engine has nothing to end; a busy one checks the flag every step, and
         // anything it receives afterwards.
         self.gauges.aborting.store(true, Ordering::Relaxed);
-    }
-
-    /// Sequences holding a slot (prefilling or generating) after the last step.
-    pub fn active_sequences(&self) -> usize {
-        self.gauges.active.load(Ordering::Relaxed)
-    }
-
-    /// KV cells reserved by running sequences (their prompt plus maximum output) after the
-    /// last step.
-    pub fn reserved_kv(&self) -> usize {
-        self.gauges.reserved_kv.load(Ordering::Relaxed)
-    }
-
-    /// Requests waiting for a slot: queued in the channel or taken in but not yet admitted.
-    pub fn waiting(&self) -> usize {
-        let queued = self.jobs.max_capacity() - self.jobs.capacity();
-        queued + self.gauges.waiting.load(Ordering::Relaxed)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The server configuration: built-in defaults, then the TOML file, then flags and
 //! environment variables (applied by the CLI).
 
-use outcrop_api::{AccessMode, PromptMode};
+use outcrop_api::PromptMode;
 use outcrop_models::CatalogOverride;
+use outcrop_service::AccessMode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,7 +37,7 @@ pub struct Config {
     pub catalog: BTreeMap<String, CatalogOverride>,
     /// Per-model quotas (requests and tokens per minute, tokens per day) replacing the
     /// built-in Bedrock defaults.
-    pub quotas: BTreeMap<String, outcrop_api::Limits>,
+    pub quotas: BTreeMap<String, outcrop_service::Limits>,
     /// Where invocation logs with an S3 destination are delivered.
     pub invocation_logging: crate::logs::InvocationLoggingConfig,
     /// Send access notifications over SMTP too (they always go to `<data_dir>/outbox`).

@@ -3,9 +3,10 @@
 use crate::Config;
 use anyhow::{bail, Context};
 use outcrop_embed::BertEmbedder;
+use outcrop_engine::Engine;
 use outcrop_llama::{run_engine, EngineConfig};
 use outcrop_models::Catalog;
-use outcrop_scheduler::{SchedulerConfig, SchedulerHandle};
+use outcrop_scheduler::SchedulerConfig;
 use outcrop_types::Embedder;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,13 +14,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub struct Engines {
-    handles: HashMap<String, SchedulerHandle>,
+    handles: HashMap<String, Arc<dyn Engine>>,
     embedders: HashMap<String, Arc<dyn Embedder>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Engines {
-    pub fn handles(&self) -> HashMap<String, SchedulerHandle> {
+    pub fn handles(&self) -> HashMap<String, Arc<dyn Engine>> {
         self.handles.clone()
     }
 
@@ -91,7 +92,7 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             ready = handle.wait_ready() => { ready.with_context(|| format!("engine {name} stopped while starting"))?; }
             Ok(e) = failed_rx => return Err(e).with_context(|| format!("starting engine {name}")),
         }
-        handles.insert(name.to_owned(), handle);
+        handles.insert(name.to_owned(), Arc::new(handle) as Arc<dyn Engine>);
         threads.push(thread);
     }
     Ok(Engines {

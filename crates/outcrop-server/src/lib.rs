@@ -12,8 +12,9 @@ mod metrics;
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 
 use anyhow::Context;
-use outcrop_api::{ApiState, AuthPolicy};
+use outcrop_api::ApiState;
 use outcrop_models::Catalog;
+use outcrop_service::{AuthPolicy, Service};
 use outcrop_store::{SqliteStore, Store};
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(ApiState {
+    let service = Arc::new(Service {
         catalog,
         engines: engines.handles(),
         embedders: engines.embedders(),
@@ -44,18 +45,20 @@ pub async fn serve(
             loopback_only: addr.ip().is_loopback(),
             allow_dev_key_anywhere: config.auth.allow_dev_key_on_any_address,
         },
-        prompt_mode: config.validation.claude_prompt,
         access_mode: config.access.mode,
         outbox: Some(data_dir.join("outbox")),
-        log_shipper: Some(
-            Arc::new(logs::Shipper::new(&config, &data_dir)?) as Arc<dyn outcrop_api::LogShipper>
-        ),
+        log_shipper: Some(Arc::new(logs::Shipper::new(&config, &data_dir)?)
+            as Arc<dyn outcrop_service::LogShipper>),
         mailer: match &config.smtp {
             Some(smtp) => {
-                Some(Arc::new(mail::SmtpMailer::new(smtp)?) as Arc<dyn outcrop_api::Mailer>)
+                Some(Arc::new(mail::SmtpMailer::new(smtp)?) as Arc<dyn outcrop_service::Mailer>)
             }
             None => None,
         },
+    });
+    let state = Arc::new(ApiState {
+        service,
+        prompt_mode: config.validation.claude_prompt,
     });
     let app = metrics::router(engines.handles())?
         .merge(outcrop_console::router(state.clone()))
@@ -74,9 +77,7 @@ pub async fn serve(
                 grace_secs = grace.as_secs(),
                 "grace period over; ending running generations"
             );
-            handles
-                .values()
-                .for_each(outcrop_scheduler::SchedulerHandle::abort_all);
+            handles.values().for_each(|engine| engine.abort_all());
         }
     });
     let shutdown = async move {
@@ -133,15 +134,15 @@ pub async fn shutdown_signal() {
 }
 
 /// The config file's quota limits, then those set from the console (the newer word) on top.
-async fn quotas(config: &Config, store: &SqliteStore) -> anyhow::Result<outcrop_api::Quotas> {
+async fn quotas(config: &Config, store: &SqliteStore) -> anyhow::Result<outcrop_service::Quotas> {
     let mut limits: std::collections::HashMap<_, _> = config.quotas.clone().into_iter().collect();
     for q in store.quota_overrides().await? {
-        let l = outcrop_api::Limits {
+        let l = outcrop_service::Limits {
             requests_per_minute: q.requests_per_minute,
             tokens_per_minute: q.tokens_per_minute,
             tokens_per_day: q.tokens_per_day,
         };
         limits.insert(q.model_id, l);
     }
-    Ok(outcrop_api::Quotas::new(limits))
+    Ok(outcrop_service::Quotas::new(limits))
 }

@@ -6,7 +6,7 @@
 
 use crate::Config;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use outcrop_api::{Destinations, LogShipper};
+use outcrop_service::{Destinations, LogShipper};
 use serde::Deserialize;
 use serde_json::Value;
 use std::io::Write;

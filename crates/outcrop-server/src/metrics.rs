@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use outcrop_scheduler::SchedulerHandle;
+use outcrop_engine::Engine;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -36,17 +36,18 @@ fn handle() -> anyhow::Result<PrometheusHandle> {
 #[derive(Clone)]
 struct MetricsState {
     prometheus: PrometheusHandle,
-    engines: Arc<HashMap<String, SchedulerHandle>>,
+    engines: Arc<HashMap<String, Arc<dyn Engine>>>,
 }
 
 async fn render(State(s): State<MetricsState>) -> impl IntoResponse {
     for (name, engine) in s.engines.iter() {
+        let gauges = engine.gauges();
         metrics::gauge!("EngineActiveSequences", "backing_model" => name.clone())
-            .set(engine.active_sequences() as f64);
+            .set(gauges.active_sequences as f64);
         metrics::gauge!("EngineWaitingRequests", "backing_model" => name.clone())
-            .set(engine.waiting() as f64);
+            .set(gauges.waiting as f64);
         metrics::gauge!("EngineKvCellsReserved", "backing_model" => name.clone())
-            .set(engine.reserved_kv() as f64);
+            .set(gauges.reserved_kv as f64);
         if let Some(info) = engine.model() {
             metrics::gauge!("EngineKvCells", "backing_model" => name.clone())
                 .set(f64::from(info.kv_tokens));
@@ -59,7 +60,7 @@ async fn render(State(s): State<MetricsState>) -> impl IntoResponse {
 }
 
 /// The `/metrics` route.
-pub fn router(engines: HashMap<String, SchedulerHandle>) -> anyhow::Result<Router> {
+pub fn router(engines: HashMap<String, Arc<dyn Engine>>) -> anyhow::Result<Router> {
     let state = MetricsState {
         prometheus: handle()?,
         engines: Arc::new(engines),

@@ -8,17 +8,17 @@ pub mod request;
 use crate::eventstream;
 use crate::families::{self, Family, ParseContext};
 use crate::invoke::{self, rand_seed, Invocable};
-use crate::ledger::{Metered, StreamLedger};
 use crate::stream::{self, padding, Shaper, Timing, UNSUPPORTED_FOR_STREAMING};
 use crate::tools::Tools;
-use crate::{json_response, ApiError, ApiState};
+use crate::{json_response, Answer, ApiError, ApiState};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use events::ConverseEvents;
 use outcrop_models::CatalogEntry;
-use outcrop_scheduler::GenerationEvent;
-use outcrop_types::{GenerationError, GenerationRequest, Prompt, Sampling, StopReason, Usage};
+use outcrop_service::ledger::Meter;
+use outcrop_service::Resolved;
+use outcrop_types::{GenerationRequest, Prompt, Sampling, StopReason, Usage};
 use request::{constraint, conversation};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
@@ -167,13 +167,13 @@ fn elapsed_ms(started: Instant) -> u64 {
 }
 
 /// `POST /model/{modelId}/converse`.
-pub async fn converse(
+pub(crate) async fn converse(
     state: &ApiState,
-    identifier: &str,
+    resolved: Resolved<'_>,
     body: &[u8],
     started: Instant,
-) -> Result<Response, ApiError> {
-    let Invocable { entry, engine } = invoke::invocable(state, identifier)?;
+) -> Result<Answer, ApiError> {
+    let Invocable { entry, engine } = invoke::invocable(state, resolved)?;
     let parsed = parse(entry, body)?;
     let g = invoke::generate(engine, parsed.request).await?;
     let (content, called) = events::content(parsed.tools.as_ref(), &g.text);
@@ -189,23 +189,21 @@ pub async fn converse(
         "usage": events::usage_json(g.usage),
         "metrics": { "latencyMs": elapsed_ms(started) },
     });
-    let mut response = json_response(StatusCode::OK, body.clone());
-    response.extensions_mut().insert(Metered {
-        model_id: entry.id.clone(),
+    Ok(Answer::Whole {
+        response: json_response(StatusCode::OK, body.clone()),
         usage: g.usage,
-        output: body,
-    });
-    Ok(response)
+        output: Some(body),
+    })
 }
 
 /// `POST /model/{modelId}/converse-stream`.
 pub async fn converse_stream(
     state: &ApiState,
-    identifier: &str,
+    resolved: Resolved<'_>,
     body: &[u8],
-    ledger: StreamLedger,
+    meter: &mut Option<Meter>,
 ) -> Result<Response, ApiError> {
-    let Invocable { entry, engine } = invoke::invocable(state, identifier)?;
+    let Invocable { entry, engine } = invoke::invocable(state, resolved)?;
     if !entry.streaming {
         return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
     }
@@ -215,7 +213,7 @@ pub async fn converse_stream(
         sent: 0,
         log: Vec::new(),
     };
-    stream::respond(engine, parsed.request, shaper, ledger).await
+    stream::respond(engine, parsed.request, shaper, meter).await
 }
 
 /// ConverseStream frames: one event per Converse event, plain JSON with Bedrock's padding.
@@ -265,12 +263,12 @@ impl Shaper for ConverseFrames {
 
 /// `POST /model/{modelId}/count-tokens`: the prompt's size in the backing model's tokens,
 /// rendered as a generation would render it.
-pub async fn count_tokens(
+pub(crate) async fn count_tokens(
     state: &ApiState,
-    identifier: &str,
+    resolved: Resolved<'_>,
     body: &[u8],
-) -> Result<Response, ApiError> {
-    let Invocable { entry, engine } = invoke::invocable(state, identifier)?;
+) -> Result<Answer, ApiError> {
+    let Invocable { entry, engine } = invoke::invocable(state, resolved)?;
     let map = body_object(body)?;
     let input = map.get("input").ok_or_else(|| request::not_null("input"))?;
     let prompt = if let Some(invoke_input) = input.get("invokeModel") {
@@ -305,30 +303,11 @@ pub async fn count_tokens(
             "The input must contain exactly one of invokeModel or converse.".into(),
         ));
     };
-    // A generation of no tokens: the scheduler tokenizes the prompt and stops.
-    let mut events = engine.submit(GenerationRequest {
-        prompt,
-        max_tokens: 0,
-        sampling: Sampling::greedy(),
-        stop_sequences: Vec::new(),
-    })?;
-    let count = loop {
-        match events.recv().await {
-            Some(GenerationEvent::Started { input_tokens }) => break input_tokens,
-            Some(GenerationEvent::Failed(GenerationError::InputTooLong {
-                prompt_tokens, ..
-            })) => break prompt_tokens,
-            Some(GenerationEvent::Failed(e)) => return Err(e.into()),
-            Some(_) => continue,
-            None => return Err(ApiError::Internal),
-        }
-    };
-    let mut response = json_response(StatusCode::OK, json!({ "inputTokens": count }));
+    let count = engine.count_tokens(prompt).await?;
     // Counting tokens is free, as on Bedrock: the ledger records the call, not the tokens.
-    response.extensions_mut().insert(Metered {
-        model_id: entry.id.clone(),
+    Ok(Answer::Whole {
+        response: json_response(StatusCode::OK, json!({ "inputTokens": count })),
         usage: Usage::default(),
-        output: serde_json::Value::Null,
-    });
-    Ok(response)
+        output: None,
+    })
 }

@@ -19,16 +19,7 @@ pub struct Conversation {
     pub tools: Option<Tools>,
 }
 
-/// `1 validation error detected: Value X at 'path' failed to satisfy constraint: rule`.
-pub fn constraint(value: &str, path: &str, rule: &str) -> ApiError {
-    ApiError::Validation(format!(
-        "1 validation error detected: Value {value} at '{path}' failed to satisfy constraint: {rule}"
-    ))
-}
-
-pub fn not_null(path: &str) -> ApiError {
-    constraint("null", path, "Member must not be null")
-}
+pub use crate::error::{constraint, not_null};
 
 fn wrong_shape(path: &str, expected: &str) -> ApiError {
     ApiError::Validation(format!("The value at '{path}' must be {expected}."))

@@ -1,5 +1,5 @@
 //! Each model family's InvokeModel body: request parsing and validation, the response body,
-//! and the chunks of InvokeModelWithResponseStream (bedrock-wire.md §3). The catalog names a
+//! and the chunks of InvokeModelWithResponseStream (docs/wire.md). The catalog names a
 //! family per model id (`format`); everything else in this crate is family-agnostic.
 
 mod ai21;
@@ -81,12 +81,7 @@ impl Parsed {
 }
 
 /// One finished generation.
-#[derive(Debug, Clone)]
-pub struct Generated {
-    pub text: String,
-    pub reason: StopReason,
-    pub usage: Usage,
-}
+pub use outcrop_engine::Generated;
 
 /// Parses an InvokeModel body for `entry`'s family.
 pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {

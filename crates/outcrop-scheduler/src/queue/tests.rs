@@ -2,6 +2,7 @@
 use super::*;
 use crate::{Decode, Sampled, SeqId};
 use outcrop_types::{Prompt, Sampling};
+use outcrop_types::{StopReason, Usage};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -412,12 +413,12 @@ async fn dropped_receiver_frees_the_slot() {
     assert!(matches!(rx.recv().await, Some(GenerationEvent::Text(_))));
     drop(rx);
     for _ in 0..1000 {
-        if h.active_sequences() == 0 {
+        if h.gauges().active_sequences == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert_eq!(h.active_sequences(), 0);
+    assert_eq!(h.gauges().active_sequences, 0);
     let log = log.lock().unwrap();
     assert_eq!(log.ended, vec![0]);
     assert!(log.steps.len() < 10_000, "stopped early");
@@ -498,7 +499,7 @@ async fn queue_bound_holds_while_slots_are_busy() {
         Some(GenerationEvent::Started { .. })
     ));
     let _queued = h.submit(request("b", 1, &[])).unwrap();
-    assert_eq!(h.waiting(), 1);
+    assert_eq!(h.gauges().waiting, 1);
     assert_eq!(
         h.submit(request("c", 1, &[])).unwrap_err(),
         SubmitError::QueueFull
@@ -535,7 +536,7 @@ async fn abort_all_ends_running_and_waiting_work() {
         h.submit(request("c", 1, &[])).unwrap_err(),
         SubmitError::Stopped
     );
-    assert_eq!(h.active_sequences(), 0);
+    assert_eq!(h.gauges().active_sequences, 0);
     drop(h);
     thread.join().unwrap();
 }

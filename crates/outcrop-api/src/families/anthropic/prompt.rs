@@ -1,6 +1,6 @@
 //! Claude text-completion prompts: `"\n\nHuman: ...\n\nAssistant:"` parsed into turns.
 //!
-//! Two modes (bedrock-wire.md §4). `Strict` follows Anthropic's documented validator: only
+//! Two modes (docs/wire.md). `Strict` follows Anthropic's documented validator: only
 //! `\n\nHuman:` / `\n\nAssistant:` are turns (trailing whitespace is stripped, and a prompt
 //! that begins with `Human:` gets the `\n\n` added). `Lenient`, the default, is what the seed
 //! article observed on Bedrock in October 2023: a turn marker at the start of any line (after

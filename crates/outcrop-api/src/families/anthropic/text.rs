@@ -18,7 +18,7 @@ const KEYS: &[&str] = &[
     "anthropic_version",
 ];
 
-/// Parses and validates a text-completions body (bedrock-wire.md §3).
+/// Parses and validates a text-completions body (docs/wire.md).
 pub fn parse_text_request(
     body: &[u8],
     mode: PromptMode,

@@ -3,11 +3,9 @@
 //! invocation, handed to the server's [`LogShipper`] for delivery to S3 and/or CloudWatch-style
 //! log groups. Delivery happens in the background and never fails or delays an invocation.
 
-use crate::converse::request::not_null;
+use crate::error::not_null;
 use crate::ledger::Call;
-use crate::{json_response, ApiError, ApiState, Principal};
-use axum::http::StatusCode;
-use axum::response::Response;
+use crate::{ApiError, Principal, Service};
 use serde_json::{json, Value};
 
 /// Where a record goes.
@@ -25,13 +23,15 @@ pub trait LogShipper: Send + Sync {
 }
 
 /// A validated LoggingConfig.
-struct Config {
-    destinations: Destinations,
-    text: bool,
-    embedding: bool,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    pub destinations: Destinations,
+    pub text: bool,
+    pub embedding: bool,
 }
 
-fn parse_config(raw: &Value) -> Result<Config, ApiError> {
+/// Checks a `loggingConfig` document (the shape Bedrock takes and stores).
+pub fn parse_config(raw: &Value) -> Result<LoggingConfig, ApiError> {
     let cfg = raw
         .as_object()
         .ok_or_else(|| ApiError::Validation("loggingConfig must be an object.".into()))?;
@@ -78,50 +78,43 @@ fn parse_config(raw: &Value) -> Result<Config, ApiError> {
         ));
     }
     let flag = |k: &str| cfg.get(k).and_then(Value::as_bool).unwrap_or(true);
-    Ok(Config {
+    Ok(LoggingConfig {
         destinations: Destinations { s3, log_group },
         text: flag("textDataDeliveryEnabled"),
         embedding: flag("embeddingDataDeliveryEnabled"),
     })
 }
 
-/// `PUT /logging/modelinvocations`.
+/// Sets the account's configuration: `raw` is checked, then stored as given.
 pub async fn put_config(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let body: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::Validation("The request body must be a JSON object.".into()))?;
-    let raw = body
-        .get("loggingConfig")
-        .ok_or_else(|| not_null("loggingConfig"))?;
+    raw: &Value,
+) -> Result<(), ApiError> {
     parse_config(raw)?;
     state
         .store
         .put_logging_config(&principal.account_id, &raw.to_string())
         .await?;
-    Ok(json_response(StatusCode::OK, json!({})))
+    Ok(())
 }
 
-/// `GET /logging/modelinvocations`.
-pub async fn get_config(state: &ApiState, principal: &Principal) -> Result<Response, ApiError> {
-    let body = match state.store.logging_config(&principal.account_id).await? {
-        Some(text) => {
-            json!({ "loggingConfig": serde_json::from_str::<Value>(&text).unwrap_or(Value::Null) })
-        }
-        None => json!({}),
-    };
-    Ok(json_response(StatusCode::OK, body))
+/// The account's configuration document, if one is set.
+pub async fn get_config(state: &Service, principal: &Principal) -> Result<Option<Value>, ApiError> {
+    Ok(state
+        .store
+        .logging_config(&principal.account_id)
+        .await?
+        .map(|text| serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)))
 }
 
-/// `DELETE /logging/modelinvocations`.
-pub async fn delete_config(state: &ApiState, principal: &Principal) -> Result<Response, ApiError> {
+/// Removes the account's configuration (no error when there is none).
+pub async fn delete_config(state: &Service, principal: &Principal) -> Result<(), ApiError> {
     state
         .store
         .delete_logging_config(&principal.account_id)
         .await?;
-    Ok(json_response(StatusCode::OK, json!({})))
+    Ok(())
 }
 
 /// One finished invocation, as logging sees it.
@@ -139,7 +132,7 @@ fn body_json(bytes: &[u8]) -> Value {
 }
 
 /// Builds and ships the record when the account logs invocations of this kind.
-pub async fn log(state: &ApiState, call: &Call, inv: Invocation<'_>) {
+pub async fn log(state: &Service, call: &Call, inv: Invocation<'_>) {
     let Some(shipper) = &state.log_shipper else {
         return;
     };

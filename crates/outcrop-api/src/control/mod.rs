@@ -1,16 +1,21 @@
 //! The Bedrock control plane (`bedrock` client), served on the same listener as the runtime:
 //! the foundation-model catalog.
 
-use crate::{json_response, ApiError, ApiState, Principal};
+pub mod access;
+pub mod logging;
+
+use crate::{json_response, ApiError};
 use axum::http::StatusCode;
 use axum::response::Response;
 use outcrop_models::CatalogEntry;
+use outcrop_service::usage::GroupBy;
+use outcrop_service::{Principal, Service};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
 /// `GET /foundation-models` with its optional filters.
 pub fn list_foundation_models(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     raw_query: &str,
 ) -> Result<Response, ApiError> {
@@ -90,11 +95,11 @@ pub fn list_foundation_models(
 
 /// `GET /foundation-models/{modelIdentifier}`: an id or a foundation-model ARN.
 pub fn get_foundation_model(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     identifier: &str,
 ) -> Result<Response, ApiError> {
-    let entry = crate::catalog_entry(state, identifier)?;
+    let entry = state.catalog_entry(identifier)?;
     Ok(json_response(
         StatusCode::OK,
         json!({ "modelDetails": model_json(entry, &principal.region) }),
@@ -104,20 +109,20 @@ pub fn get_foundation_model(
 /// `GET /_outcrop/usage?since=&until=&group_by=model|principal|day`: the caller's account's
 /// ledger summed, as `outcrop usage --format json` prints it (times are RFC 3339 UTC).
 pub async fn usage_report(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     raw_query: &str,
 ) -> Result<Response, ApiError> {
-    let (mut since, mut until, mut group_by) = (None, None, outcrop_store::GroupBy::Model);
+    let (mut since, mut until, mut group_by) = (None, None, GroupBy::Model);
     for (key, value) in query_pairs(raw_query) {
         match key.as_str() {
             "since" => since = Some(value),
             "until" => until = Some(value),
             "group_by" => {
                 group_by = match value.as_str() {
-                    "model" => outcrop_store::GroupBy::Model,
-                    "principal" => outcrop_store::GroupBy::Principal,
-                    "day" => outcrop_store::GroupBy::Day,
+                    "model" => GroupBy::Model,
+                    "principal" => GroupBy::Principal,
+                    "day" => GroupBy::Day,
                     _ => {
                         return Err(constraint(
                             &value,
@@ -130,15 +135,14 @@ pub async fn usage_report(
             _ => {}
         }
     }
-    let records = state
-        .store
-        .usage_records(
-            Some(&principal.account_id),
-            since.as_deref(),
-            until.as_deref(),
-        )
-        .await?;
-    let report = outcrop_store::report(&records, group_by);
+    let report = outcrop_service::usage::report(
+        state,
+        principal,
+        since.as_deref(),
+        until.as_deref(),
+        group_by,
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, report.to_json(group_by)))
 }
 
@@ -187,7 +191,7 @@ fn profile_json(geo: &str, e: &CatalogEntry, principal: &Principal) -> Value {
 
 /// `GET /inference-profiles`: the system inference profiles, paginated.
 pub fn list_inference_profiles(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     raw_query: &str,
 ) -> Result<Response, ApiError> {
@@ -239,11 +243,12 @@ pub fn list_inference_profiles(
 
 /// `GET /inference-profiles/{id or ARN}`.
 pub fn get_inference_profile(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     identifier: &str,
 ) -> Result<Response, ApiError> {
-    let found = crate::resolve_model_id(identifier).and_then(|id| state.catalog.profile(id));
+    let found =
+        outcrop_service::resolve_model_id(identifier).and_then(|id| state.catalog.profile(id));
     let Some((geo, entry)) = found else {
         return Err(ApiError::ResourceNotFound(
             "The specified inference profile doesn't exist.".into(),

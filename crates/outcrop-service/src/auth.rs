@@ -1,9 +1,8 @@
 //! SigV4 authentication of a request against the store's credentials.
 
-use crate::ApiError;
-use axum::http::request::Parts;
+use crate::{ApiError, Service};
+use http::request::Parts;
 use outcrop_sigv4::{hash_payload, verify, Authorization, RequestParts, SigV4Error};
-use outcrop_store::Store;
 
 /// Credential-scope services accepted: boto3 signs both clients as `bedrock`.
 const SERVICES: &[&str] = &["bedrock", "bedrock-runtime"];
@@ -29,11 +28,11 @@ pub struct AuthPolicy {
 
 /// Verifies the request's signature and returns its principal.
 pub async fn authenticate(
+    state: &Service,
     parts: &Parts,
     body: &[u8],
-    store: &dyn Store,
-    policy: AuthPolicy,
 ) -> Result<Principal, ApiError> {
+    let (store, policy) = (state.store.as_ref(), state.auth);
     let header = parts
         .headers
         .get("authorization")

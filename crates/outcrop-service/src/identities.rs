@@ -2,9 +2,10 @@
 //! authorized with IAM's own action names (`iam:CreateUser`, ...) on the user's ARN. The CLI
 //! works on the store directly and shares the names, defaults and checks here.
 
+use crate::iam::authorize_action;
 use crate::iam::PolicyDocument;
-use crate::{authorize_action, ApiError, ApiState, Principal};
-use outcrop_store::{user_arn, NewAccessKey};
+use crate::{ApiError, Principal, Service};
+use outcrop_store::{user_arn, AccessKeyRecord, NewAccessKey, UserRecord};
 
 /// A new user's policy unless told otherwise: every Bedrock action, like AWS's managed
 /// AmazonBedrockFullAccess policy. Without any policy IAM denies everything.
@@ -25,13 +26,13 @@ fn no_such_user(name: &str) -> ApiError {
     ApiError::ResourceNotFound(format!("The user with name {name} cannot be found."))
 }
 
-async fn allow(state: &ApiState, p: &Principal, action: &str, user: &str) -> Result<(), ApiError> {
+async fn allow(state: &Service, p: &Principal, action: &str, user: &str) -> Result<(), ApiError> {
     authorize_action(state, p, action, &[user_arn(&p.account_id, user)]).await
 }
 
 /// Creates a user (with the default policy when asked); returns its ARN.
 pub async fn create_user(
-    state: &ApiState,
+    state: &Service,
     p: &Principal,
     name: &str,
     default_policy: bool,
@@ -58,8 +59,33 @@ pub async fn create_user(
     Ok(arn)
 }
 
+/// The account's users (`iam:ListUsers`).
+pub async fn list_users(state: &Service, p: &Principal) -> Result<Vec<UserRecord>, ApiError> {
+    allow(state, p, "iam:ListUsers", "*").await?;
+    Ok(state.store.list_users(&p.account_id).await?)
+}
+
+/// The account's access keys, the root's included (`iam:ListAccessKeys`).
+pub async fn list_access_keys(
+    state: &Service,
+    p: &Principal,
+) -> Result<Vec<AccessKeyRecord>, ApiError> {
+    allow(state, p, "iam:ListAccessKeys", "*").await?;
+    Ok(state.store.list_access_keys(&p.account_id).await?)
+}
+
+/// A user's inline policies as `(name, document)` (`iam:ListUserPolicies`).
+pub async fn user_policies(
+    state: &Service,
+    p: &Principal,
+    user: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
+    allow(state, p, "iam:ListUserPolicies", user).await?;
+    Ok(state.store.user_policies(&p.account_id, user).await?)
+}
+
 /// Deletes a user with its keys and policies.
-pub async fn delete_user(state: &ApiState, p: &Principal, name: &str) -> Result<(), ApiError> {
+pub async fn delete_user(state: &Service, p: &Principal, name: &str) -> Result<(), ApiError> {
     allow(state, p, "iam:DeleteUser", name).await?;
     if !state.store.delete_user(&p.account_id, name).await? {
         return Err(no_such_user(name));
@@ -70,7 +96,7 @@ pub async fn delete_user(state: &ApiState, p: &Principal, name: &str) -> Result<
 
 /// Issues an access key pair for a user; its secret is shown once and never again.
 pub async fn create_access_key(
-    state: &ApiState,
+    state: &Service,
     p: &Principal,
     user: &str,
 ) -> Result<NewAccessKey, ApiError> {
@@ -86,7 +112,7 @@ pub async fn create_access_key(
 
 /// Deletes an access key of the account, authorized on the user it belongs to.
 pub async fn delete_access_key(
-    state: &ApiState,
+    state: &Service,
     p: &Principal,
     access_key_id: &str,
 ) -> Result<(), ApiError> {
@@ -120,7 +146,7 @@ pub async fn delete_access_key(
 
 /// Stores (replacing) a user's inline policy after checking that it parses.
 pub async fn put_user_policy(
-    state: &ApiState,
+    state: &Service,
     p: &Principal,
     user: &str,
     policy_name: &str,

@@ -2,13 +2,10 @@
 //! plane: agreement offers, agreements, the use-case form Anthropic requires, availability,
 //! and the check every runtime call passes (`AccessDeniedException` without access).
 
-use crate::{catalog_entry, json_response, ApiError, ApiState, Principal};
-use aws_smithy_types::base64;
-use axum::http::StatusCode;
-use axum::response::Response;
+use crate::{iam, ApiError, Principal, Service};
 use outcrop_models::CatalogEntry;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -26,7 +23,7 @@ pub enum AccessMode {
 }
 
 /// Whether the account may invoke the model now.
-async fn entitled(state: &ApiState, account: &str, entry: &CatalogEntry) -> Result<bool, ApiError> {
+async fn entitled(state: &Service, account: &str, entry: &CatalogEntry) -> Result<bool, ApiError> {
     if state.access_mode == AccessMode::Open {
         return Ok(true);
     }
@@ -93,15 +90,12 @@ pub fn needs_use_case(entry: &CatalogEntry) -> bool {
     entry.provider.eq_ignore_ascii_case("anthropic")
 }
 
-/// The runtime's access check. Unknown ids pass here: the operation refuses them itself.
+/// The runtime's access check: `AccessDeniedException` unless the account may invoke the model.
 pub async fn check_invoke(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
-    identifier: &str,
+    entry: &CatalogEntry,
 ) -> Result<(), ApiError> {
-    let Ok((entry, _profile)) = crate::runtime_entry(state, identifier) else {
-        return Ok(()); // the operation itself reports the unknown id
-    };
     if entitled(state, &principal.account_id, entry).await? {
         Ok(())
     } else {
@@ -111,109 +105,16 @@ pub async fn check_invoke(
 
 /// The one public offer of a model; its token names the model, so it cannot be replayed for
 /// another one.
-fn offer_token(model_id: &str) -> String {
+pub fn offer_token(model_id: &str) -> String {
     let digest = Sha256::digest(format!("outcrop-offer/{model_id}"));
     format!("offer-{}", &hex::encode(digest)[..40])
-}
-
-fn body_json(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ApiError::Validation(
-            "The request body is not a valid JSON object.".into(),
-        )),
-    }
-}
-
-fn required_str<'b>(
-    body: &'b serde_json::Map<String, Value>,
-    member: &str,
-) -> Result<&'b str, ApiError> {
-    body.get(member).and_then(Value::as_str).ok_or_else(|| {
-        ApiError::Validation(format!(
-            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-        ))
-    })
-}
-
-/// `GET /foundation-model-availability/{modelId}`
-pub async fn availability(
-    state: &ApiState,
-    principal: &Principal,
-    identifier: &str,
-) -> Result<Response, ApiError> {
-    let entry = catalog_entry(state, identifier)?;
-    let access = AccountAccess::load(
-        state.store.as_ref(),
-        &principal.account_id,
-        state.access_mode,
-    )
-    .await?;
-    let agreed = access.agreed(entry);
-    let entitled = access.status(entry) == AccessStatus::Granted;
-    let available = |yes: bool| if yes { "AVAILABLE" } else { "NOT_AVAILABLE" };
-    Ok(json_response(
-        StatusCode::OK,
-        json!({
-            "modelId": entry.id,
-            "agreementAvailability": { "status": available(agreed) },
-            "authorizationStatus": "AUTHORIZED",
-            "entitlementAvailability": available(entitled),
-            "regionAvailability": "AVAILABLE",
-        }),
-    ))
-}
-
-/// `GET /list-foundation-model-agreement-offers/{modelId}`
-pub fn offers(state: &ApiState, identifier: &str) -> Result<Response, ApiError> {
-    let entry = catalog_entry(state, identifier)?;
-    let rate = |dimension: &str, price: &str, what: &str| json!({ "dimension": dimension, "price": price, "description": format!("{what} tokens, USD per 1,000"), "unit": "1K tokens" });
-    Ok(json_response(
-        StatusCode::OK,
-        json!({
-            "modelId": entry.id,
-            "offers": [{
-                "offerId": format!("outcrop-public-{}", entry.id),
-                "offerToken": offer_token(&entry.id),
-                "termDetails": {
-                    "usageBasedPricingTerm": { "rateCard": [
-                        rate("input_tokens", &entry.input_price_per_1k, "Input"),
-                        rate("output_tokens", &entry.output_price_per_1k, "Output"),
-                    ]},
-                    "legalTerm": { "url": "https://aws.amazon.com/service-terms/" },
-                    "supportTerm": { "refundPolicyDescription": "No refunds: usage is metered per token." },
-                },
-            }],
-        }),
-    ))
-}
-
-/// `POST /create-foundation-model-agreement` (202)
-pub async fn create_agreement(
-    state: &ApiState,
-    principal: &Principal,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let body = body_json(body)?;
-    let token = required_str(&body, "offerToken")?;
-    let entry = catalog_entry(state, required_str(&body, "modelId")?)?;
-    if token != offer_token(&entry.id) {
-        return Err(ApiError::Validation(
-            "The provided offer token is invalid.".into(),
-        ));
-    }
-    agree(state, principal, entry).await?;
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        json!({ "modelId": entry.id }),
-    ))
 }
 
 /// Records the account's agreement for a model (the console's "Save" and the API's
 /// CreateFoundationModelAgreement) and sends the notification; whether the model is now
 /// invocable (Anthropic also needs the use-case form).
 pub async fn agree(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     entry: &CatalogEntry,
 ) -> Result<bool, ApiError> {
@@ -230,7 +131,7 @@ pub async fn agree(
 
 /// Checks and stores the use-case form (a JSON object of 10 to 16384 bytes).
 pub async fn submit_use_case(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     form: &[u8],
 ) -> Result<(), ApiError> {
@@ -252,14 +153,65 @@ pub async fn submit_use_case(
     Ok(())
 }
 
-/// `POST /delete-foundation-model-agreement` (202)
-pub async fn delete_agreement(
-    state: &ApiState,
+/// A model's availability to a caller (GetFoundationModelAvailability).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Availability {
+    /// The account agreed to the model's offer.
+    pub agreed: bool,
+    /// The account may invoke the model (agreement, and the use-case form where needed).
+    pub entitled: bool,
+    /// The caller's policies allow invoking it.
+    pub authorized: bool,
+}
+
+/// What GetFoundationModelAvailability reports for `entry` and the caller.
+pub async fn availability(
+    state: &Service,
     principal: &Principal,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let body = body_json(body)?;
-    let entry = catalog_entry(state, required_str(&body, "modelId")?)?;
+    entry: &CatalogEntry,
+) -> Result<Availability, ApiError> {
+    let access = AccountAccess::load(
+        state.store.as_ref(),
+        &principal.account_id,
+        state.access_mode,
+    )
+    .await?;
+    let model_arn = format!(
+        "arn:aws:bedrock:{}::foundation-model/{}",
+        principal.region, entry.id
+    );
+    let permissions = iam::Permissions::load(state, principal).await?;
+    Ok(Availability {
+        agreed: access.agreed(entry),
+        entitled: access.status(entry) == AccessStatus::Granted,
+        authorized: permissions.allows("bedrock:InvokeModel", &model_arn),
+    })
+}
+
+/// CreateFoundationModelAgreement: the offer token must be the model's own.
+pub async fn create_agreement<'s>(
+    state: &'s Service,
+    principal: &Principal,
+    model_id: &str,
+    offer: &str,
+) -> Result<&'s CatalogEntry, ApiError> {
+    let entry = state.catalog_entry(model_id)?;
+    if offer != offer_token(&entry.id) {
+        return Err(ApiError::Validation(
+            "The provided offer token is invalid.".into(),
+        ));
+    }
+    agree(state, principal, entry).await?;
+    Ok(entry)
+}
+
+/// DeleteFoundationModelAgreement.
+pub async fn delete_agreement(
+    state: &Service,
+    principal: &Principal,
+    model_id: &str,
+) -> Result<(), ApiError> {
+    let entry = state.catalog_entry(model_id)?;
     if !state
         .store
         .delete_agreement(&principal.account_id, &entry.id)
@@ -270,34 +222,16 @@ pub async fn delete_agreement(
             entry.id
         )));
     }
-    Ok(json_response(StatusCode::ACCEPTED, json!({})))
+    Ok(())
 }
 
-/// `POST /use-case-for-model-access` (201): the form is a JSON document (company name,
-/// website, intended users, industry, use cases), base64-encoded in `formData`.
-pub async fn put_use_case(
-    state: &ApiState,
-    principal: &Principal,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let body = body_json(body)?;
-    let form = base64::decode(required_str(&body, "formData")?)
-        .map_err(|_| ApiError::Validation("formData must be base64-encoded.".into()))?;
-    submit_use_case(state, principal, &form).await?;
-    Ok(json_response(StatusCode::CREATED, json!({})))
-}
-
-/// `GET /use-case-for-model-access`
-pub async fn get_use_case(state: &ApiState, principal: &Principal) -> Result<Response, ApiError> {
-    match state.store.use_case(&principal.account_id).await? {
-        Some(form) => Ok(json_response(
-            StatusCode::OK,
-            json!({ "formData": base64::encode(form) }),
-        )),
-        None => Err(ApiError::ResourceNotFound(
-            "No use case found for this account.".into(),
-        )),
-    }
+/// The account's use-case form, as submitted.
+pub async fn use_case(state: &Service, principal: &Principal) -> Result<Vec<u8>, ApiError> {
+    state
+        .store
+        .use_case(&principal.account_id)
+        .await?
+        .ok_or_else(|| ApiError::ResourceNotFound("No use case found for this account.".into()))
 }
 
 /// Sends RFC 5322 messages somewhere (SMTP); implemented by the server. Sending happens in
@@ -308,7 +242,7 @@ pub trait Mailer: Send + Sync {
 
 /// The approval e-mail of the Bedrock console: an RFC 5322 message in the outbox, and sent
 /// through the mailer when one is configured.
-fn notify(state: &ApiState, principal: &Principal, entry: &CatalogEntry, granted: bool) {
+fn notify(state: &Service, principal: &Principal, entry: &CatalogEntry, granted: bool) {
     if let Some(outbox) = &state.outbox {
         let message = write_access_notification(
             outbox,

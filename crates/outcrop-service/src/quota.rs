@@ -6,7 +6,6 @@
 use crate::error::{TOO_MANY_REQUESTS, TOO_MANY_TOKENS};
 use crate::ApiError;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -179,17 +178,17 @@ impl Permit {
 /// Sets (or with `None`, clears) a model's limits for every account, as an operator: needs
 /// `outcrop:PutQuota`; stored, so it outlives a restart, and in force at once.
 pub async fn put_limits(
-    state: &crate::ApiState,
+    state: &crate::Service,
     principal: &crate::Principal,
     model_id: &str,
     limits: Option<Limits>,
 ) -> Result<(), ApiError> {
-    let entry = crate::catalog_entry(state, model_id)?;
+    let entry = state.catalog_entry(model_id)?;
     let arn = format!(
         "arn:aws:bedrock:{}::foundation-model/{}",
         principal.region, entry.id
     );
-    crate::authorize_action(state, principal, "outcrop:PutQuota", &[arn]).await?;
+    crate::iam::authorize_action(state, principal, "outcrop:PutQuota", &[arn]).await?;
     match limits {
         Some(l) => {
             state
@@ -209,33 +208,6 @@ pub async fn put_limits(
     state.quotas.set(&entry.id, limits);
     tracing::info!(principal = %principal.arn, model = %entry.id, ?limits, "quota changed");
     Ok(())
-}
-
-/// Tokens a call may use, estimated from its body before it is parsed: its text at four
-/// bytes a token, plus the largest output it asks for (each family names it differently).
-pub fn estimate(body: &[u8]) -> u64 {
-    let input = body.len() as u64 / 4;
-    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let paths = [
-        "/max_tokens_to_sample",
-        "/max_tokens",
-        "/max_gen_len",
-        "/maxTokens",
-        "/textGenerationConfig/maxTokenCount",
-        "/inferenceConfig/maxTokens",
-        "/inferenceConfig/max_new_tokens",
-    ];
-    let output = paths
-        .iter()
-        .find_map(|p| value.pointer(p).and_then(Value::as_u64))
-        .unwrap_or(
-            if value.get("inputText").is_some() || value.get("texts").is_some() {
-                0
-            } else {
-                512
-            },
-        );
-    input + output
 }
 
 #[cfg(test)]
@@ -300,13 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn estimates() {
-        assert_eq!(
-            estimate(br#"{"prompt": "abcd", "max_tokens_to_sample": 100}"#),
-            111
-        );
-        assert_eq!(estimate(br#"{"inferenceConfig": {"maxTokens": 7}}"#), 7 + 9);
-        assert_eq!(estimate(br#"{"inputText": "abcdefgh"}"#), 6);
+    fn default_limits_by_prefix() {
         assert_eq!(
             default_limits("anthropic.claude-v2:1").requests_per_minute,
             Some(500)

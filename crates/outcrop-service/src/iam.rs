@@ -3,8 +3,7 @@
 //! is implicitly denied. `Action` matches case-insensitively and `Resource` case-sensitively,
 //! both with `*` and `?` wildcards. The account root is not subject to policies.
 
-use crate::operation::Operation;
-use crate::{ApiError, ApiState, Principal};
+use crate::{ApiError, Principal, Resolved, Service};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,76 +135,23 @@ pub fn evaluate(policies: &[PolicyDocument], action: &str, resources: &[String])
     }
 }
 
-/// The IAM action and resources a request needs, or `None` when it names no known model
-/// (the operation reports that itself).
-fn requirement(
-    state: &ApiState,
-    principal: &Principal,
-    op: &Operation,
-) -> Option<(&'static str, Vec<String>)> {
-    let model_arns = |identifier: &str| -> Option<Vec<String>> {
-        let (entry, profile) = crate::runtime_entry(state, identifier).ok()?;
-        let model = format!(
-            "arn:aws:bedrock:{}::foundation-model/{}",
-            principal.region, entry.id
-        );
-        Some(match profile {
-            None => vec![model],
-            Some(geo) => vec![
-                format!(
-                    "arn:aws:bedrock:{}:{}:inference-profile/{geo}.{}",
-                    principal.region, principal.account_id, entry.id
-                ),
-                model,
-            ],
-        })
-    };
-    let everything = || vec!["*".to_owned()];
-    Some(match op {
-        // Converse needs the same permissions as InvokeModel, as on AWS.
-        Operation::InvokeModel { model_id } | Operation::Converse { model_id } => {
-            ("bedrock:InvokeModel", model_arns(model_id)?)
-        }
-        Operation::InvokeModelWithResponseStream { model_id }
-        | Operation::ConverseStream { model_id } => (
-            "bedrock:InvokeModelWithResponseStream",
-            model_arns(model_id)?,
-        ),
-        Operation::CountTokens { model_id } => ("bedrock:CountTokens", model_arns(model_id)?),
-        Operation::GetFoundationModel { model_identifier } => {
-            ("bedrock:GetFoundationModel", model_arns(model_identifier)?)
-        }
-        Operation::ListFoundationModels => ("bedrock:ListFoundationModels", everything()),
-        Operation::GetFoundationModelAvailability { .. } => {
-            ("bedrock:GetFoundationModelAvailability", everything())
-        }
-        Operation::ListFoundationModelAgreementOffers { .. } => {
-            ("bedrock:ListFoundationModelAgreementOffers", everything())
-        }
-        Operation::CreateFoundationModelAgreement => {
-            ("bedrock:CreateFoundationModelAgreement", everything())
-        }
-        Operation::DeleteFoundationModelAgreement => {
-            ("bedrock:DeleteFoundationModelAgreement", everything())
-        }
-        Operation::PutUseCaseForModelAccess => ("bedrock:PutUseCaseForModelAccess", everything()),
-        Operation::GetUseCaseForModelAccess => ("bedrock:GetUseCaseForModelAccess", everything()),
-        Operation::ListInferenceProfiles => ("bedrock:ListInferenceProfiles", everything()),
-        Operation::GetUsageReport => ("outcrop:GetUsageReport", everything()),
-        Operation::PutModelInvocationLoggingConfiguration => (
-            "bedrock:PutModelInvocationLoggingConfiguration",
-            everything(),
-        ),
-        Operation::GetModelInvocationLoggingConfiguration => (
-            "bedrock:GetModelInvocationLoggingConfiguration",
-            everything(),
-        ),
-        Operation::DeleteModelInvocationLoggingConfiguration => (
-            "bedrock:DeleteModelInvocationLoggingConfiguration",
-            everything(),
-        ),
-        Operation::GetInferenceProfile { .. } => ("bedrock:GetInferenceProfile", everything()),
-    })
+/// The ARNs a call on a resolved model is authorized against: the model's, and first the
+/// inference profile's when it came through one (both must be allowed, as on AWS).
+pub fn model_arns(resolved: &Resolved<'_>, principal: &Principal) -> Vec<String> {
+    let model = format!(
+        "arn:aws:bedrock:{}::foundation-model/{}",
+        principal.region, resolved.entry.id
+    );
+    match resolved.geography {
+        None => vec![model],
+        Some(geo) => vec![
+            format!(
+                "arn:aws:bedrock:{}:{}:inference-profile/{geo}.{}",
+                principal.region, principal.account_id, resolved.entry.id
+            ),
+            model,
+        ],
+    }
 }
 
 /// The user name in a user ARN (`arn:aws:iam::ACCOUNT:user/NAME`); `None` for the root.
@@ -214,22 +160,10 @@ fn user_name(arn: &str) -> Option<&str> {
         .map(|(_, name)| name.rsplit('/').next().unwrap_or(name))
 }
 
-/// Refuses the request unless the principal's policies allow it.
-pub async fn authorize(
-    state: &ApiState,
-    principal: &Principal,
-    op: &Operation,
-) -> Result<(), ApiError> {
-    let Some((action, resources)) = requirement(state, principal, op) else {
-        return Ok(());
-    };
-    authorize_action(state, principal, action, &resources).await
-}
-
 /// Refuses `action` on `resources` unless the principal's policies allow it: the check behind
 /// every operation, and behind the console's own actions (`iam:CreateUser`, ...).
 pub async fn authorize_action(
-    state: &ApiState,
+    state: &Service,
     principal: &Principal,
     action: &str,
     resources: &[String],
@@ -260,7 +194,7 @@ pub struct Permissions {
 }
 
 impl Permissions {
-    pub async fn load(state: &ApiState, principal: &Principal) -> Result<Self, ApiError> {
+    pub async fn load(state: &Service, principal: &Principal) -> Result<Self, ApiError> {
         let Some(user) = user_name(&principal.arn) else {
             return Ok(Permissions { policies: None });
         };

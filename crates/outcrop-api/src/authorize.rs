@@ -1,0 +1,90 @@
+//! The IAM action and resources each Bedrock operation needs, decided by the service's policy
+//! evaluation.
+
+use crate::operation::Operation;
+use crate::ApiError;
+use outcrop_service::{iam, Principal, Resolved, Service};
+
+/// The IAM action and resources a request needs, or `None` when it names no known model
+/// (the operation reports that itself).
+fn requirement(
+    principal: &Principal,
+    op: &Operation,
+    resolved: Option<&Resolved<'_>>,
+) -> Option<(&'static str, Vec<String>)> {
+    let model_arns = |_identifier: &str| resolved.map(|r| iam::model_arns(r, principal));
+    let everything = || vec!["*".to_owned()];
+    Some(match op {
+        // Converse needs the same permissions as InvokeModel, as on AWS.
+        Operation::InvokeModel { model_id } | Operation::Converse { model_id } => {
+            ("bedrock:InvokeModel", model_arns(model_id)?)
+        }
+        Operation::InvokeModelWithResponseStream { model_id }
+        | Operation::ConverseStream { model_id } => (
+            "bedrock:InvokeModelWithResponseStream",
+            model_arns(model_id)?,
+        ),
+        Operation::CountTokens { model_id } => ("bedrock:CountTokens", model_arns(model_id)?),
+        Operation::GetFoundationModel { model_identifier } => {
+            ("bedrock:GetFoundationModel", model_arns(model_identifier)?)
+        }
+        Operation::ListFoundationModels => ("bedrock:ListFoundationModels", everything()),
+        Operation::GetFoundationModelAvailability { .. } => {
+            ("bedrock:GetFoundationModelAvailability", everything())
+        }
+        Operation::ListFoundationModelAgreementOffers { .. } => {
+            ("bedrock:ListFoundationModelAgreementOffers", everything())
+        }
+        Operation::CreateFoundationModelAgreement => {
+            ("bedrock:CreateFoundationModelAgreement", everything())
+        }
+        Operation::DeleteFoundationModelAgreement => {
+            ("bedrock:DeleteFoundationModelAgreement", everything())
+        }
+        Operation::PutUseCaseForModelAccess => ("bedrock:PutUseCaseForModelAccess", everything()),
+        Operation::GetUseCaseForModelAccess => ("bedrock:GetUseCaseForModelAccess", everything()),
+        Operation::ListInferenceProfiles => ("bedrock:ListInferenceProfiles", everything()),
+        Operation::GetUsageReport => ("outcrop:GetUsageReport", everything()),
+        Operation::PutModelInvocationLoggingConfiguration => (
+            "bedrock:PutModelInvocationLoggingConfiguration",
+            everything(),
+        ),
+        Operation::GetModelInvocationLoggingConfiguration => (
+            "bedrock:GetModelInvocationLoggingConfiguration",
+            everything(),
+        ),
+        Operation::DeleteModelInvocationLoggingConfiguration => (
+            "bedrock:DeleteModelInvocationLoggingConfiguration",
+            everything(),
+        ),
+        Operation::GetInferenceProfile { .. } => ("bedrock:GetInferenceProfile", everything()),
+    })
+}
+
+/// Refuses the request unless the principal's policies allow it.
+pub async fn authorize(
+    state: &Service,
+    principal: &Principal,
+    op: &Operation,
+) -> Result<(), ApiError> {
+    let identifier = match op {
+        Operation::GetFoundationModel { model_identifier } => Some(model_identifier.as_str()),
+        other => other.runtime_model(),
+    };
+    let resolved = identifier.and_then(|id| state.resolve(id).ok());
+    authorize_resolved(state, principal, op, resolved.as_ref()).await
+}
+
+/// [`authorize`] for an operation whose model is already resolved (`None`: it names no known
+/// model, and the operation reports that itself).
+pub async fn authorize_resolved(
+    state: &Service,
+    principal: &Principal,
+    op: &Operation,
+    resolved: Option<&Resolved<'_>>,
+) -> Result<(), ApiError> {
+    let Some((action, resources)) = requirement(principal, op, resolved) else {
+        return Ok(());
+    };
+    iam::authorize_action(state, principal, action, &resources).await
+}

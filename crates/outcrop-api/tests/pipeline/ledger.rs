@@ -1,0 +1,172 @@
+//! The usage ledger: exactly one record per runtime call, whatever its end.
+
+use crate::support::{claude_body, App, REPLY};
+use aws_sdk_bedrockruntime::primitives::Blob;
+use aws_sdk_bedrockruntime::types::ResponseStream;
+use outcrop_engine::{FakeEngine, Reply};
+use outcrop_service::AccessMode;
+use std::time::Duration;
+
+#[tokio::test]
+async fn successes_errors_and_streams_are_each_recorded_once() {
+    let app = App::open().await;
+    let client = app.client().await;
+    let body = Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 50));
+    client
+        .invoke_model()
+        .model_id("anthropic.claude-v2:1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    client
+        .invoke_model()
+        .model_id("anthropic.claude-v2")
+        .body(Blob::new(&b"{}"[..]))
+        .send()
+        .await
+        .unwrap_err();
+    let mut stream = client
+        .invoke_model_with_response_stream()
+        .model_id("anthropic.claude-v2")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .body;
+    while let Some(ResponseStream::Chunk(_)) = stream.recv().await.unwrap() {}
+    let records = app.ledger(3).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(app.ledger(3).await.len(), 3, "no second record of any call");
+    let ok = &records[0];
+    assert_eq!(
+        (ok.model_id.as_str(), ok.operation.as_str(), ok.status),
+        ("anthropic.claude-v2:1", "InvokeModel", 200)
+    );
+    assert_eq!((ok.input_tokens, ok.output_tokens), (3, 5));
+    assert!(ok.cost_usd.parse::<f64>().unwrap() > 0.0);
+    let invalid = &records[1];
+    assert_eq!(
+        (invalid.status, invalid.error_code.as_deref()),
+        (400, Some("ValidationException"))
+    );
+    assert_eq!(invalid.model_id, "anthropic.claude-v2");
+    let streamed = &records[2];
+    assert_eq!(
+        (
+            streamed.operation.as_str(),
+            streamed.status,
+            streamed.output_tokens
+        ),
+        ("InvokeModelWithResponseStream", 200, 5)
+    );
+    assert!(streamed.first_byte_ms.is_some());
+}
+
+#[tokio::test]
+async fn refusals_before_the_model_are_recorded_under_the_identifier() {
+    let app = App::open().await;
+    let client = app.client().await;
+    client
+        .invoke_model()
+        .model_id("no.such-model")
+        .body(Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 5)))
+        .send()
+        .await
+        .unwrap_err();
+    let record = &app.ledger(1).await[0];
+    assert_eq!(
+        (
+            record.model_id.as_str(),
+            record.status,
+            record.error_code.as_deref()
+        ),
+        ("no.such-model", 400, Some("ValidationException"))
+    );
+}
+
+/// A client that gives up before a non-streaming answer still leaves its record.
+#[tokio::test]
+async fn a_client_gone_before_the_answer_is_recorded() {
+    let engine = FakeEngine::scripted("fake", |_| Reply::Stall("partial ".into()));
+    let app = App::start(engine, AccessMode::Open).await;
+    let client = app.client().await;
+    let call = client
+        .invoke_model()
+        .model_id("anthropic.claude-v2")
+        .body(Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 50)))
+        .send();
+    assert!(tokio::time::timeout(Duration::from_millis(300), call)
+        .await
+        .is_err());
+    let record = &app.ledger(1).await[0];
+    assert_eq!(
+        (record.status, record.error_code.as_deref()),
+        (499, Some("ClientClosedRequest"))
+    );
+    for _ in 0..100 {
+        if app.engine.cancelled() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the generation was not cancelled");
+}
+
+#[tokio::test]
+async fn a_stream_cut_short_records_what_was_sent() {
+    let engine = FakeEngine::scripted("fake", |_| Reply::Stall("one two three ".into()));
+    let app = App::start(engine, AccessMode::Open).await;
+    let client = app.client().await;
+    let mut stream = client
+        .invoke_model_with_response_stream()
+        .model_id("anthropic.claude-v2")
+        .body(Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 50)))
+        .send()
+        .await
+        .unwrap()
+        .body;
+    for _ in 0..3 {
+        stream.recv().await.unwrap().unwrap();
+    }
+    drop(stream);
+    drop(client);
+    let record = &app.ledger(1).await[0];
+    assert_eq!(
+        (
+            record.status,
+            record.error_code.as_deref(),
+            record.output_tokens
+        ),
+        (499, Some("ClientClosedStream"), 3)
+    );
+}
+
+#[tokio::test]
+async fn the_answer_is_the_scripted_one() {
+    // Guards the harness itself: the fake engine answers, the ledger counts its words.
+    let app = App::open().await;
+    let out = app
+        .client()
+        .await
+        .converse()
+        .model_id("amazon.nova-micro-v1:0")
+        .messages(
+            aws_sdk_bedrockruntime::types::Message::builder()
+                .role(aws_sdk_bedrockruntime::types::ConversationRole::User)
+                .content(aws_sdk_bedrockruntime::types::ContentBlock::Text(
+                    "Hi".into(),
+                ))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let text = out.output().unwrap().as_message().unwrap().content()[0]
+        .as_text()
+        .unwrap()
+        .clone();
+    assert_eq!(text, REPLY);
+    assert_eq!(app.ledger(1).await[0].output_tokens, 5);
+}

@@ -1,0 +1,246 @@
+//! The usage ledger: every authenticated runtime call (success, error or throttle) becomes one
+//! durable record with its tokens, latency, status and exact cost, written by its [`Meter`]:
+//! exactly once, whether the call answers, fails, streams to its end or is cut short by a
+//! client that went away. Non-streaming calls are recorded before their response is returned;
+//! streams when they end (before their last frame).
+
+use crate::logging::{self, Invocation};
+use crate::{Permit, Service};
+use outcrop_store::UsageRecord;
+use outcrop_types::Usage;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Who made a runtime call and what it was: known once the request is authenticated.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub request_id: String,
+    pub account_id: String,
+    pub principal_arn: String,
+    pub operation: &'static str,
+    /// The region of the request's credential scope.
+    pub region: String,
+    /// The model identifier as sent (used when the call failed before it was resolved).
+    pub identifier: String,
+    pub started: Instant,
+}
+
+/// The outcome of one call, as the ledger records it.
+pub struct Outcome<'a> {
+    pub model_id: &'a str,
+    pub usage: Usage,
+    pub first_byte_ms: Option<u64>,
+    pub status: u16,
+    pub error_code: Option<&'a str>,
+}
+
+/// Writes the record; a failing ledger is logged, never shown to the client.
+async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) {
+    tracing::debug!(
+        model = outcome.model_id,
+        status = outcome.status,
+        "recording usage"
+    );
+    let (input_price, output_price) = state
+        .catalog
+        .get(outcome.model_id)
+        .map(|e| (e.input_price_per_1k.clone(), e.output_price_per_1k.clone()))
+        .unwrap_or_else(|| ("0".into(), "0".into()));
+    let cost = outcrop_store::cost(
+        outcome.usage.input_tokens,
+        outcome.usage.output_tokens,
+        &input_price,
+        &output_price,
+    );
+    count(&outcome, call.started.elapsed().as_millis() as f64);
+    let record = UsageRecord {
+        request_id: call.request_id.clone(),
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        account_id: call.account_id.clone(),
+        principal_arn: call.principal_arn.clone(),
+        model_id: outcome.model_id.to_owned(),
+        operation: call.operation.to_owned(),
+        input_tokens: outcome.usage.input_tokens,
+        output_tokens: outcome.usage.output_tokens,
+        latency_ms: call.started.elapsed().as_millis() as u64,
+        first_byte_ms: outcome.first_byte_ms,
+        status: outcome.status,
+        error_code: outcome.error_code.map(str::to_owned),
+        input_price_per_1k: input_price,
+        output_price_per_1k: output_price,
+        cost_usd: cost.to_string(),
+    };
+    if let Err(e) = state.store.record_usage(&record).await {
+        tracing::error!(error = %e, request_id = %call.request_id, "could not write the usage record");
+    }
+}
+
+/// Bedrock's CloudWatch runtime metrics, labelled by model id (the `metrics` facade: exported
+/// by whatever recorder the server installed, e.g. Prometheus at `/metrics`).
+fn count(o: &Outcome<'_>, latency_ms: f64) {
+    let model = o.model_id.to_owned();
+    let outcome = match o.status {
+        200..=299 => "Invocations",
+        429 => "InvocationThrottles",
+        400..=499 => "InvocationClientErrors",
+        _ => "InvocationServerErrors",
+    };
+    metrics::counter!(outcome, "model_id" => model.clone()).increment(1);
+    if o.status < 300 {
+        metrics::histogram!("InvocationLatency", "model_id" => model.clone()).record(latency_ms);
+    }
+    metrics::counter!("InputTokenCount", "model_id" => model.clone())
+        .increment(u64::from(o.usage.input_tokens));
+    metrics::counter!("OutputTokenCount", "model_id" => model.clone())
+        .increment(u64::from(o.usage.output_tokens));
+    if let Some(ms) = o.first_byte_ms {
+        metrics::histogram!("TimeToFirstToken", "model_id" => model).record(ms as f64);
+    }
+}
+
+/// How a call ended, as its [`Meter`] records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    /// The HTTP status the client saw (200 for a stream that ended well).
+    pub status: u16,
+    /// The AWS error code, for a call that failed.
+    pub error_code: Option<&'static str>,
+    pub usage: Usage,
+    /// What was answered, for invocation logging (`None`: not logged, as for CountTokens).
+    pub output: Option<serde_json::Value>,
+}
+
+/// A runtime call's one usage record, from authentication to its end. [`Meter::finish`]
+/// writes it, settles the quota reservation and logs the invocation; a meter dropped without
+/// finishing (its client went away) writes the usage seen so far, status 499.
+pub struct Meter {
+    service: Arc<Service>,
+    call: Call,
+    /// The model billed: the catalog id once resolved, else the identifier as sent.
+    model_id: String,
+    embedding: bool,
+    permit: Option<Permit>,
+    input_body: bytes::Bytes,
+    /// Tokens seen so far (a stream counts as it goes).
+    usage: Usage,
+    first_byte_ms: Option<u64>,
+    done: bool,
+}
+
+impl Meter {
+    pub fn new(service: Arc<Service>, call: Call, input_body: bytes::Bytes) -> Self {
+        let model_id = call.identifier.clone();
+        Meter {
+            service,
+            call,
+            model_id,
+            embedding: false,
+            permit: None,
+            input_body,
+            usage: Usage::default(),
+            first_byte_ms: None,
+            done: false,
+        }
+    }
+
+    pub fn call(&self) -> &Call {
+        &self.call
+    }
+
+    /// The call named this catalog model: it is billed and logged under its id.
+    pub fn resolved(&mut self, entry: &outcrop_models::CatalogEntry) {
+        self.model_id = entry.id.clone();
+        self.embedding = self.service.is_embedding(&entry.id);
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// The quota reservation, settled with the tokens used when the call ends.
+    pub fn admitted(&mut self, permit: Permit) {
+        self.permit = Some(permit);
+    }
+
+    /// Tokens used so far, recorded if the call is cut short.
+    pub fn progress(&mut self, usage: Usage) {
+        self.usage = usage;
+    }
+
+    /// The first byte of the answer was sent now.
+    pub fn first_byte(&mut self) {
+        self.first_byte_ms
+            .get_or_insert_with(|| self.call.started.elapsed().as_millis() as u64);
+    }
+
+    pub fn first_byte_ms(&self) -> Option<u64> {
+        self.first_byte_ms
+    }
+
+    /// Writes the call's record (and its invocation log for a success with output).
+    pub async fn finish(mut self, ended: Ended) {
+        self.done = true;
+        self.settle(ended.usage);
+        let outcome = Outcome {
+            model_id: &self.model_id,
+            usage: ended.usage,
+            first_byte_ms: self.first_byte_ms,
+            status: ended.status,
+            error_code: ended.error_code,
+        };
+        record(&self.service, &self.call, outcome).await;
+        if let (200, Some(output)) = (ended.status, ended.output) {
+            let invocation = Invocation {
+                model_id: &self.model_id,
+                embedding: self.embedding,
+                input_body: &self.input_body,
+                input_tokens: ended.usage.input_tokens,
+                output_body: output,
+                output_tokens: ended.usage.output_tokens,
+            };
+            logging::log(&self.service, &self.call, invocation).await;
+        }
+    }
+
+    fn settle(&self, usage: Usage) {
+        if let Some(p) = &self.permit {
+            p.settle(u64::from(usage.input_tokens) + u64::from(usage.output_tokens));
+        }
+    }
+}
+
+impl Drop for Meter {
+    /// A client that went away: record the tokens used until then.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.settle(self.usage);
+        let (service, call, model_id) = (
+            self.service.clone(),
+            self.call.clone(),
+            std::mem::take(&mut self.model_id),
+        );
+        let (usage, first_byte_ms) = (self.usage, self.first_byte_ms);
+        let error_code = if call.operation.ends_with("Stream") {
+            "ClientClosedStream"
+        } else {
+            "ClientClosedRequest"
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let outcome = Outcome {
+                    model_id: &model_id,
+                    usage,
+                    first_byte_ms,
+                    status: 499,
+                    error_code: Some(error_code),
+                };
+                record(&service, &call, outcome).await;
+            });
+        } else {
+            tracing::error!(request_id = %call.request_id, "no runtime to record a call cut short");
+        }
+    }
+}
