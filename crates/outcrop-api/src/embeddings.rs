@@ -32,7 +32,7 @@ impl EmbedFormat {
 }
 
 /// What to compute for one request.
-struct Job {
+pub(crate) struct Job {
     texts: Vec<String>,
     dims: usize,
     normalize: bool,
@@ -40,7 +40,7 @@ struct Job {
     echo: Value,
 }
 
-fn parse(format: EmbedFormat, body: &[u8]) -> Result<Job, ApiError> {
+pub(crate) fn parse(format: EmbedFormat, body: &[u8]) -> Result<Job, ApiError> {
     let map = schema::object(body)?;
     match format {
         EmbedFormat::TitanV1 => {
@@ -165,10 +165,9 @@ pub(crate) async fn invoke(
     state: &ApiState,
     entry: &CatalogEntry,
     format: EmbedFormat,
-    body: &[u8],
+    job: Job,
     started: Instant,
 ) -> Result<crate::Answer, ApiError> {
-    let job = parse(format, body)?;
     let Embedded {
         vectors,
         input_tokens: tokens,

@@ -56,8 +56,6 @@ pub(crate) struct Prepared<'s> {
     pub model_id: String,
     pub parsed: Parsed,
     pub engine: &'s dyn Engine,
-    /// Whether the model streams (the catalog's `responseStreamingSupported`).
-    pub streaming: bool,
 }
 
 /// Resolves the model and parses the body: everything an invocation checks before it runs.
@@ -79,20 +77,13 @@ pub(crate) fn prepare<'s>(
         model_id: entry.id.clone(),
         parsed,
         engine,
-        streaming: entry.streaming,
     })
 }
 
 pub(crate) async fn invoke_model(
-    state: &ApiState,
-    resolved: Resolved<'_>,
-    body: &[u8],
+    prepared: Prepared<'_>,
     started: Instant,
 ) -> Result<Answer, ApiError> {
-    if let Some(format) = EmbedFormat::from_format(&resolved.entry.format) {
-        return crate::embeddings::invoke(state, resolved.entry, format, body, started).await;
-    }
-    let prepared = prepare(state, resolved, body)?;
     let runs = prepared
         .parsed
         .requests

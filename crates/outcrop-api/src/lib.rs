@@ -11,7 +11,6 @@
 
 #![forbid(unsafe_code)]
 
-mod admission;
 mod authorize;
 mod control;
 mod converse;
@@ -20,6 +19,7 @@ pub mod error;
 mod eventstream;
 mod families;
 mod health;
+mod invocation;
 mod invoke;
 mod operation;
 mod schema;
@@ -37,6 +37,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use invocation::Invocation;
 use outcrop_service::ledger::{self, Ended, Meter};
 use outcrop_service::{access, Principal, Service};
 use outcrop_types::Usage;
@@ -253,16 +254,19 @@ async fn runtime(
     authorize::authorize_resolved(state, principal, operation, resolved.as_ref().ok()).await?;
     let resolved = resolved?;
     access::check_invoke(state, principal, resolved.entry).await?;
+    // The body, parsed once; its errors are reported after the quotas have had their say.
+    let invocation = invocation::parse(state, operation, resolved, body);
     let streaming = matches!(
         operation,
         Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
     );
     // Counting tokens is not throttled.
     if !matches!(operation, Operation::CountTokens { .. }) {
+        let output = invocation.as_ref().map_or(0, Invocation::max_output_tokens);
         let admitted = state.quotas.admit(
             &principal.account_id,
             &resolved.entry.id,
-            admission::estimate(body),
+            invocation::input_estimate(body) + output,
         );
         match (admitted, meter.as_mut()) {
             (Ok(permit), Some(m)) => m.admitted(permit),
@@ -280,22 +284,27 @@ async fn runtime(
     let started = meter
         .as_ref()
         .map_or_else(Instant::now, |m| m.call().started);
-    match operation {
-        Operation::InvokeModel { .. } => invoke::invoke_model(state, resolved, body, started).await,
-        Operation::InvokeModelWithResponseStream { .. } => {
-            stream::invoke_model_with_response_stream(state, resolved, body, meter)
+    match invocation? {
+        Invocation::Generate(prepared) => invoke::invoke_model(prepared, started).await,
+        Invocation::Embed { entry, format, job } => {
+            embeddings::invoke(state, entry, format, job, started).await
+        }
+        Invocation::Stream {
+            engine,
+            request,
+            chunker,
+        } => stream::invoke_model_with_response_stream(engine, request, chunker, meter)
+            .await
+            .map(Answer::Stream),
+        Invocation::Converse { model, request } if streaming => {
+            converse::converse_stream(model.engine, request, meter)
                 .await
                 .map(Answer::Stream)
         }
-        Operation::Converse { .. } => converse::converse(state, resolved, body, started).await,
-        Operation::ConverseStream { .. } => converse::converse_stream(state, resolved, body, meter)
-            .await
-            .map(Answer::Stream),
-        Operation::CountTokens { .. } => converse::count_tokens(state, resolved, body).await,
-        other => {
-            tracing::error!(operation = other.name(), "not a runtime operation");
-            Err(ApiError::Internal)
+        Invocation::Converse { model, request } => {
+            converse::converse(model, request, started).await
         }
+        Invocation::Count { engine, prompt } => converse::count_tokens(engine, prompt).await,
     }
 }
 

@@ -5,16 +5,14 @@
 
 use crate::error::{self, stream_exception_type};
 use crate::eventstream;
-use crate::families::{self, Chunker, Parsed};
-use crate::invoke::Prepared;
-use crate::{ApiError, ApiState};
+use crate::families::{Chunker, Parsed};
+use crate::ApiError;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use outcrop_engine::{Engine, GenerationEvent, GenerationStream};
 use outcrop_service::ledger::{Ended, Meter};
-use outcrop_service::Resolved;
 use outcrop_types::{GenerationError, GenerationRequest, StopReason, Usage};
 use serde_json::json;
 use std::collections::VecDeque;
@@ -40,26 +38,11 @@ pub struct Timing {
 }
 
 pub async fn invoke_model_with_response_stream(
-    state: &ApiState,
-    resolved: Resolved<'_>,
-    body: &[u8],
+    engine: &dyn Engine,
+    request: GenerationRequest,
+    chunker: Box<dyn Chunker>,
     meter: &mut Option<Meter>,
 ) -> Result<Response, ApiError> {
-    if !resolved.entry.streaming {
-        return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
-    }
-    let prepared = crate::invoke::prepare(state, resolved, body)?;
-    let Prepared {
-        model_id,
-        parsed,
-        engine,
-        streaming,
-    } = prepared;
-    let chunker = families::chunker(&parsed, &model_id).filter(|_| streaming);
-    let Some(chunker) = chunker else {
-        return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
-    };
-    let request = single_request(parsed)?;
     let mut response = respond(
         engine,
         request,
@@ -92,7 +75,7 @@ pub fn throttled(error: &ApiError) -> Response {
 }
 
 /// Streams generate one answer; a body asking for several cannot stream.
-fn single_request(parsed: Parsed) -> Result<GenerationRequest, ApiError> {
+pub(crate) fn single_request(parsed: Parsed) -> Result<GenerationRequest, ApiError> {
     let mut requests = parsed.requests;
     if requests.len() != 1 {
         return Err(ApiError::Validation(

@@ -8,25 +8,25 @@ pub mod request;
 use crate::eventstream;
 use crate::families::{self, Family, ParseContext};
 use crate::invoke::{self, rand_seed, Invocable};
-use crate::stream::{self, padding, Shaper, Timing, UNSUPPORTED_FOR_STREAMING};
+use crate::stream::{self, padding, Shaper, Timing};
 use crate::tools::Tools;
 use crate::{json_response, Answer, ApiError, ApiState};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use events::ConverseEvents;
+use outcrop_engine::Engine;
 use outcrop_models::CatalogEntry;
 use outcrop_service::ledger::Meter;
-use outcrop_service::Resolved;
 use outcrop_types::{GenerationRequest, Prompt, Sampling, StopReason, Usage};
 use request::{constraint, conversation};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
 /// A Converse body, validated.
-struct ConverseRequest {
-    request: GenerationRequest,
-    tools: Option<Tools>,
+pub(crate) struct ConverseRequest {
+    pub request: GenerationRequest,
+    pub tools: Option<Tools>,
 }
 
 fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -78,7 +78,7 @@ fn number(
     Ok(Some(n))
 }
 
-fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ConverseRequest, ApiError> {
+pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ConverseRequest, ApiError> {
     let map = body_object(body)?;
     let conv = conversation(
         &entry.id,
@@ -168,13 +168,11 @@ fn elapsed_ms(started: Instant) -> u64 {
 
 /// `POST /model/{modelId}/converse`.
 pub(crate) async fn converse(
-    state: &ApiState,
-    resolved: Resolved<'_>,
-    body: &[u8],
+    model: Invocable<'_>,
+    parsed: ConverseRequest,
     started: Instant,
 ) -> Result<Answer, ApiError> {
-    let Invocable { entry, engine } = invoke::invocable(state, resolved)?;
-    let parsed = parse(entry, body)?;
+    let Invocable { entry, engine } = model;
     let g = invoke::generate(engine, parsed.request).await?;
     let (content, called) = events::content(parsed.tools.as_ref(), &g.text);
     tracing::info!(
@@ -197,17 +195,11 @@ pub(crate) async fn converse(
 }
 
 /// `POST /model/{modelId}/converse-stream`.
-pub async fn converse_stream(
-    state: &ApiState,
-    resolved: Resolved<'_>,
-    body: &[u8],
+pub(crate) async fn converse_stream(
+    engine: &dyn Engine,
+    parsed: ConverseRequest,
     meter: &mut Option<Meter>,
 ) -> Result<Response, ApiError> {
-    let Invocable { entry, engine } = invoke::invocable(state, resolved)?;
-    if !entry.streaming {
-        return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
-    }
-    let parsed = parse(entry, body)?;
     let shaper = ConverseFrames {
         events: ConverseEvents::new(parsed.tools.as_ref()),
         sent: 0,
@@ -261,14 +253,12 @@ impl Shaper for ConverseFrames {
     }
 }
 
-/// `POST /model/{modelId}/count-tokens`: the prompt's size in the backing model's tokens,
-/// rendered as a generation would render it.
-pub(crate) async fn count_tokens(
+/// The prompt a CountTokens body asks about, rendered as a generation would render it.
+pub(crate) fn count_input(
     state: &ApiState,
-    resolved: Resolved<'_>,
+    entry: &CatalogEntry,
     body: &[u8],
-) -> Result<Answer, ApiError> {
-    let Invocable { entry, engine } = invoke::invocable(state, resolved)?;
+) -> Result<Prompt, ApiError> {
     let map = body_object(body)?;
     let input = map.get("input").ok_or_else(|| request::not_null("input"))?;
     let prompt = if let Some(invoke_input) = input.get("invokeModel") {
@@ -303,6 +293,11 @@ pub(crate) async fn count_tokens(
             "The input must contain exactly one of invokeModel or converse.".into(),
         ));
     };
+    Ok(prompt)
+}
+
+/// `POST /model/{modelId}/count-tokens`: the prompt's size in the backing model's tokens.
+pub(crate) async fn count_tokens(engine: &dyn Engine, prompt: Prompt) -> Result<Answer, ApiError> {
     let count = engine.count_tokens(prompt).await?;
     // Counting tokens is free, as on Bedrock: the ledger records the call, not the tokens.
     Ok(Answer::Whole {

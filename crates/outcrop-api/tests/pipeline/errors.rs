@@ -1,22 +1,13 @@
 //! Bedrock's validation texts per family, throttling, and which error wins when several apply.
 
-use crate::support::{claude_body, sdk_error, App};
-use aws_sdk_bedrockruntime::primitives::Blob;
+use crate::support::{claude_body, sdk_error, user_message, App};
 use aws_sdk_bedrockruntime::types::ResponseStream;
 use outcrop_engine::SubmitError;
 use outcrop_service::Limits;
 use serde_json::json;
 
 async fn invoke(app: &App, model: &str, body: &[u8]) -> Result<(), (String, String)> {
-    app.client()
-        .await
-        .invoke_model()
-        .model_id(model)
-        .body(Blob::new(body))
-        .send()
-        .await
-        .map(drop)
-        .map_err(sdk_error)
+    app.invoke(model, body).await.map(drop)
 }
 
 #[tokio::test]
@@ -120,27 +111,61 @@ async fn quotas_throttle_and_win_over_an_invalid_body() {
         .await
         .unwrap_err();
     assert_eq!(code, "ThrottlingException");
+    // Converse on the same model shares its quota; another id has its own.
+    let (code, _) = app
+        .client()
+        .await
+        .converse()
+        .model_id("anthropic.claude-v2")
+        .messages(user_message("Hi"))
+        .send()
+        .await
+        .map_err(sdk_error)
+        .unwrap_err();
+    assert_eq!(code, "ThrottlingException");
+    invoke(&app, "anthropic.claude-v2:1", &good).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_stream_over_its_quota_ends_with_the_frame() {
     let app = App::open().await;
     one_request_per_minute(&app, "anthropic.claude-v2");
-    let client = app.client().await;
-    let body = Blob::new(claude_body("\n\nHuman: x\n\nAssistant:", 5));
-    let stream = |client: aws_sdk_bedrockruntime::Client, body: Blob| async move {
-        client
-            .invoke_model_with_response_stream()
-            .model_id("anthropic.claude-v2")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .body
-    };
-    let mut first = stream(client.clone(), body.clone()).await;
+    let body = claude_body("\n\nHuman: x\n\nAssistant:", 5);
+    let mut first = app.stream("anthropic.claude-v2", &body).await;
     while let Some(ResponseStream::Chunk(_)) = first.recv().await.unwrap() {}
-    let mut second = stream(client, body).await;
+    let mut second = app.stream("anthropic.claude-v2", &body).await;
     let error = second.recv().await.unwrap_err().into_service_error();
     assert!(error.is_throttling_exception(), "{error:?}");
+}
+
+/// Admission reserves the input plus the output the body really allows: the family's own
+/// default when it names none (Cohere Command: 20 tokens).
+#[tokio::test]
+async fn tokens_are_reserved_as_the_family_reads_the_body() {
+    let app = App::open().await;
+    app.state.quotas.set(
+        "cohere.command-text-v14",
+        Some(Limits {
+            requests_per_minute: None,
+            tokens_per_minute: Some(100),
+            tokens_per_day: None,
+        }),
+    );
+    invoke(&app, "cohere.command-text-v14", br#"{"prompt": "Hi"}"#)
+        .await
+        .unwrap();
+    let (code, message) = invoke(
+        &app,
+        "cohere.command-text-v14",
+        br#"{"prompt": "Hi", "max_tokens": 200}"#,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        (
+            "ThrottlingException",
+            "Too many tokens, please wait before trying again."
+        )
+    );
 }

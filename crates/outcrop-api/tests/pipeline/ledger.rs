@@ -1,6 +1,6 @@
 //! The usage ledger: exactly one record per runtime call, whatever its end.
 
-use crate::support::{claude_body, App, REPLY};
+use crate::support::{claude_body, user_message, App, REPLY};
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::types::ResponseStream;
 use outcrop_engine::{FakeEngine, Reply};
@@ -10,30 +10,10 @@ use std::time::Duration;
 #[tokio::test]
 async fn successes_errors_and_streams_are_each_recorded_once() {
     let app = App::open().await;
-    let client = app.client().await;
-    let body = Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 50));
-    client
-        .invoke_model()
-        .model_id("anthropic.claude-v2:1")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
-    client
-        .invoke_model()
-        .model_id("anthropic.claude-v2")
-        .body(Blob::new(&b"{}"[..]))
-        .send()
-        .await
-        .unwrap_err();
-    let mut stream = client
-        .invoke_model_with_response_stream()
-        .model_id("anthropic.claude-v2")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .body;
+    let body = claude_body("\n\nHuman: Hi\n\nAssistant:", 50);
+    app.invoke("anthropic.claude-v2:1", &body).await.unwrap();
+    app.invoke("anthropic.claude-v2", b"{}").await.unwrap_err();
+    let mut stream = app.stream("anthropic.claude-v2", &body).await;
     while let Some(ResponseStream::Chunk(_)) = stream.recv().await.unwrap() {}
     let records = app.ledger(3).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -66,14 +46,12 @@ async fn successes_errors_and_streams_are_each_recorded_once() {
 #[tokio::test]
 async fn refusals_before_the_model_are_recorded_under_the_identifier() {
     let app = App::open().await;
-    let client = app.client().await;
-    client
-        .invoke_model()
-        .model_id("no.such-model")
-        .body(Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 5)))
-        .send()
-        .await
-        .unwrap_err();
+    app.invoke(
+        "no.such-model",
+        &claude_body("\n\nHuman: Hi\n\nAssistant:", 5),
+    )
+    .await
+    .unwrap_err();
     let record = &app.ledger(1).await[0];
     assert_eq!(
         (
@@ -117,20 +95,16 @@ async fn a_client_gone_before_the_answer_is_recorded() {
 async fn a_stream_cut_short_records_what_was_sent() {
     let engine = FakeEngine::scripted("fake", |_| Reply::Stall("one two three ".into()));
     let app = App::start(engine, AccessMode::Open).await;
-    let client = app.client().await;
-    let mut stream = client
-        .invoke_model_with_response_stream()
-        .model_id("anthropic.claude-v2")
-        .body(Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 50)))
-        .send()
-        .await
-        .unwrap()
-        .body;
+    let mut stream = app
+        .stream(
+            "anthropic.claude-v2",
+            &claude_body("\n\nHuman: Hi\n\nAssistant:", 50),
+        )
+        .await;
     for _ in 0..3 {
         stream.recv().await.unwrap().unwrap();
     }
     drop(stream);
-    drop(client);
     let record = &app.ledger(1).await[0];
     assert_eq!(
         (
@@ -151,15 +125,7 @@ async fn the_answer_is_the_scripted_one() {
         .await
         .converse()
         .model_id("amazon.nova-micro-v1:0")
-        .messages(
-            aws_sdk_bedrockruntime::types::Message::builder()
-                .role(aws_sdk_bedrockruntime::types::ConversationRole::User)
-                .content(aws_sdk_bedrockruntime::types::ContentBlock::Text(
-                    "Hi".into(),
-                ))
-                .build()
-                .unwrap(),
-        )
+        .messages(user_message("Hi"))
         .send()
         .await
         .unwrap();

@@ -1,28 +1,19 @@
 //! Every runtime operation through the AWS SDK for Rust, answered by the fake engine.
 
-use crate::support::{claude_body, App, REPLY};
-use aws_sdk_bedrockruntime::primitives::Blob;
-use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseStreamOutput, CountTokensInput, Message, ResponseStream,
-};
+use crate::support::{claude_body, user_message, App, REPLY};
+use aws_sdk_bedrockruntime::types::{ConverseStreamOutput, CountTokensInput, ResponseStream};
 use serde_json::Value;
 
 #[tokio::test]
 async fn invoke_model_answers_with_the_family_body_and_counts() {
     let app = App::open().await;
-    let out = app
-        .client()
-        .await
-        .invoke_model()
-        .model_id("anthropic.claude-v2")
-        .body(Blob::new(claude_body(
-            "\n\nHuman: Hi there\n\nAssistant:",
-            50,
-        )))
-        .send()
+    let body = app
+        .invoke(
+            "anthropic.claude-v2",
+            &claude_body("\n\nHuman: Hi there\n\nAssistant:", 50),
+        )
         .await
         .unwrap();
-    let body: Value = serde_json::from_slice(out.body().as_ref()).unwrap();
     assert_eq!(body["completion"], format!(" {REPLY}"));
     assert_eq!(body["stop_reason"], "stop_sequence");
     let request = &app.engine.requests()[0];
@@ -33,16 +24,13 @@ async fn invoke_model_answers_with_the_family_body_and_counts() {
 #[tokio::test]
 async fn max_tokens_cut_the_answer() {
     let app = App::open().await;
-    let out = app
-        .client()
-        .await
-        .invoke_model()
-        .model_id("anthropic.claude-v2")
-        .body(Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 2)))
-        .send()
+    let body = app
+        .invoke(
+            "anthropic.claude-v2",
+            &claude_body("\n\nHuman: Hi\n\nAssistant:", 2),
+        )
         .await
         .unwrap();
-    let body: Value = serde_json::from_slice(out.body().as_ref()).unwrap();
     assert_eq!(body["completion"], " Hello from ");
     assert_eq!(body["stop_reason"], "max_tokens");
 }
@@ -50,16 +38,12 @@ async fn max_tokens_cut_the_answer() {
 #[tokio::test]
 async fn streams_give_the_text_in_chunks_with_metrics_last() {
     let app = App::open().await;
-    let out = app
-        .client()
-        .await
-        .invoke_model_with_response_stream()
-        .model_id("anthropic.claude-v2")
-        .body(Blob::new(claude_body("\n\nHuman: Hi\n\nAssistant:", 50)))
-        .send()
-        .await
-        .unwrap();
-    let mut stream = out.body;
+    let mut stream = app
+        .stream(
+            "anthropic.claude-v2",
+            &claude_body("\n\nHuman: Hi\n\nAssistant:", 50),
+        )
+        .await;
     let (mut text, mut chunks, mut last) = (String::new(), 0, Value::Null);
     while let Some(event) = stream.recv().await.unwrap() {
         if let ResponseStream::Chunk(part) = event {
@@ -77,14 +61,6 @@ async fn streams_give_the_text_in_chunks_with_metrics_last() {
     assert!(chunks >= 5, "one chunk per token, got {chunks}");
     let metrics = &last["amazon-bedrock-invocationMetrics"];
     assert_eq!(metrics["outputTokenCount"], 5);
-}
-
-fn user_message(text: &str) -> Message {
-    Message::builder()
-        .role(ConversationRole::User)
-        .content(ContentBlock::Text(text.into()))
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -149,7 +125,6 @@ async fn count_tokens_counts_as_the_engine_does() {
 #[tokio::test]
 async fn embeddings_have_the_length_each_id_returns() {
     let app = App::open().await;
-    let client = app.client().await;
     for (model, body, len) in [
         (
             "amazon.titan-embed-text-v1",
@@ -162,14 +137,7 @@ async fn embeddings_have_the_length_each_id_returns() {
             256,
         ),
     ] {
-        let out = client
-            .invoke_model()
-            .model_id(model)
-            .body(Blob::new(body))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(out.body().as_ref()).unwrap();
+        let body = app.invoke(model, body.as_bytes()).await.unwrap();
         assert_eq!(body["embedding"].as_array().unwrap().len(), len, "{model}");
         assert_eq!(body["inputTextTokenCount"], 3);
     }

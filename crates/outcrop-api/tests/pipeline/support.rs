@@ -1,6 +1,7 @@
 //! One in-process server per test: the router over a temporary store and fake engines.
 
 use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_sdk_bedrockruntime::Client;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
@@ -212,6 +213,60 @@ impl App {
         }
         panic!("the ledger never held {n} records");
     }
+}
+
+impl App {
+    /// InvokeModel through the SDK with the development key: the body as JSON (or text), or
+    /// the error's (code, message).
+    pub async fn invoke(
+        &self,
+        model: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, (String, String)> {
+        let out = self
+            .client()
+            .await
+            .invoke_model()
+            .model_id(model)
+            .body(Blob::new(body))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(
+            serde_json::from_slice(out.body().as_ref()).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(out.body().as_ref()).into())
+            }),
+        )
+    }
+
+    /// InvokeModelWithResponseStream through the SDK, once the stream is open.
+    pub async fn stream(&self, model: &str, body: &[u8]) -> ChunkStream {
+        self.client()
+            .await
+            .invoke_model_with_response_stream()
+            .model_id(model)
+            .body(Blob::new(body))
+            .send()
+            .await
+            .unwrap()
+            .body
+    }
+}
+
+/// The events of an InvokeModelWithResponseStream answer.
+pub type ChunkStream = aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<
+    aws_sdk_bedrockruntime::types::ResponseStream,
+    aws_sdk_bedrockruntime::types::error::ResponseStreamError,
+>;
+
+/// A Converse user message of one text block.
+pub fn user_message(text: &str) -> aws_sdk_bedrockruntime::types::Message {
+    use aws_sdk_bedrockruntime::types::{ContentBlock, ConversationRole, Message};
+    Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text(text.into()))
+        .build()
+        .unwrap()
 }
 
 /// A Claude text-completion body.

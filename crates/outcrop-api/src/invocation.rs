@@ -1,0 +1,122 @@
+//! A runtime call's body, parsed once (after its model is resolved) into what the operation
+//! runs. Quota admission reserves the input plus the maximum output it really asks for, the
+//! family's own default when the body names none.
+
+use crate::converse::{self, ConverseRequest};
+use crate::embeddings::{self, EmbedFormat, Job};
+use crate::families::{self, Chunker};
+use crate::invoke::{self, Invocable, Prepared};
+use crate::operation::Operation;
+use crate::stream::{single_request, UNSUPPORTED_FOR_STREAMING};
+use crate::{ApiError, ApiState};
+use outcrop_engine::Engine;
+use outcrop_models::CatalogEntry;
+use outcrop_service::Resolved;
+use outcrop_types::{GenerationRequest, Prompt};
+
+/// The input a call reserves at quota admission: its body at four bytes a token (the model's
+/// tokenizer has not seen it yet; the reservation is settled to the real count at the end).
+pub(crate) fn input_estimate(body: &[u8]) -> u64 {
+    body.len() as u64 / 4
+}
+
+/// What a runtime operation runs, validated.
+pub(crate) enum Invocation<'s> {
+    /// InvokeModel on a text model.
+    Generate(Prepared<'s>),
+    /// InvokeModel on an embedding model.
+    Embed {
+        entry: &'s CatalogEntry,
+        format: EmbedFormat,
+        job: Job,
+    },
+    /// InvokeModelWithResponseStream: one generation, and the family's chunks.
+    Stream {
+        engine: &'s dyn Engine,
+        request: GenerationRequest,
+        chunker: Box<dyn Chunker>,
+    },
+    /// Converse or ConverseStream.
+    Converse {
+        model: Invocable<'s>,
+        request: ConverseRequest,
+    },
+    /// CountTokens: the prompt as a generation would render it.
+    Count {
+        engine: &'s dyn Engine,
+        prompt: Prompt,
+    },
+}
+
+impl Invocation<'_> {
+    /// The most tokens the call may generate.
+    pub fn max_output_tokens(&self) -> u64 {
+        match self {
+            Invocation::Generate(p) => p
+                .parsed
+                .requests
+                .iter()
+                .map(|r| u64::from(r.max_tokens))
+                .sum(),
+            Invocation::Stream { request, .. } => u64::from(request.max_tokens),
+            Invocation::Converse { request, .. } => u64::from(request.request.max_tokens),
+            Invocation::Embed { .. } | Invocation::Count { .. } => 0,
+        }
+    }
+}
+
+/// Parses `body` for `operation` on the resolved model, with every check the operation makes
+/// before it runs, in Bedrock's order.
+pub(crate) fn parse<'s>(
+    state: &'s ApiState,
+    operation: &Operation,
+    resolved: Resolved<'s>,
+    body: &[u8],
+) -> Result<Invocation<'s>, ApiError> {
+    let entry = resolved.entry;
+    match operation {
+        Operation::InvokeModel { .. } => match EmbedFormat::from_format(&entry.format) {
+            Some(format) => Ok(Invocation::Embed {
+                entry,
+                format,
+                job: embeddings::parse(format, body)?,
+            }),
+            None => Ok(Invocation::Generate(invoke::prepare(
+                state, resolved, body,
+            )?)),
+        },
+        Operation::InvokeModelWithResponseStream { .. } => {
+            if !entry.streaming {
+                return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
+            }
+            let prepared = invoke::prepare(state, resolved, body)?;
+            let chunker = families::chunker(&prepared.parsed, &prepared.model_id)
+                .ok_or_else(|| ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()))?;
+            Ok(Invocation::Stream {
+                engine: prepared.engine,
+                request: single_request(prepared.parsed)?,
+                chunker,
+            })
+        }
+        Operation::Converse { .. } | Operation::ConverseStream { .. } => {
+            let model = invoke::invocable(state, resolved)?;
+            if matches!(operation, Operation::ConverseStream { .. }) && !entry.streaming {
+                return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
+            }
+            let request = converse::parse(model.entry, body)?;
+            Ok(Invocation::Converse { model, request })
+        }
+        Operation::CountTokens { .. } => {
+            let model = invoke::invocable(state, resolved)?;
+            let prompt = converse::count_input(state, model.entry, body)?;
+            Ok(Invocation::Count {
+                engine: model.engine,
+                prompt,
+            })
+        }
+        other => {
+            tracing::error!(operation = other.name(), "not a runtime operation");
+            Err(ApiError::Internal)
+        }
+    }
+}
