@@ -16,17 +16,17 @@ fn requirement(
     let everything = || vec!["*".to_owned()];
     Some(match op {
         // Converse needs the same permissions as InvokeModel, as on AWS.
-        Operation::InvokeModel { model_id } | Operation::Converse { model_id } => {
-            ("bedrock:InvokeModel", model_arns(model_id)?)
+        Operation::InvokeModel { identifier } | Operation::Converse { identifier } => {
+            ("bedrock:InvokeModel", model_arns(identifier)?)
         }
-        Operation::InvokeModelWithResponseStream { model_id }
-        | Operation::ConverseStream { model_id } => (
+        Operation::InvokeModelWithResponseStream { identifier }
+        | Operation::ConverseStream { identifier } => (
             "bedrock:InvokeModelWithResponseStream",
-            model_arns(model_id)?,
+            model_arns(identifier)?,
         ),
-        Operation::CountTokens { model_id } => ("bedrock:CountTokens", model_arns(model_id)?),
-        Operation::GetFoundationModel { model_identifier } => {
-            ("bedrock:GetFoundationModel", model_arns(model_identifier)?)
+        Operation::CountTokens { identifier } => ("bedrock:CountTokens", model_arns(identifier)?),
+        Operation::GetFoundationModel { identifier } => {
+            ("bedrock:GetFoundationModel", model_arns(identifier)?)
         }
         Operation::ListFoundationModels => ("bedrock:ListFoundationModels", everything()),
         Operation::GetFoundationModelAvailability { .. } => {
@@ -68,7 +68,7 @@ pub async fn authorize(
     op: &Operation,
 ) -> Result<(), ApiError> {
     let identifier = match op {
-        Operation::GetFoundationModel { model_identifier } => Some(model_identifier.as_str()),
+        Operation::GetFoundationModel { identifier } => Some(identifier.as_str()),
         other => other.runtime_model(),
     };
     let resolved = identifier.and_then(|id| state.resolve(id).ok());

@@ -318,11 +318,11 @@ async fn control_plane(
 ) -> Result<Response, ApiError> {
     let principal = principal.clone();
     match operation {
-        Operation::GetFoundationModelAvailability { model_id } => {
-            control::access::availability(state, &principal, &model_id).await
+        Operation::GetFoundationModelAvailability { identifier } => {
+            control::access::availability(state, &principal, &identifier).await
         }
-        Operation::ListFoundationModelAgreementOffers { model_id } => {
-            control::access::offers(state, &model_id)
+        Operation::ListFoundationModelAgreementOffers { identifier } => {
+            control::access::offers(state, &identifier)
         }
         Operation::CreateFoundationModelAgreement => {
             control::access::create_agreement(state, &principal, body).await
@@ -339,8 +339,8 @@ async fn control_plane(
         Operation::ListFoundationModels => {
             control::list_foundation_models(state, &principal, query)
         }
-        Operation::GetFoundationModel { model_identifier } => {
-            control::get_foundation_model(state, &principal, &model_identifier)
+        Operation::GetFoundationModel { identifier } => {
+            control::get_foundation_model(state, &principal, &identifier)
         }
         Operation::PutModelInvocationLoggingConfiguration => {
             control::logging::put_config(state, &principal, body).await
@@ -355,9 +355,9 @@ async fn control_plane(
         Operation::ListInferenceProfiles => {
             control::list_inference_profiles(state, &principal, query)
         }
-        Operation::GetInferenceProfile {
-            inference_profile_identifier,
-        } => control::get_inference_profile(state, &principal, &inference_profile_identifier),
+        Operation::GetInferenceProfile { identifier } => {
+            control::get_inference_profile(state, &principal, &identifier)
+        }
         other => {
             tracing::error!(operation = other.name(), "not a control-plane operation");
             Err(ApiError::Internal)

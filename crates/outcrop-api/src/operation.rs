@@ -8,23 +8,25 @@ use percent_encoding::percent_decode_str;
 /// Builds an operation from a decoded path parameter.
 type MakeOperation = fn(String) -> Operation;
 
-/// A recognised operation and its path parameters, decoded.
+/// A recognised operation and its path parameters, decoded. `identifier` is a model or
+/// profile identifier as the client sent it (plain id, versioned id or ARN); the catalog id it
+/// resolves to is a `model_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     InvokeModel {
-        model_id: String,
+        identifier: String,
     },
     InvokeModelWithResponseStream {
-        model_id: String,
+        identifier: String,
     },
     Converse {
-        model_id: String,
+        identifier: String,
     },
     ConverseStream {
-        model_id: String,
+        identifier: String,
     },
     CountTokens {
-        model_id: String,
+        identifier: String,
     },
     PutModelInvocationLoggingConfiguration,
     GetModelInvocationLoggingConfiguration,
@@ -33,18 +35,18 @@ pub enum Operation {
     GetUsageReport,
     ListInferenceProfiles,
     GetInferenceProfile {
-        inference_profile_identifier: String,
+        identifier: String,
     },
     /// Control plane: the catalog (filters come from the query string).
     ListFoundationModels,
     GetFoundationModel {
-        model_identifier: String,
+        identifier: String,
     },
     GetFoundationModelAvailability {
-        model_id: String,
+        identifier: String,
     },
     ListFoundationModelAgreementOffers {
-        model_id: String,
+        identifier: String,
     },
     CreateFoundationModelAgreement,
     DeleteFoundationModelAgreement,
@@ -89,11 +91,11 @@ impl Operation {
     /// The model identifier of a runtime operation (those the usage ledger records).
     pub fn runtime_model(&self) -> Option<&str> {
         match self {
-            Operation::InvokeModel { model_id }
-            | Operation::InvokeModelWithResponseStream { model_id }
-            | Operation::Converse { model_id }
-            | Operation::ConverseStream { model_id }
-            | Operation::CountTokens { model_id } => Some(model_id),
+            Operation::InvokeModel { identifier }
+            | Operation::InvokeModelWithResponseStream { identifier }
+            | Operation::Converse { identifier }
+            | Operation::ConverseStream { identifier }
+            | Operation::CountTokens { identifier } => Some(identifier),
             _ => None,
         }
     }
@@ -140,19 +142,17 @@ impl Operation {
         };
         // GET /{prefix}{model}: the control-plane reads of one model.
         let model_routes: [(&str, MakeOperation); 4] = [
-            ("/inference-profiles/", |inference_profile_identifier| {
-                Operation::GetInferenceProfile {
-                    inference_profile_identifier,
-                }
+            ("/inference-profiles/", |identifier| {
+                Operation::GetInferenceProfile { identifier }
             }),
-            ("/foundation-models/", |model_identifier| {
-                Operation::GetFoundationModel { model_identifier }
+            ("/foundation-models/", |identifier| {
+                Operation::GetFoundationModel { identifier }
             }),
-            ("/foundation-model-availability/", |model_id| {
-                Operation::GetFoundationModelAvailability { model_id }
+            ("/foundation-model-availability/", |identifier| {
+                Operation::GetFoundationModelAvailability { identifier }
             }),
-            ("/list-foundation-model-agreement-offers/", |model_id| {
-                Operation::ListFoundationModelAgreementOffers { model_id }
+            ("/list-foundation-model-agreement-offers/", |identifier| {
+                Operation::ListFoundationModelAgreementOffers { identifier }
             }),
         ];
         for (prefix, make) in model_routes {
@@ -170,15 +170,15 @@ impl Operation {
         if raw_id.is_empty() {
             return Err(unknown());
         }
-        let model_id = decode(raw_id)?;
+        let identifier = decode(raw_id)?;
         match (method, action) {
-            (&Method::POST, "invoke") => Ok(Operation::InvokeModel { model_id }),
+            (&Method::POST, "invoke") => Ok(Operation::InvokeModel { identifier }),
             (&Method::POST, "invoke-with-response-stream") => {
-                Ok(Operation::InvokeModelWithResponseStream { model_id })
+                Ok(Operation::InvokeModelWithResponseStream { identifier })
             }
-            (&Method::POST, "converse") => Ok(Operation::Converse { model_id }),
-            (&Method::POST, "converse-stream") => Ok(Operation::ConverseStream { model_id }),
-            (&Method::POST, "count-tokens") => Ok(Operation::CountTokens { model_id }),
+            (&Method::POST, "converse") => Ok(Operation::Converse { identifier }),
+            (&Method::POST, "converse-stream") => Ok(Operation::ConverseStream { identifier }),
+            (&Method::POST, "count-tokens") => Ok(Operation::CountTokens { identifier }),
             _ => Err(unknown()),
         }
     }
@@ -190,7 +190,7 @@ mod tests {
 
     fn invoke(id: &str) -> Operation {
         Operation::InvokeModel {
-            model_id: id.into(),
+            identifier: id.into(),
         }
     }
 
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(
             Operation::parse(&Method::GET, "/foundation-models/arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fanthropic.claude-v2").unwrap(),
             Operation::GetFoundationModel {
-                model_identifier: "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2".into()
+                identifier: "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2".into()
             }
         );
         assert!(Operation::parse(&Method::POST, "/foundation-models").is_err());
@@ -244,7 +244,7 @@ mod tests {
             )
             .unwrap(),
             Operation::InvokeModelWithResponseStream {
-                model_id: "anthropic.claude-v2:1".into()
+                identifier: "anthropic.claude-v2:1".into()
             }
         );
     }
@@ -258,13 +258,13 @@ mod tests {
             )
             .unwrap(),
             Operation::ConverseStream {
-                model_id: "us.amazon.nova-pro-v1:0".into()
+                identifier: "us.amazon.nova-pro-v1:0".into()
             }
         );
         assert_eq!(
             Operation::parse(&Method::POST, "/model/m/count-tokens").unwrap(),
             Operation::CountTokens {
-                model_id: "m".into()
+                identifier: "m".into()
             }
         );
         assert_eq!(
@@ -274,7 +274,7 @@ mod tests {
             )
             .unwrap(),
             Operation::GetInferenceProfile {
-                inference_profile_identifier: "us.anthropic.claude-3-haiku-20240307-v1:0".into()
+                identifier: "us.anthropic.claude-3-haiku-20240307-v1:0".into()
             }
         );
         assert_eq!(

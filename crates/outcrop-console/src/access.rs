@@ -25,7 +25,7 @@ pub async fn access(
     Query(saved): Query<Saved>,
 ) -> Response {
     let op = Operation::GetFoundationModelAvailability {
-        model_id: String::new(),
+        identifier: String::new(),
     };
     if let Err(r) = authorize(&c, &signed, &op).await {
         return r;

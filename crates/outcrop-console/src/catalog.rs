@@ -101,7 +101,7 @@ pub async fn models(
 /// GET /console/models/{modelId}
 pub async fn model(State(c): State<Console>, signed: Signed, Path(id): Path<String>) -> Response {
     let op = Operation::GetFoundationModel {
-        model_identifier: id.clone(),
+        identifier: id.clone(),
     };
     if let Err(r) = authorize(&c, &signed, &op).await {
         return r;

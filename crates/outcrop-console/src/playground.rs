@@ -80,7 +80,7 @@ pub async fn page(State(c): State<Console>, signed: Signed, Query(pick): Query<P
 pub async fn run(
     State(c): State<Console>,
     signed: Signed,
-    Path((operation, model_id)): Path<(String, String)>,
+    Path((operation, identifier)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -89,10 +89,10 @@ pub async fn run(
         return r;
     }
     let op = match operation.as_str() {
-        "converse" => Operation::Converse { model_id },
-        "converse-stream" => Operation::ConverseStream { model_id },
-        "invoke" => Operation::InvokeModel { model_id },
-        "invoke-with-response-stream" => Operation::InvokeModelWithResponseStream { model_id },
+        "converse" => Operation::Converse { identifier },
+        "converse-stream" => Operation::ConverseStream { identifier },
+        "invoke" => Operation::InvokeModel { identifier },
+        "invoke-with-response-stream" => Operation::InvokeModelWithResponseStream { identifier },
         _ => return (StatusCode::NOT_FOUND, "No such playground operation.").into_response(),
     };
     outcrop_api::call(&c.api, &signed.principal(), op, "", &body).await
