@@ -184,15 +184,14 @@ pub async fn authorize(c: &Console, signed: &Signed, op: &Operation) -> Result<(
     }
 }
 
-/// Runs an API operation through the API's own pipeline; its status and JSON body.
-pub async fn call(c: &Console, signed: &Signed, op: Operation, body: &[u8]) -> (StatusCode, Value) {
-    let response = outcrop_api::call(&c.api, &signed.principal(), op, "", body).await;
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+/// Checks that the principal may perform `action` on every resource (`*`), as the API
+/// would for the operation of that name.
+pub async fn authorize_action(c: &Console, signed: &Signed, action: &str) -> Result<(), Response> {
+    let everything = ["*".to_owned()];
+    match outcrop_service::iam::authorize_action(&c.api, &signed.principal(), action, &everything)
         .await
-        .unwrap_or_default();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(refused(c, signed, &e).await),
+    }
 }

@@ -1,37 +1,25 @@
 //! Settings: quotas per model (limits in force and this account's use now; an operator may
 //! change them) and the model invocation logging configuration, read and written through the
-//! Bedrock operations themselves (Get/Put/DeleteModelInvocationLoggingConfiguration).
+//! service as Get/Put/DeleteModelInvocationLoggingConfiguration are, with the same IAM actions.
 
-use crate::page::{authorize, call, field, frame, refused, render, Signed, SignedForm};
+use crate::page::{authorize_action, field, frame, refused, render, Signed, SignedForm};
 use crate::Console;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use outcrop_api::Operation;
-use outcrop_service::{ApiError, Limits};
+use outcrop_service::{logging, ApiError, Limits};
 use serde_json::{json, Value};
 
 async fn show(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
-    if let Err(r) = authorize(
-        c,
-        signed,
-        &Operation::GetModelInvocationLoggingConfiguration,
-    )
-    .await
+    if let Err(r) =
+        authorize_action(c, signed, "bedrock:GetModelInvocationLoggingConfiguration").await
     {
         return r;
     }
-    let (got, logging) = call(
-        c,
-        signed,
-        Operation::GetModelInvocationLoggingConfiguration,
-        b"",
-    )
-    .await;
-    if !got.is_success() {
-        let message = logging["message"].as_str().unwrap_or("Try again later.");
-        return (got, message.to_owned()).into_response();
-    }
+    let logging = match logging::get_config(&c.api, &signed.principal()).await {
+        Ok(config) => config.unwrap_or(Value::Null),
+        Err(e) => return refused(c, signed, &e).await,
+    };
     let quotas: Vec<Value> = c
         .api
         .catalog
@@ -52,7 +40,7 @@ async fn show(c: &Console, signed: &Signed, status: StatusCode, error: Option<St
         Ok(ctx) => ctx,
         Err(r) => return r,
     };
-    let cfg = &logging["loggingConfig"];
+    let cfg = &logging;
     ctx["logging"] = json!({
         "enabled": cfg.is_object(),
         "bucket": cfg["s3Config"]["bucketName"], "prefix": cfg["s3Config"]["keyPrefix"],
@@ -76,12 +64,28 @@ pub async fn save_logging(
     SignedForm { signed, fields: f }: SignedForm,
 ) -> Response {
     let text = |k: &str| field(&f, k).map(str::trim).filter(|v| !v.is_empty());
-    let (op, body) = if field(&f, "action") == Some("delete") {
-        (
-            Operation::DeleteModelInvocationLoggingConfiguration,
-            Value::Null,
+    let p = signed.principal();
+    let result = if field(&f, "action") == Some("delete") {
+        if let Err(r) = authorize_action(
+            &c,
+            &signed,
+            "bedrock:DeleteModelInvocationLoggingConfiguration",
         )
+        .await
+        {
+            return r;
+        }
+        logging::delete_config(&c.api, &p).await
     } else {
+        if let Err(r) = authorize_action(
+            &c,
+            &signed,
+            "bedrock:PutModelInvocationLoggingConfiguration",
+        )
+        .await
+        {
+            return r;
+        }
         let mut cfg = json!({
             "textDataDeliveryEnabled": field(&f, "text").is_some(),
             "embeddingDataDeliveryEnabled": field(&f, "embedding").is_some(),
@@ -98,24 +102,17 @@ pub async fn save_logging(
             });
             cfg["cloudWatchConfig"] = json!({ "logGroupName": group, "roleArn": role });
         }
-        (
-            Operation::PutModelInvocationLoggingConfiguration,
-            json!({ "loggingConfig": cfg }),
-        )
+        logging::put_config(&c.api, &p, &cfg).await
     };
-    let body = if body.is_null() {
-        Vec::new()
-    } else {
-        body.to_string().into_bytes()
-    };
-    let (status, answer) = call(&c, &signed, op, &body).await;
-    if status.is_success() {
-        return Redirect::to("/console/settings").into_response();
+    match result {
+        Ok(()) => Redirect::to("/console/settings").into_response(),
+        Err(e) => {
+            let outcrop_api::error::Wire {
+                status, message, ..
+            } = outcrop_api::error::wire(&e);
+            show(&c, &signed, status, Some(message)).await
+        }
     }
-    let message = answer["message"]
-        .as_str()
-        .unwrap_or("The configuration was not saved.");
-    show(&c, &signed, status, Some(message.to_owned())).await
 }
 
 /// A limit field: blank keeps `current`, `unlimited` lifts the limit, else a whole number.

@@ -1,13 +1,12 @@
 //! Usage and cost: totals, a cost-per-day and a cost-per-model chart (server-rendered SVG),
 //! tables by model and by day, CSV download; read from the same ledger as `outcrop usage`.
 
-use crate::page::{authorize, frame, render, unavailable, Signed};
+use crate::page::{frame, refused, render, unavailable, Signed};
 use crate::Console;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use outcrop_api::Operation;
-use outcrop_store::{GroupBy, Report, Totals};
+use outcrop_service::usage::{summarize, GroupBy, Report, Totals, UsageRecord};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -53,20 +52,22 @@ async fn records(
     c: &Console,
     signed: &Signed,
     period: &Period,
-) -> Result<Vec<outcrop_store::UsageRecord>, Response> {
-    authorize(c, signed, &Operation::GetUsageReport).await?;
-    c.api
-        .store
-        .usage_records(
-            Some(&signed.s.account_id),
-            day_bound(&period.since).as_deref(),
-            day_bound(&period.until).as_deref(),
-        )
-        .await
-        .map_err(|e| {
+) -> Result<Vec<UsageRecord>, Response> {
+    let records = outcrop_service::usage::records(
+        &c.api,
+        &signed.principal(),
+        day_bound(&period.since).as_deref(),
+        day_bound(&period.until).as_deref(),
+    )
+    .await;
+    match records {
+        Ok(records) => Ok(records),
+        Err(e @ outcrop_service::ApiError::AccessDenied(_)) => Err(refused(c, signed, &e).await),
+        Err(e) => {
             tracing::error!(error = %e, "console could not read the ledger");
-            unavailable()
-        })
+            Err(unavailable())
+        }
+    }
 }
 
 /// Horizontal bars of a report's metric, as widths in percent of the largest.
@@ -106,8 +107,8 @@ pub async fn usage(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let by_model = outcrop_store::report(&records, GroupBy::Model);
-    let by_day = outcrop_store::report(&records, GroupBy::Day);
+    let by_model = summarize(&records, GroupBy::Model);
+    let by_day = summarize(&records, GroupBy::Day);
     let mut ctx = match frame(&c, &signed, "Usage and cost", "usage").await {
         Ok(ctx) => ctx,
         Err(r) => return r,
@@ -143,7 +144,7 @@ pub async fn usage_csv(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let csv = outcrop_store::report(&records, GroupBy::Model).to_csv(GroupBy::Model);
+    let csv = summarize(&records, GroupBy::Model).to_csv(GroupBy::Model);
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -12,10 +12,14 @@ use serde_json::json;
 
 async fn list(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
     let p = signed.principal();
-    let (users, keys) = match tokio::try_join!(
-        identities::list_users(&c.api, &p),
-        identities::list_access_keys(&c.api, &p)
-    ) {
+    // Users first: a principal without iam:ListUsers is told about that action.
+    let listed = match identities::list_users(&c.api, &p).await {
+        Ok(users) => identities::list_access_keys(&c.api, &p)
+            .await
+            .map(|keys| (users, keys)),
+        Err(e) => Err(e),
+    };
+    let (users, keys) = match listed {
         Ok(both) => both,
         Err(e @ outcrop_service::ApiError::AccessDenied(_)) => return refused(c, signed, &e).await,
         Err(_) => return unavailable(),
