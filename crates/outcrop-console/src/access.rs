@@ -3,12 +3,13 @@
 //! (`agree`, `submit_use_case`), authorized as the matching Bedrock operations.
 
 use crate::catalog::status_text;
-use crate::page::{authorize, field, frame, refused, render, unavailable, Signed, SignedForm};
+use crate::page::{
+    authorize_action, field, frame, refused, render, unavailable, Signed, SignedForm,
+};
 use crate::Console;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use outcrop_api::Operation;
 use outcrop_service::{AccessStatus, AccountAccess};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,10 +25,7 @@ pub async fn access(
     signed: Signed,
     Query(saved): Query<Saved>,
 ) -> Response {
-    let op = Operation::GetFoundationModelAvailability {
-        identifier: String::new(),
-    };
-    if let Err(r) = authorize(&c, &signed, &op).await {
+    if let Err(r) = authorize_action(&c, &signed, "bedrock:GetFoundationModelAvailability").await {
         return r;
     }
     let Ok(access) = AccountAccess::load(
@@ -78,7 +76,7 @@ pub async fn save_access(
     State(c): State<Console>,
     SignedForm { signed, fields }: SignedForm,
 ) -> Response {
-    if let Err(r) = authorize(&c, &signed, &Operation::CreateFoundationModelAgreement).await {
+    if let Err(r) = authorize_action(&c, &signed, "bedrock:CreateFoundationModelAgreement").await {
         return r;
     }
     let field = |k: &str| field(&fields, k);
@@ -123,7 +121,7 @@ pub async fn save_access(
             )
             .await;
         }
-        if let Err(r) = authorize(&c, &signed, &Operation::PutUseCaseForModelAccess).await {
+        if let Err(r) = authorize_action(&c, &signed, "bedrock:PutUseCaseForModelAccess").await {
             return r;
         }
         if let Err(e) =

@@ -1,12 +1,11 @@
 //! The model catalog (filters by provider and output modality) and a model's detail page.
 //! Models whose `bedrock:GetFoundationModel` the principal's policies deny are not listed.
 
-use crate::page::{authorize, frame, permissions, refused, render, unavailable, Signed};
+use crate::page::{authorize_action, frame, permissions, refused, render, unavailable, Signed};
 use crate::Console;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use outcrop_api::Operation;
 use outcrop_models::CatalogEntry;
 use outcrop_service::{AccessStatus, AccountAccess};
 use serde::Deserialize;
@@ -55,7 +54,7 @@ pub async fn models(
     signed: Signed,
     Query(filter): Query<ModelFilter>,
 ) -> Response {
-    if let Err(r) = authorize(&c, &signed, &Operation::ListFoundationModels).await {
+    if let Err(r) = authorize_action(&c, &signed, "bedrock:ListFoundationModels").await {
         return r;
     }
     let (access, perms) = match (
@@ -100,11 +99,17 @@ pub async fn models(
 
 /// GET /console/models/{modelId}
 pub async fn model(State(c): State<Console>, signed: Signed, Path(id): Path<String>) -> Response {
-    let op = Operation::GetFoundationModel {
-        identifier: id.clone(),
+    // As GetFoundationModel: the model's ARN (an unknown id is refused below, after IAM).
+    let p = signed.principal();
+    let resources = match c.api.resolve(&id) {
+        Ok(resolved) => outcrop_service::iam::model_arns(&resolved, &p),
+        Err(_) => Vec::new(),
     };
-    if let Err(r) = authorize(&c, &signed, &op).await {
-        return r;
+    if let Err(e) =
+        outcrop_service::iam::authorize_action(&c.api, &p, "bedrock:GetFoundationModel", &resources)
+            .await
+    {
+        return refused(&c, &signed, &e).await;
     }
     let Some(e) = c.api.catalog.get(&id) else {
         let e = outcrop_service::ApiError::ResourceNotFound(format!(

@@ -8,7 +8,6 @@ use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use outcrop_api::Operation;
 use outcrop_service::{ApiError, Permissions, Principal};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -174,14 +173,6 @@ pub async fn refused(c: &Console, signed: &Signed, e: &ApiError) -> Response {
     ctx["code"] = json!(code);
     ctx["message"] = json!(message);
     render(c, status, "refused.html", ctx)
-}
-
-/// Checks that the principal may run `op`, as the API would before running it.
-pub async fn authorize(c: &Console, signed: &Signed, op: &Operation) -> Result<(), Response> {
-    match outcrop_api::authorize(&c.api, &signed.principal(), op).await {
-        Ok(()) => Ok(()),
-        Err(e) => Err(refused(c, signed, &e).await),
-    }
 }
 
 /// Checks that the principal may perform `action` on every resource (`*`), as the API
