@@ -157,6 +157,12 @@ pub async fn permissions(c: &Console, signed: &Signed) -> Result<Permissions, Re
         .map_err(|_| unavailable())
 }
 
+/// An error's HTTP status and message, as the API answers it.
+pub fn explained(e: &ApiError) -> (StatusCode, String) {
+    let wire = outcrop_api::error::wire(e);
+    (wire.status, wire.message)
+}
+
 /// The page shown for an error of the service layer: its status and its message (the same
 /// text the API gives).
 pub async fn refused(c: &Console, signed: &Signed, e: &ApiError) -> Response {

@@ -2,7 +2,7 @@
 //! change them) and the model invocation logging configuration, read and written through the
 //! service as Get/Put/DeleteModelInvocationLoggingConfiguration are, with the same IAM actions.
 
-use crate::page::{authorize_action, field, frame, refused, render, Signed, SignedForm};
+use crate::page::{authorize_action, explained, field, frame, refused, render, Signed, SignedForm};
 use crate::Console;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -107,9 +107,7 @@ pub async fn save_logging(
     match result {
         Ok(()) => Redirect::to("/console/settings").into_response(),
         Err(e) => {
-            let outcrop_api::error::Wire {
-                status, message, ..
-            } = outcrop_api::error::wire(&e);
+            let (status, message) = explained(&e);
             show(&c, &signed, status, Some(message)).await
         }
     }
@@ -158,9 +156,7 @@ pub async fn save_quota(
         Ok(()) => Redirect::to("/console/settings").into_response(),
         Err(e @ ApiError::AccessDenied(_)) => refused(&c, &signed, &e).await,
         Err(e) => {
-            let outcrop_api::error::Wire {
-                status, message, ..
-            } = outcrop_api::error::wire(&e);
+            let (status, message) = explained(&e);
             show(&c, &signed, status, Some(message)).await
         }
     }

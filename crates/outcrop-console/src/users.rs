@@ -2,7 +2,7 @@
 //! (the secret is shown once), delete either, attach a policy. Every action goes through
 //! `outcrop_service::identities`, authorized with IAM's action names.
 
-use crate::page::{field, frame, refused, render, unavailable, Signed, SignedForm};
+use crate::page::{explained, field, frame, refused, render, unavailable, Signed, SignedForm};
 use crate::Console;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -68,9 +68,7 @@ async fn done(
     match result {
         Ok(()) => Redirect::to("/console/users").into_response(),
         Err(e) => {
-            let outcrop_api::error::Wire {
-                status, message, ..
-            } = outcrop_api::error::wire(&e);
+            let (status, message) = explained(&e);
             list(c, signed, status, Some(message)).await
         }
     }
