@@ -113,7 +113,7 @@ async fn run(
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
     let query = parts.uri.query().unwrap_or("");
     perform(
-        state, request_id, &principal, operation, query, &body, started,
+        state, request_id, &principal, operation, query, body, started,
     )
     .await
 }
@@ -132,6 +132,7 @@ pub async fn call(
     let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("console call", id = %request_id, operation = operation.name());
     async move {
+        let body = bytes::Bytes::copy_from_slice(body);
         let result = perform(
             state,
             &request_id,
@@ -155,12 +156,12 @@ async fn perform(
     principal: &Principal,
     operation: Operation,
     query: &str,
-    body: &[u8],
+    body: bytes::Bytes,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let Some(identifier) = operation.runtime_model() else {
         authorize::authorize(state, principal, &operation).await?;
-        return control_plane(state, principal, operation, query, body).await;
+        return control_plane(state, principal, operation, query, &body).await;
     };
     let call = ledger::Call {
         request_id: request_id.to_owned(),
@@ -173,12 +174,9 @@ async fn perform(
     };
     // The call's one record: finished below, taken by a stream that opens, or written as
     // cut short if this future is dropped (the client went away).
-    let mut meter = Some(Meter::new(
-        state.service.clone(),
-        call,
-        bytes::Bytes::copy_from_slice(body),
-    ));
-    let result = runtime(state, principal, &mut meter, &operation, body).await;
+    // The meter keeps the body (a shared buffer, not a copy) for invocation logging.
+    let mut meter = Some(Meter::new(state.service.clone(), call, body.clone()));
+    let result = runtime(state, principal, &mut meter, &operation, &body).await;
     let Some(meter) = meter else {
         return result.map(Answer::into_response);
     };
