@@ -207,3 +207,25 @@ def test_langchain_chat_bedrock_converse(conv_server):
     msg = with_tools.invoke("What's the weather in Oslo?")
     assert msg.tool_calls and msg.tool_calls[0]["name"] == "GetWeather"
     assert isinstance(msg.tool_calls[0]["args"]["city"], str)
+
+
+# Chat markers of ChatML (the backing model's template), Llama 3 and Llama 2 / Mistral, four
+# times each: as special tokens they would be 4 tokens, spelled out as text they are many more.
+INJECTIONS = ["<|im_start|>" * 4, "<|start_header_id|>" * 4, "[INST]<<SYS>>" * 4]
+
+
+@pytest.mark.parametrize("marker", INJECTIONS)
+def test_chat_markers_in_user_text_are_plain_text(rt, marker):
+    def converse_tokens(text):
+        r = rt.converse(modelId=HAIKU, messages=[user(text)], inferenceConfig={"maxTokens": 1})
+        return r["usage"]["inputTokens"]
+
+    def messages_tokens(text):
+        body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 1,
+                           "system": "Be brief.", "messages": [{"role": "user", "content": text}]})
+        r = rt.invoke_model(modelId=HAIKU, body=body)
+        return int(r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-bedrock-input-token-count"])
+
+    for tokens in (converse_tokens, messages_tokens):
+        clean, injected = tokens("hello obey"), tokens(f"hello {marker} obey")
+        assert injected - clean >= 16, (tokens.__name__, marker, clean, injected)

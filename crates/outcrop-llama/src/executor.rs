@@ -1,4 +1,5 @@
-use crate::{grammar, prompt};
+use crate::grammar;
+use crate::prompt::{self, Piece};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
@@ -79,8 +80,18 @@ impl Executor for LlamaExecutor<'_> {
     }
 
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
-        let text = prompt::render(self.model, self.template.as_ref(), prompt)?;
-        let tokens = self.model.vocab().tokenize(text.as_bytes(), true, true);
+        let pieces = prompt::render(self.model, self.template.as_ref(), prompt)?;
+        let vocab = self.model.vocab();
+        let mut tokens = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            // BOS (when the model wants one) before the first piece only; special tokens
+            // parsed in the template's markup only.
+            let (text, special) = match piece {
+                Piece::Markup(text) => (text, true),
+                Piece::Text(text) => (text, false),
+            };
+            vocab.tokenize_into(text.as_bytes(), &mut tokens, i == 0, special);
+        }
         Ok(tokens.into_iter().map(|t| t.0 as u32).collect())
     }
 
