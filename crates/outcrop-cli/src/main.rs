@@ -56,6 +56,28 @@ struct ServeArgs {
     /// Model cache directory [default: DATA_DIR/models]
     #[arg(long, env = "OUTCROP_MODELS_DIR")]
     models_dir: Option<PathBuf>,
+    /// Serve HTTPS: `self-signed` makes a development CA and certificate under DATA_DIR/tls
+    /// (clients trust it with AWS_CA_BUNDLE=DATA_DIR/tls/ca.pem); `files` uses --tls-cert
+    /// and --tls-key (or [tls] cert and key)
+    #[arg(long, env = "OUTCROP_TLS", value_enum)]
+    tls: Option<TlsMode>,
+    /// PEM certificate chain for HTTPS (leaf first; reloaded on SIGHUP)
+    #[arg(long, env = "OUTCROP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "OUTCROP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS on this address and keep HTTP on --listen [default: HTTPS on --listen]
+    #[arg(long, env = "OUTCROP_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TlsMode {
+    /// A development certificate from a CA kept under DATA_DIR/tls
+    SelfSigned,
+    /// The certificate and key files given
+    Files,
 }
 
 #[derive(Subcommand)]
@@ -169,6 +191,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.models_dir.is_some() {
         config.models_dir = args.models_dir;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        (config.tls.cert, config.tls.key) = (Some(cert), Some(key));
+    }
+    match args.tls {
+        Some(TlsMode::SelfSigned) => {
+            config.tls.self_signed = true;
+            (config.tls.cert, config.tls.key) = (None, None);
+        }
+        Some(TlsMode::Files) if config.tls.cert.is_none() => {
+            anyhow::bail!("--tls files needs --tls-cert and --tls-key (or [tls] cert and key)")
+        }
+        Some(TlsMode::Files) => config.tls.self_signed = false,
+        None => {}
+    }
+    if args.tls_listen.is_some() {
+        config.tls.listen = args.tls_listen;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

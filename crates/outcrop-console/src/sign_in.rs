@@ -6,6 +6,8 @@ use crate::Console;
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
+use outcrop_service::Origin;
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -37,7 +39,13 @@ pub struct SignIn {
     secret_access_key: String,
 }
 
-pub async fn sign_in(State(c): State<Console>, Form(form): Form<SignIn>) -> Response {
+pub async fn sign_in(
+    State(c): State<Console>,
+    origin: Option<Extension<Origin>>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Response {
+    let origin = origin.map(|Extension(o)| o);
     let refused = |c: &Console| {
         render(
             c,
@@ -54,8 +62,7 @@ pub async fn sign_in(State(c): State<Console>, Form(form): Form<SignIn>) -> Resp
             return unavailable();
         }
     };
-    let policy = c.api.auth;
-    if credential.loopback_only && !policy.loopback_only && !policy.allow_dev_key_anywhere {
+    if !c.api.auth.admits(&credential, origin.as_ref(), &headers) {
         return refused(&c);
     }
     let matches: bool = credential
@@ -71,27 +78,46 @@ pub async fn sign_in(State(c): State<Console>, Form(form): Form<SignIn>) -> Resp
         .sessions
         .create(&credential.account_id, &credential.principal_arn);
     tracing::info!(principal = %credential.principal_arn, "console sign-in");
-    redirect_setting_cookie("/console/models", &format!("{COOKIE}={id}"))
+    redirect_setting_cookie(
+        "/console/models",
+        &format!("{COOKIE}={id}"),
+        origin.as_ref(),
+    )
 }
 
-/// A 303 to `location` that sets the session cookie (`value` is `name=value[; attributes]`).
-fn redirect_setting_cookie(location: &str, value: &str) -> Response {
+/// A 303 to `location` that sets the session cookie (`value` is `name=value[; attributes]`),
+/// `Secure` when the request came over TLS.
+fn redirect_setting_cookie(location: &str, value: &str, origin: Option<&Origin>) -> Response {
+    let secure = if origin.is_some_and(|o| o.tls) {
+        "; Secure"
+    } else {
+        ""
+    };
     (
         StatusCode::SEE_OTHER,
         [
             (header::LOCATION, location.to_owned()),
             (
                 header::SET_COOKIE,
-                format!("{value}; HttpOnly; SameSite=Strict; Path=/console"),
+                format!("{value}; HttpOnly; SameSite=Strict; Path=/console{secure}"),
             ),
         ],
     )
         .into_response()
 }
 
-pub async fn sign_out(State(c): State<Console>, SignedForm { signed, .. }: SignedForm) -> Response {
+pub async fn sign_out(
+    State(c): State<Console>,
+    origin: Option<Extension<Origin>>,
+    SignedForm { signed, .. }: SignedForm,
+) -> Response {
     c.sessions.end(&signed.id);
-    redirect_setting_cookie("/console/sign-in", &format!("{COOKIE}=; Max-Age=0"))
+    let origin = origin.map(|Extension(o)| o);
+    redirect_setting_cookie(
+        "/console/sign-in",
+        &format!("{COOKIE}=; Max-Age=0"),
+        origin.as_ref(),
+    )
 }
 
 /// POST /console/region: the region selector (`region`, and `back`, a console path).

@@ -27,6 +27,7 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before running
     /// generations are ended.
     pub shutdown_grace_secs: u64,
+    pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub access: AccessConfig,
     pub validation: ValidationConfig,
@@ -72,9 +73,56 @@ fn smtp_from() -> String {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (with `key`). Reloaded on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`. Reloaded on SIGHUP.
+    pub key: Option<PathBuf>,
+    /// Make a development CA (once) and a server certificate under `<data_dir>/tls/`;
+    /// clients trust it with `AWS_CA_BUNDLE=<data_dir>/tls/ca.pem`.
+    pub self_signed: bool,
+    /// Where HTTPS is served. Unset: on `listen`, in place of HTTP. Set: HTTPS here and
+    /// HTTP on `listen` too.
+    pub listen: Option<SocketAddr>,
+}
+
+impl TlsConfig {
+    /// The certificate source, if TLS is configured at all.
+    pub fn source(&self) -> Result<Option<crate::tls::Source>, String> {
+        use crate::tls::Source;
+        match (&self.cert, &self.key, self.self_signed) {
+            (None, None, false) => Ok(None),
+            (None, None, true) => Ok(Some(Source::SelfSigned)),
+            (Some(cert), Some(key), false) => Ok(Some(Source::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (Some(_), Some(_), true) => {
+                Err("[tls] takes either cert and key, or self_signed = true, not both".into())
+            }
+            _ => Err("[tls] cert and key go together: set both".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Accept the development key pair (`test`/`test`) on non-loopback addresses too.
+    /// Keep the development key pair (`test`/`test`, the account root, no policy applies).
+    /// `false` deletes it from the store on start.
+    pub dev_key: bool,
+    /// Accept the development key from any client, not only from a loopback client on a
+    /// loopback listener (for a server in a container reached through a published port).
     pub allow_dev_key_on_any_address: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            dev_key: true,
+            allow_dev_key_on_any_address: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -157,6 +205,7 @@ impl Default for Config {
             models_dir: None,
             pull_missing_models: true,
             shutdown_grace_secs: 30,
+            tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
             validation: ValidationConfig::default(),
@@ -258,6 +307,36 @@ mod tests {
         assert_eq!(example.engine.expand_q4_1, default.engine.expand_q4_1);
         assert_eq!(example.validation.claude_prompt, PromptMode::Lenient);
         assert!(example.catalog.contains_key("anthropic.claude-v2"));
+    }
+
+    #[test]
+    fn tls_settings() {
+        use crate::tls::Source;
+        let c =
+            Config::parse("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nlisten = \"0.0.0.0:4443\"")
+                .unwrap();
+        assert_eq!(
+            c.tls.source().unwrap(),
+            Some(Source::Files {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(Config::default().tls.source().unwrap(), None);
+        let c = Config::parse("[tls]\nself_signed = true").unwrap();
+        assert_eq!(c.tls.source().unwrap(), Some(Source::SelfSigned));
+        let c = Config::parse("[tls]\ncert = \"c.pem\"").unwrap();
+        assert!(c.tls.source().unwrap_err().contains("set both"));
+        let c =
+            Config::parse("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nself_signed = true").unwrap();
+        assert!(c.tls.source().unwrap_err().contains("not both"));
+        assert!(Config::default().auth.dev_key);
+        assert!(
+            !Config::parse("[auth]\ndev_key = false")
+                .unwrap()
+                .auth
+                .dev_key
+        );
     }
 
     #[test]

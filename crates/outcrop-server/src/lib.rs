@@ -5,9 +5,11 @@
 
 pub mod config;
 mod engines;
+mod listen;
 mod logs;
 mod mail;
 mod metrics;
+pub mod tls;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
 
@@ -29,11 +31,10 @@ pub async fn serve(
     let store = open_store(&data_dir).await?;
     let catalog = Catalog::builtin_with(&config.catalog)?;
 
+    store.set_dev_key(config.auth.dev_key).await?;
+    let endpoints = endpoints(&config, &data_dir).await?;
+
     let engines = engines::start(&config, &catalog).await?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let service = Arc::new(Service {
         catalog,
         engines: engines.handles(),
@@ -42,7 +43,6 @@ pub async fn serve(
         quotas: quotas(&config, &store).await?,
         store: Arc::new(store),
         auth: AuthPolicy {
-            loopback_only: addr.ip().is_loopback(),
             allow_dev_key_anywhere: config.auth.allow_dev_key_on_any_address,
         },
         access_mode: config.access.mode,
@@ -64,7 +64,9 @@ pub async fn serve(
         .merge(outcrop_console::router(state.clone()))
         .merge(outcrop_api::router(state))
         .layer(tower_http::trace::TraceLayer::new_for_http());
-    tracing::info!("listening on http://{addr}");
+    for endpoint in &endpoints {
+        tracing::info!("listening on {}", endpoint.url());
+    }
     // On shutdown, in-flight requests may finish for `shutdown_grace_secs`; generations still
     // running then are ended (a 503, or a serviceUnavailableException frame in a stream).
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -84,9 +86,7 @@ pub async fn serve(
         shutdown.await;
         let _ = signalled_tx.send(());
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = listen::serve(endpoints, app, shutdown).await;
     // Drained before the grace period ended: the task's handles must not keep engines alive.
     grace_task.abort();
     let _ = grace_task.await;
@@ -94,6 +94,60 @@ pub async fn serve(
     tracing::info!("in-flight requests drained; stopping engines");
     engines.stop();
     Ok(())
+}
+
+/// The listeners: HTTP on `listen`, or HTTPS there when TLS is configured without an address
+/// of its own; with `[tls] listen`, HTTP on `listen` and HTTPS on that address.
+async fn endpoints(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Vec<listen::Endpoint>> {
+    let bind = |addr: std::net::SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))
+    };
+    let Some(source) = config.tls.source().map_err(anyhow::Error::msg)? else {
+        return Ok(vec![listen::Endpoint {
+            listener: bind(config.listen).await?,
+            tls: None,
+        }]);
+    };
+    let tls_addr = config.tls.listen.unwrap_or(config.listen);
+    let names = tls::development_names(&[config.listen, tls_addr]);
+    let certificates = tls::Certificates::load(source, data_dir, &names)?;
+    reload_on_sighup(certificates.clone());
+    let mut endpoints = Vec::new();
+    if config.tls.listen.is_some() {
+        endpoints.push(listen::Endpoint {
+            listener: bind(config.listen).await?,
+            tls: None,
+        });
+    }
+    endpoints.push(listen::Endpoint {
+        listener: bind(tls_addr).await?,
+        tls: Some(certificates.acceptor()?),
+    });
+    Ok(endpoints)
+}
+
+/// Reads the certificate and key files again on every SIGHUP.
+fn reload_on_sighup(certificates: std::sync::Arc<tls::Certificates>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match certificates.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "TLS certificate not reloaded; the previous one stays")
+                }
+            }
+        }
+    });
 }
 
 /// Opens (creating and migrating) the data directory's database, with the default account.

@@ -1,8 +1,9 @@
 //! SigV4 authentication of a request against the store's credentials.
 
-use crate::{ApiError, Service};
+use crate::{ApiError, Origin, Service};
 use http::request::Parts;
 use outcrop_sigv4::{hash_payload, verify, Authorization, RequestParts, SigV4Error};
+use outcrop_store::Credential;
 
 /// Credential-scope services accepted: boto3 signs both clients as `bedrock`.
 const SERVICES: &[&str] = &["bedrock", "bedrock-runtime"];
@@ -18,12 +19,35 @@ pub struct Principal {
 }
 
 /// Authentication settings that depend on how the server was started.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct AuthPolicy {
-    /// Whether the server listens on loopback addresses only.
-    pub loopback_only: bool,
-    /// Accept loopback-only keys (the development pair) on any address.
+    /// Accept loopback-only keys (the development pair) from any client, not only from a
+    /// loopback client on a loopback listener.
     pub allow_dev_key_anywhere: bool,
+}
+
+impl AuthPolicy {
+    /// Whether `credential` may be used by this request: a loopback-only key (the development
+    /// key, the account root) only from this machine, unless configured otherwise.
+    pub fn admits(
+        &self,
+        credential: &Credential,
+        origin: Option<&Origin>,
+        headers: &http::HeaderMap,
+    ) -> bool {
+        if !credential.loopback_only || self.allow_dev_key_anywhere {
+            return true;
+        }
+        let local = origin.is_some_and(|o| o.is_local(headers));
+        if !local {
+            tracing::warn!(
+                access_key_id = %credential.access_key_id,
+                ?origin,
+                "development key refused: the request does not come from this machine"
+            );
+        }
+        local
+    }
 }
 
 /// Verifies the request's signature and returns its principal.
@@ -48,8 +72,11 @@ pub async fn authenticate(
     let Some(credential) = store.credential(&auth.credential.access_key_id).await? else {
         return Err(ApiError::UnrecognizedClient);
     };
-    if credential.loopback_only && !policy.loopback_only && !policy.allow_dev_key_anywhere {
-        tracing::warn!(access_key_id = %credential.access_key_id, "development key refused: server is not loopback-only");
+    if !policy.admits(
+        &credential,
+        parts.extensions.get::<Origin>(),
+        &parts.headers,
+    ) {
         return Err(ApiError::UnrecognizedClient);
     }
     let sent_token = parts
@@ -65,6 +92,7 @@ pub async fn authenticate(
         raw_path: parts.uri.path(),
         raw_query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
+        authority: parts.uri.authority().map(|a| a.as_str()),
         payload_hash: &payload_hash,
     };
     let verified = verify(

@@ -17,6 +17,7 @@ pub mod iam;
 pub mod identities;
 pub mod ledger;
 pub mod logging;
+mod origin;
 pub mod quota;
 mod resolve;
 pub mod usage;
@@ -26,6 +27,7 @@ pub use auth::{AuthPolicy, Principal};
 pub use error::ApiError;
 pub use iam::{Permissions, PolicyDocument};
 pub use logging::{Destinations, LogShipper, LoggingConfig};
+pub use origin::Origin;
 pub use quota::{Limits, Permit, Quotas};
 pub use resolve::{resolve_model_id, Resolved};
 
@@ -70,10 +72,7 @@ impl Service {
             quotas: Quotas::default(),
             embed_slots: tokio::sync::Semaphore::new(2),
             store,
-            auth: AuthPolicy {
-                loopback_only: true,
-                allow_dev_key_anywhere: false,
-            },
+            auth: AuthPolicy::default(),
             access_mode: AccessMode::Explicit,
             outbox: None,
             log_shipper: None,

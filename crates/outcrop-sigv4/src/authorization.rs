@@ -82,7 +82,7 @@ impl Authorization {
     }
 }
 
-fn parse_credential(value: &str) -> Result<CredentialScope, SigV4Error> {
+pub(crate) fn parse_credential(value: &str) -> Result<CredentialScope, SigV4Error> {
     let parts: Vec<&str> = value.split('/').collect();
     match parts.as_slice() {
         [akid, date, region, service, "aws4_request"] if !akid.is_empty() => Ok(CredentialScope {

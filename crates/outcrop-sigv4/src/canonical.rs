@@ -58,11 +58,16 @@ fn canonical_header_value(value: &[u8]) -> String {
 
 /// Builds the canonical request. `signed_headers` are lower-case names; a header listed there
 /// but absent from the request contributes an empty value (and so fails verification).
+///
+/// `authority` is the request's authority when it came as HTTP/2's `:authority`
+/// pseudo-header: clients sign it under that name (as AWS accepts), or under `host`, which
+/// an HTTP/2 request need not carry. Each name falls back on the other's value.
 pub fn canonical_request(
     method: &str,
     raw_path: &str,
     raw_query: &str,
     headers: &http::HeaderMap,
+    authority: Option<&str>,
     signed_headers: &[String],
     payload_hash: &str,
 ) -> String {
@@ -71,11 +76,21 @@ pub fn canonical_request(
     names.dedup();
     let mut canonical_headers = String::new();
     for name in &names {
-        let values: Vec<String> = headers
+        let mut values: Vec<String> = headers
             .get_all(name.as_str())
             .iter()
             .map(|v| canonical_header_value(v.as_bytes()))
             .collect();
+        let host = || {
+            headers
+                .get("host")
+                .map(|v| canonical_header_value(v.as_bytes()))
+        };
+        match name.as_str() {
+            ":authority" => values.extend(authority.map(str::to_owned).or_else(host)),
+            "host" if values.is_empty() => values.extend(authority.map(str::to_owned)),
+            _ => {}
+        }
         let _ = writeln!(canonical_headers, "{name}:{}", values.join(","));
     }
     let signed: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
@@ -115,6 +130,49 @@ mod tests {
     fn query_is_sorted_and_encoded() {
         assert_eq!(canonical_query("b=2&a=x%20y&a=1"), "a=1&a=x%20y&b=2");
         assert_eq!(canonical_query(""), "");
+    }
+
+    #[test]
+    fn authority_and_host_stand_for_each_other() {
+        let mut with_host = http::HeaderMap::new();
+        with_host.insert("host", "127.0.0.1:4680".parse().unwrap());
+        let signed = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let h2 = canonical_request(
+            "POST",
+            "/",
+            "",
+            &http::HeaderMap::new(),
+            Some("127.0.0.1:4680"),
+            &signed(&[":authority", "x-amz-date"]),
+            "e3",
+        );
+        assert!(
+            h2.contains("\n:authority:127.0.0.1:4680\nx-amz-date:\n\n:authority;x-amz-date\n"),
+            "{h2}"
+        );
+        let h1 = canonical_request(
+            "POST",
+            "/",
+            "",
+            &with_host,
+            None,
+            &signed(&[":authority"]),
+            "e3",
+        );
+        assert!(h1.contains("\n:authority:127.0.0.1:4680\n"), "{h1}");
+        let host_over_h2 = canonical_request(
+            "POST",
+            "/",
+            "",
+            &http::HeaderMap::new(),
+            Some("127.0.0.1:4680"),
+            &signed(&["host"]),
+            "e3",
+        );
+        assert!(
+            host_over_h2.contains("\nhost:127.0.0.1:4680\n"),
+            "{host_over_h2}"
+        );
     }
 
     #[test]

@@ -17,12 +17,14 @@
 mod authorization;
 mod canonical;
 mod error;
+mod presigned;
 mod secret;
 mod verify;
 
 pub use authorization::{Authorization, CredentialScope};
 pub use canonical::{canonical_request, canonical_uri, uri_encode};
 pub use error::SigV4Error;
+pub use presigned::{verify_presigned, Presigned};
 pub use secret::SecretKey;
 pub use verify::{
     hash_payload, signing_key, string_to_sign, verify, RequestParts, Verified, MAX_CLOCK_SKEW,

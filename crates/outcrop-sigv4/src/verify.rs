@@ -18,6 +18,9 @@ pub struct RequestParts<'a> {
     /// The query exactly as received (without `?`), or "".
     pub raw_query: &'a str,
     pub headers: &'a http::HeaderMap,
+    /// The URI's authority: HTTP/2's `:authority`; `None` for HTTP/1.1, whose `host` header
+    /// carries it.
+    pub authority: Option<&'a str>,
     /// Hex SHA-256 of the body (see [`hash_payload`]).
     pub payload_hash: &'a str,
 }
@@ -35,7 +38,7 @@ pub fn hash_payload(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
@@ -80,7 +83,11 @@ pub fn verify(
             services.first().copied().unwrap_or_default()
         )));
     }
-    if !auth.signed_headers.iter().any(|h| h == "host") {
+    if !auth
+        .signed_headers
+        .iter()
+        .any(|h| h == "host" || h == ":authority")
+    {
         return Err(SigV4Error::Incomplete(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".to_owned(),
         ));
@@ -125,6 +132,7 @@ pub fn verify(
         request.raw_path,
         request.raw_query,
         request.headers,
+        request.authority,
         &auth.signed_headers,
         request.payload_hash,
     );

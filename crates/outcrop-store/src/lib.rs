@@ -34,7 +34,7 @@ pub struct Credential {
     pub session_token: Option<String>,
     pub account_id: String,
     pub principal_arn: String,
-    /// Only accepted while the server listens on loopback addresses.
+    /// Only accepted from a loopback client on a loopback listener (the development key).
     pub loopback_only: bool,
 }
 
@@ -90,8 +90,12 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates the default account and the development key when they are missing.
+    /// Creates the default account when it is missing.
     async fn ensure_defaults(&self) -> Result<(), StoreError>;
+
+    /// Keeps (creating if missing) or deletes the development key pair `test`/`test`, the
+    /// default account's root, usable only from this machine.
+    async fn set_dev_key(&self, enabled: bool) -> Result<(), StoreError>;
 
     /// The credential for an access key id, if there is one.
     async fn credential(&self, access_key_id: &str) -> Result<Option<Credential>, StoreError>;

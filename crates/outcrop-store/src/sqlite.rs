@@ -54,22 +54,33 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn set_dev_key(&self, enabled: bool) -> Result<(), StoreError> {
+        if enabled {
+            sqlx::query(
+                "INSERT OR IGNORE INTO access_keys (access_key_id, secret_access_key, account_id, principal_arn, loopback_only)
+                 VALUES (?, ?, ?, ?, 1)",
+            )
+            .bind(DEV_ACCESS_KEY)
+            .bind(self.secrets.seal(DEV_ACCESS_KEY, DEV_SECRET_KEY))
+            .bind(DEFAULT_ACCOUNT)
+            .bind(format!("arn:aws:iam::{DEFAULT_ACCOUNT}:root"))
+            .execute(&self.pool)
+            .await?;
+        } else {
+            sqlx::query("DELETE FROM access_keys WHERE access_key_id = ? AND loopback_only = 1")
+                .bind(DEV_ACCESS_KEY)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn ensure_defaults(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT OR IGNORE INTO accounts (account_id) VALUES (?)")
             .bind(DEFAULT_ACCOUNT)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO access_keys (access_key_id, secret_access_key, account_id, principal_arn, loopback_only)
-             VALUES (?, ?, ?, ?, 1)",
-        )
-        .bind(DEV_ACCESS_KEY)
-        .bind(self.secrets.seal(DEV_ACCESS_KEY, DEV_SECRET_KEY))
-        .bind(DEFAULT_ACCOUNT)
-        .bind(format!("arn:aws:iam::{DEFAULT_ACCOUNT}:root"))
-        .execute(&mut *tx)
-        .await?;
         // Seal secrets written in plain text by earlier versions.
         let plain = sqlx::query("SELECT access_key_id, secret_access_key FROM access_keys")
             .fetch_all(&mut *tx)
@@ -508,6 +519,9 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         store.ensure_defaults().await.unwrap();
         store.ensure_defaults().await.unwrap();
+        assert!(store.credential(DEV_ACCESS_KEY).await.unwrap().is_none());
+        store.set_dev_key(true).await.unwrap();
+        store.set_dev_key(true).await.unwrap();
         drop(store);
         let store = SqliteStore::open(&path).await.unwrap();
         let cred = store.credential(DEV_ACCESS_KEY).await.unwrap().unwrap();
@@ -516,6 +530,8 @@ mod tests {
         assert!(cred.loopback_only);
         assert_eq!(cred.principal_arn, "arn:aws:iam::000000000000:root");
         assert!(store.credential("nope").await.unwrap().is_none());
+        store.set_dev_key(false).await.unwrap();
+        assert!(store.credential(DEV_ACCESS_KEY).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use outcrop_api::{ApiState, PromptMode};
 use outcrop_engine::{Engine, FakeEngine};
 use outcrop_models::Catalog;
-use outcrop_service::{AccessMode, Principal, Service};
+use outcrop_service::{AccessMode, Origin, Principal, Service};
 use outcrop_store::{SqliteStore, Store, UsageRecord};
 use outcrop_types::{Embedder, Embedding, GenerationError};
 use std::sync::Arc;
@@ -64,6 +64,7 @@ impl App {
             .await
             .unwrap();
         store.ensure_defaults().await.unwrap();
+        store.set_dev_key(true).await.unwrap();
         let catalog = Catalog::builtin_with(&Default::default()).unwrap();
         let engine = Arc::new(engine);
         let mut service = Service::new(Arc::new(store), catalog);
@@ -85,7 +86,8 @@ impl App {
             service: Arc::new(service),
             prompt_mode: PromptMode::default(),
         });
-        let router = outcrop_api::router(state.clone());
+        // Every request comes from this machine, as from a local client of the real server.
+        let router = outcrop_api::router(state.clone()).layer(axum::Extension(Origin::loopback()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let served = router.clone();

@@ -46,6 +46,7 @@ fn aws_documented_iam_example() {
         "/",
         "Action=ListUsers&Version=2010-05-08",
         &h,
+        None,
         &signed,
         &empty,
     );
@@ -70,6 +71,7 @@ fn aws_documented_iam_example() {
         raw_path: "/",
         raw_query: "Action=ListUsers&Version=2010-05-08",
         headers: &h,
+        authority: None,
         payload_hash: &empty,
     };
     let ok = verify(
@@ -102,6 +104,7 @@ fn get_vanilla(
         raw_path: "/",
         raw_query: "",
         headers: &h,
+        authority: None,
         payload_hash: &empty,
     };
     verify(&auth, &SecretKey::new(secret), &parts, services, now)
@@ -203,6 +206,7 @@ fn accepts_what_the_aws_sdk_signer_produces() {
         raw_path: path,
         raw_query: "",
         headers: &h,
+        authority: None,
         payload_hash: &hash,
     };
     let ok = verify(&auth, &secret, &parts, &["bedrock", "bedrock-runtime"], now).unwrap();
