@@ -94,6 +94,12 @@ pub fn wire(error: &ApiError) -> Wire {
             CORAL,
             INVALID_TOKEN.into(),
         ),
+        InvalidApiKey(m) => (
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            CORAL,
+            m.clone(),
+        ),
         UnknownOperation { .. } => (
             StatusCode::NOT_FOUND,
             "UnknownOperationException",
@@ -156,6 +162,7 @@ pub fn stream_exception_type(error: &ApiError) -> &'static str {
         | IncompleteSignature(_)
         | InvalidSignature(_)
         | UnrecognizedClient
+        | InvalidApiKey(_)
         | UnknownOperation { .. } => "internalServerException",
     }
 }

@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context};
 use outcrop_server::Config;
+use outcrop_service::api_keys;
 use outcrop_service::{
     access, identities, AccessMode, AccessStatus, AccountAccess, Principal, Service,
 };
@@ -54,21 +55,44 @@ pub enum UsersCommand {
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
-    /// Issue an access key pair for a user; the secret is shown only this once.
+    /// Issue an access key pair for a user, or with --bedrock-api-key a long-term Bedrock API
+    /// key (a bearer token for AWS_BEARER_TOKEN_BEDROCK); either is shown only this once.
     Create {
         #[arg(long)]
         user: String,
+        /// Issue a long-term Bedrock API key (`ABSK…`) instead of an access key pair
+        #[arg(long)]
+        bedrock_api_key: bool,
+        /// Days until the API key expires (1 to 36600) [default: never]
+        #[arg(long, requires = "bedrock_api_key", value_parser = clap::value_parser!(u32).range(1..=36600))]
+        expires_in: Option<u32>,
         #[command(flatten)]
         data: DataDir,
     },
-    /// List access keys (never their secrets).
+    /// List access keys and Bedrock API keys (never their secrets).
     List(ListArgs),
-    /// Delete an access key.
-    Delete {
-        access_key_id: String,
+    /// Make a Bedrock API key Active or Inactive.
+    Update {
+        /// The API key's credential id (ACCA…)
+        credential_id: String,
+        #[arg(long, value_enum)]
+        status: KeyStatus,
         #[command(flatten)]
         data: DataDir,
     },
+    /// Delete an access key (AKIA…), or revoke a Bedrock API key (ACCA…) for good.
+    Delete {
+        /// An access key id, or an API key's credential id
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
 }
 
 #[derive(clap::Subcommand)]
@@ -258,7 +282,32 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<()> {
 
 pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { user, data } => {
+        KeysCommand::Create {
+            user,
+            bedrock_api_key: true,
+            expires_in,
+            data,
+        } => {
+            let service = data.service().await?;
+            let key = api_keys::create(&service, &root(), &user, expires_in.map(i64::from))
+                .await
+                .with_context(|| format!("create the user with `outcrop users create {user}`"))?;
+            let r = &key.record;
+            print_json(&json!({ "ServiceSpecificCredential": {
+                "UserName": user,
+                "ServiceName": "bedrock.amazonaws.com",
+                "ServiceSpecificCredentialId": r.credential_id,
+                "ServiceCredentialAlias": r.alias,
+                "ServiceCredentialSecret": key.key,
+                "Status": "Active",
+                "CreateDate": r.created_at,
+                "ExpirationDate": r.expires_at,
+            }}))?;
+            eprintln!(
+                "export AWS_BEARER_TOKEN_BEDROCK=... (the ServiceCredentialSecret above) to use it"
+            );
+        }
+        KeysCommand::Create { user, data, .. } => {
             let service = data.service().await?;
             let key = identities::create_access_key(&service, &root(), &user)
                 .await
@@ -274,31 +323,62 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List(args) => {
             let service = args.data.service().await?;
             let keys = identities::list_access_keys(&service, &root()).await?;
-            let rows = keys
+            let api = api_keys::list(&service, &root(), None).await?;
+            let mut rows: Vec<Vec<String>> = keys
                 .into_iter()
                 .map(|k| {
-                    let note = if k.loopback_only { "loopback only" } else { "" };
+                    let note = if k.loopback_only {
+                        "development key, loopback only"
+                    } else {
+                        ""
+                    };
                     vec![
                         k.access_key_id,
                         k.principal_arn,
+                        "Active".to_owned(),
                         k.created_at,
                         note.to_owned(),
                     ]
                 })
                 .collect();
+            rows.extend(api.into_iter().map(|k| {
+                let note = match &k.expires_at {
+                    Some(t) => format!("Bedrock API key {}, expires {t}", k.alias),
+                    None => format!("Bedrock API key {}", k.alias),
+                };
+                let status = if k.active { "Active" } else { "Inactive" };
+                vec![
+                    k.credential_id.clone(),
+                    k.principal_arn(),
+                    status.to_owned(),
+                    k.created_at,
+                    note,
+                ]
+            }));
             print_rows(
                 args.format,
                 "AccessKeyMetadata",
-                &["AccessKeyId", "Principal", "CreateDate", "Note"],
+                &["AccessKeyId", "Principal", "Status", "CreateDate", "Note"],
                 rows,
             )?;
         }
-        KeysCommand::Delete {
-            access_key_id,
+        KeysCommand::Update {
+            credential_id,
+            status,
             data,
         } => {
-            identities::delete_access_key(&data.service().await?, &root(), &access_key_id).await?;
-            eprintln!("deleted access key {access_key_id}");
+            let active = matches!(status, KeyStatus::Active);
+            api_keys::set_active(&data.service().await?, &root(), &credential_id, active).await?;
+            let status = if active { "Active" } else { "Inactive" };
+            eprintln!("API key {credential_id} is {status}");
+        }
+        KeysCommand::Delete { id, data } if id.starts_with("ACCA") => {
+            api_keys::delete(&data.service().await?, &root(), &id).await?;
+            eprintln!("revoked API key {id}");
+        }
+        KeysCommand::Delete { id, data } => {
+            identities::delete_access_key(&data.service().await?, &root(), &id).await?;
+            eprintln!("deleted access key {id}");
         }
     }
     Ok(())

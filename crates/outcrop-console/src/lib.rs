@@ -113,6 +113,11 @@ pub fn router(api: Arc<ApiState>) -> Router {
         .route("/console/users/{name}/keys", post(users::create_key))
         .route("/console/users/{name}/policies", post(users::put_policy))
         .route("/console/keys/{id}/delete", post(users::delete_key))
+        .route(
+            "/console/users/{name}/api-keys",
+            post(users::create_api_key),
+        )
+        .route("/console/api-keys/{id}/delete", post(users::delete_api_key))
         .route("/console/settings", get(settings::settings))
         .route("/console/settings/logging", post(settings::save_logging))
         .route("/console/settings/quotas", post(settings::save_quota))

@@ -7,19 +7,22 @@ use crate::Console;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use outcrop_service::identities;
+use outcrop_service::{api_keys, identities};
 use serde_json::json;
 
 async fn list(c: &Console, signed: &Signed, status: StatusCode, error: Option<String>) -> Response {
     let p = signed.principal();
     // Users first: a principal without iam:ListUsers is told about that action.
     let listed = match identities::list_users(&c.api, &p).await {
-        Ok(users) => identities::list_access_keys(&c.api, &p)
-            .await
-            .map(|keys| (users, keys)),
+        Ok(users) => match identities::list_access_keys(&c.api, &p).await {
+            Ok(keys) => api_keys::list(&c.api, &p, None)
+                .await
+                .map(|api| (users, keys, api)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
-    let (users, keys) = match listed {
+    let (users, keys, api) = match listed {
         Ok(both) => both,
         Err(e @ outcrop_service::ApiError::AccessDenied(_)) => return refused(c, signed, &e).await,
         Err(_) => return unavailable(),
@@ -34,8 +37,19 @@ async fn list(c: &Console, signed: &Signed, status: StatusCode, error: Option<St
             .filter(|k| k.principal_arn == u.arn)
             .map(|k| json!({ "id": k.access_key_id, "created": k.created_at }))
             .collect();
+        let api_keys: Vec<_> = api
+            .iter()
+            .filter(|k| k.user_name == u.user_name)
+            .map(|k| {
+                json!({
+                    "id": k.credential_id, "alias": k.alias, "active": k.active,
+                    "expires": k.expires_at.as_deref().map(|t| &t[..10.min(t.len())]),
+                })
+            })
+            .collect();
         rows.push(json!({
             "name": u.user_name, "arn": u.arn, "created": u.created_at, "keys": keys,
+            "api_keys": api_keys,
             "policies": policies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
         }));
     }
@@ -113,6 +127,52 @@ pub async fn create_key(
         }
         Err(e) => done(&c, &signed, Err(e)).await,
     }
+}
+
+/// POST /console/users/{name}/api-keys: `expires_in_days` (empty: never); the new Bedrock
+/// API key, shown this once.
+pub async fn create_api_key(
+    State(c): State<Console>,
+    Path(name): Path<String>,
+    SignedForm { signed, fields: f }: SignedForm,
+) -> Response {
+    let days = field(&f, "expires_in_days").unwrap_or("").trim();
+    let lifetime = match days {
+        "" => None,
+        days => match days.parse::<i64>() {
+            Ok(d) => Some(d),
+            Err(_) => {
+                let e = outcrop_service::ApiError::Validation(
+                    "CredentialAgeDays must be between 1 and 36600.".into(),
+                );
+                return done(&c, &signed, Err(e)).await;
+            }
+        },
+    };
+    match api_keys::create(&c.api, &signed.principal(), &name, lifetime).await {
+        Ok(key) => {
+            let mut ctx = match frame(&c, &signed, "Bedrock API key created", "users").await {
+                Ok(ctx) => ctx,
+                Err(r) => return r,
+            };
+            ctx["user"] = json!(name);
+            ctx["api_key"] = json!(key.key);
+            ctx["alias"] = json!(key.record.alias);
+            ctx["expires"] = json!(key.record.expires_at);
+            render(&c, StatusCode::OK, "key_created.html", ctx)
+        }
+        Err(e) => done(&c, &signed, Err(e)).await,
+    }
+}
+
+/// POST /console/api-keys/{id}/delete: revokes a Bedrock API key.
+pub async fn delete_api_key(
+    State(c): State<Console>,
+    Path(id): Path<String>,
+    SignedForm { signed, .. }: SignedForm,
+) -> Response {
+    let result = api_keys::delete(&c.api, &signed.principal(), &id).await;
+    done(&c, &signed, result).await
 }
 
 pub async fn delete_key(

@@ -64,9 +64,8 @@ pub async fn authenticate(
     let header = header
         .to_str()
         .map_err(|_| SigV4Error::Incomplete("Authorization header is not valid ASCII.".into()))?;
-    if header.starts_with("Bearer ") {
-        // Bedrock API keys (bearer tokens) are not issued by this instance yet.
-        return Err(ApiError::UnrecognizedClient);
+    if let Some(token) = header.strip_prefix("Bearer ") {
+        return crate::api_keys::authenticate_bearer(state, parts, token).await;
     }
     let auth = Authorization::parse(header)?;
     let Some(credential) = store.credential(&auth.credential.access_key_id).await? else {

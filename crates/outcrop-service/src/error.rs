@@ -40,6 +40,9 @@ pub enum ApiError {
     InvalidSignature(String),
     #[error("{INVALID_TOKEN}")]
     UnrecognizedClient,
+    /// A bearer token (Bedrock API key) that is malformed, unknown, revoked or expired.
+    #[error("{0}")]
+    InvalidApiKey(String),
     #[error("unknown operation {method} {path}")]
     UnknownOperation { method: String, path: String },
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod api_keys;
 pub mod auth;
 pub mod embed;
 pub mod error;

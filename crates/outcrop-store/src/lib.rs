@@ -63,6 +63,32 @@ pub struct AccessKeyRecord {
     pub loopback_only: bool,
 }
 
+/// A Bedrock API key (long-term): an IAM service-specific credential of a user for
+/// `bedrock.amazonaws.com`. The key itself is never stored, only a hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// `ACCA…`, as IAM names service-specific credentials.
+    pub credential_id: String,
+    /// The key's public half, `BedrockAPIKey-…-at-ACCOUNT`.
+    pub alias: String,
+    /// Hex SHA-256 of the secret half.
+    pub secret_sha256: String,
+    pub account_id: String,
+    pub user_name: String,
+    /// `true`: Active; `false`: Inactive (refused until made active again).
+    pub active: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339; `None`: never expires.
+    pub expires_at: Option<String>,
+}
+
+impl ApiKeyRecord {
+    pub fn principal_arn(&self) -> String {
+        user_arn(&self.account_id, &self.user_name)
+    }
+}
+
 /// A model's quota limits as an operator set them; `None`: unlimited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaOverride {
@@ -139,6 +165,34 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account_id: &str,
         access_key_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a new API key; `false` if the user does not exist.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<bool, StoreError>;
+
+    /// The API key with this alias, if there is one.
+    async fn api_key(&self, alias: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// An account's API keys, or one user's, oldest first.
+    async fn list_api_keys(
+        &self,
+        account_id: &str,
+        user_name: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Makes a key Active or Inactive; `false` if there is no such key.
+    async fn set_api_key_active(
+        &self,
+        account_id: &str,
+        credential_id: &str,
+        active: bool,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a key; `false` if there is no such key.
+    async fn delete_api_key(
+        &self,
+        account_id: &str,
+        credential_id: &str,
     ) -> Result<bool, StoreError>;
 
     /// Stores (replacing) a user's inline policy; `false` if there is no such user.

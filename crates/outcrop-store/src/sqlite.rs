@@ -1,6 +1,7 @@
 use crate::{
-    secrets::SecretBox, user_arn, AccessKeyRecord, Credential, NewAccessKey, QuotaOverride, Store,
-    StoreError, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
+    secrets::SecretBox, user_arn, AccessKeyRecord, ApiKeyRecord, Credential, NewAccessKey,
+    QuotaOverride, Store, StoreError, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY,
+    DEV_SECRET_KEY,
 };
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -213,6 +214,43 @@ impl Store for SqliteStore {
         Ok(Some(key))
     }
 
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<bool, StoreError> {
+        if !self.user_exists(&key.account_id, &key.user_name).await? {
+            return Ok(false);
+        }
+        api_keys::insert(&self.pool, key).await?;
+        Ok(true)
+    }
+
+    async fn api_key(&self, alias: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        api_keys::by_alias(&self.pool, alias).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        account_id: &str,
+        user_name: Option<&str>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        api_keys::list(&self.pool, account_id, user_name).await
+    }
+
+    async fn set_api_key_active(
+        &self,
+        account_id: &str,
+        credential_id: &str,
+        active: bool,
+    ) -> Result<bool, StoreError> {
+        api_keys::set_active(&self.pool, account_id, credential_id, active).await
+    }
+
+    async fn delete_api_key(
+        &self,
+        account_id: &str,
+        credential_id: &str,
+    ) -> Result<bool, StoreError> {
+        api_keys::delete(&self.pool, account_id, credential_id).await
+    }
+
     async fn list_users(&self, account_id: &str) -> Result<Vec<UserRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_name, created_at FROM users WHERE account_id = ? ORDER BY user_name",
@@ -238,6 +276,11 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM access_keys WHERE account_id = ? AND principal_arn = ?")
             .bind(account_id)
             .bind(user_arn(account_id, user_name))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM api_keys WHERE account_id = ? AND user_name = ?")
+            .bind(account_id)
+            .bind(user_name)
             .execute(&mut *tx)
             .await?;
         let done = sqlx::query("DELETE FROM users WHERE account_id = ? AND user_name = ?")
@@ -505,6 +548,8 @@ fn random_secret() -> String {
         .collect()
 }
 
+mod api_keys;
+
 #[cfg(test)]
 mod access_tests;
 
@@ -554,7 +599,8 @@ mod tests {
             vec![("p".to_owned(), "{\"v\": 2}".to_owned())]
         );
         assert_eq!(store.list_users(a).await.unwrap()[0].user_name, "alice");
-        assert_eq!(store.list_access_keys(a).await.unwrap().len(), 2);
+        // Alice's key only: no development key unless asked for.
+        assert_eq!(store.list_access_keys(a).await.unwrap().len(), 1);
         // The secret is sealed: neither the database nor its WAL holds it in plain text.
         let secret = key.secret.expose().to_owned();
         for f in ["outcrop.db", "outcrop.db-wal"] {

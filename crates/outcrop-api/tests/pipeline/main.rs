@@ -7,6 +7,7 @@
 mod support;
 
 mod access;
+mod api_keys;
 mod auth;
 mod errors;
 mod ledger;
