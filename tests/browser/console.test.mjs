@@ -222,7 +222,26 @@ print(json.loads(r["body"].read())["stop_reason"])`], key, secret);
   await page.goto(`${url}/console/users`);
   assert.ok((await page.content()).includes(key));
   assert.ok(!(await page.content()).includes(secret));
+
+  // A Bedrock API key made in the console answers as a bearer token until it is revoked.
+  await page.getByRole("button", { name: "Create Bedrock API key for ci-user" }).click();
+  const apiKey = await page.locator("#api-key").innerText();
+  assert.match(apiKey, /^ABSK/);
+  await shot("api-key-created");
+  const bearer = () => python(["-c", `
+import json, os, urllib.request, urllib.error
+req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/model/anthropic.claude-v2/invoke",
+    data=json.dumps({"prompt": "\\n\\nHuman: Hi\\n\\nAssistant:", "max_tokens_to_sample": 4}).encode(),
+    headers={"authorization": "Bearer ${apiKey}", "content-type": "application/json"})
+try:
+    print(urllib.request.urlopen(req).status)
+except urllib.error.HTTPError as e:
+    print(e.code, json.loads(e.read())["message"])`]);
+  assert.equal(bearer().stdout.trim(), "200");
+  await page.goto(`${url}/console/users`);
   await shot("users");
+  await page.locator("#users tr", { hasText: "ci-user" }).getByRole("button", { name: /^Revoke API key/ }).click();
+  assert.equal(bearer().stdout.trim(), "403 Authentication failed: Please make sure your API Key is valid.");
 
   // A user allowed only to list models sees the catalog and nothing else.
   await page.getByLabel("User name").fill("reader");
