@@ -279,3 +279,57 @@ def test_dev_key_false_removes_the_development_key():
         assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
     finally:
         s.stop()
+
+
+def make_cert(directory, name):
+    """A self-signed certificate for localhost, written as NAME.pem and NAME.key (openssl)."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def served_certificate(port):
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with context.wrap_socket(__import__("socket").create_connection(("127.0.0.1", port)), server_hostname="localhost") as s:
+        return hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest()
+
+
+def test_certificate_files_are_reloaded_on_sighup(tmp_path):
+    import signal
+
+    first, second = make_cert(tmp_path, "first"), make_cert(tmp_path, "second")
+    cert, key = tmp_path / "live.pem", tmp_path / "live.key"
+    cert.write_bytes(first[0].read_bytes())
+    key.write_bytes(first[1].read_bytes())
+    port = free_port()
+    s = Server(config=f'[tls]\ncert = "{cert}"\nkey = "{key}"\nlisten = "127.0.0.1:{port}"\n', enable=[])
+    try:
+        fingerprint = lambda path: hashlib.sha256(ssl.PEM_cert_to_DER_cert(path.read_text())).hexdigest()
+        assert served_certificate(port) == fingerprint(first[0])
+        cert.write_bytes(second[0].read_bytes())
+        key.write_bytes(second[1].read_bytes())
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while served_certificate(port) != fingerprint(second[0]) and time.time() < deadline:
+            time.sleep(0.1)
+        assert served_certificate(port) == fingerprint(second[0])
+        # A broken file on the next SIGHUP keeps the certificate in use, and says why.
+        key.write_text("not a key")
+        s.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert served_certificate(port) == fingerprint(second[0])
+        assert s.proc.poll() is None
+        assert "TLS certificate not reloaded" in s.logs()
+    finally:
+        s.stop()
+
+
+def test_tls_configuration_errors_are_clear(tmp_path):
+    cfg = tmp_path / "outcrop.toml"
+    cfg.write_text(f'[tls]\ncert = "{tmp_path}/missing.pem"\nkey = "{tmp_path}/missing.key"\n')
+    r = subprocess.run([outcrop_binary(), "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir",
+                        str(tmp_path / "data"), "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "missing.pem" in r.stderr, r.stderr
