@@ -25,6 +25,17 @@ fn requirement(
             model_arns(identifier)?,
         ),
         Operation::CountTokens { identifier } => ("bedrock:CountTokens", model_arns(identifier)?),
+        // The OpenAI and Anthropic paths need what InvokeModel and its stream need.
+        Operation::ChatCompletions { identifier, stream }
+        | Operation::AnthropicMessages { identifier, stream } => (
+            if *stream {
+                "bedrock:InvokeModelWithResponseStream"
+            } else {
+                "bedrock:InvokeModel"
+            },
+            model_arns(identifier)?,
+        ),
+        Operation::ListOpenAiModels => ("bedrock:ListFoundationModels", everything()),
         Operation::GetFoundationModel { identifier } => {
             ("bedrock:GetFoundationModel", model_arns(identifier)?)
         }

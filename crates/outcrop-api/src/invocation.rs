@@ -2,10 +2,12 @@
 //! runs. Quota admission reserves the input plus the maximum output it really asks for, the
 //! family's own default when the body names none.
 
+use crate::anthropic_api;
 use crate::converse::{self, ConverseRequest};
 use crate::embeddings::{self, EmbedFormat, Job};
 use crate::families::{self, Chunker};
 use crate::invoke::{self, Invocable, Prepared};
+use crate::openai::{self, request::ChatRequest};
 use crate::operation::Operation;
 use crate::stream::{single_request, UNSUPPORTED_FOR_STREAMING};
 use crate::{ApiError, ApiState};
@@ -46,6 +48,17 @@ pub(crate) enum Invocation<'s> {
         engine: &'s dyn Engine,
         prompt: Prompt,
     },
+    /// OpenAI Chat Completions, whole or streamed.
+    Chat {
+        model: Invocable<'s>,
+        request: ChatRequest,
+    },
+    /// A family's chunks as server-sent events (Anthropic's Messages API streaming).
+    ServerSent {
+        engine: &'s dyn Engine,
+        request: GenerationRequest,
+        chunker: Box<dyn Chunker>,
+    },
 }
 
 impl Invocation<'_> {
@@ -58,8 +71,11 @@ impl Invocation<'_> {
                 .iter()
                 .map(|r| u64::from(r.max_tokens))
                 .sum(),
-            Invocation::Stream { request, .. } => u64::from(request.max_tokens),
+            Invocation::Stream { request, .. } | Invocation::ServerSent { request, .. } => {
+                u64::from(request.max_tokens)
+            }
             Invocation::Converse { request, .. } => u64::from(request.request.max_tokens),
+            Invocation::Chat { request, .. } => u64::from(request.converse.request.max_tokens),
             Invocation::Embed { .. } | Invocation::Count { .. } => 0,
         }
     }
@@ -112,6 +128,32 @@ pub(crate) fn parse<'s>(
             Ok(Invocation::Count {
                 engine: model.engine,
                 prompt,
+            })
+        }
+        Operation::ChatCompletions { .. } => {
+            let model = invoke::invocable(state, resolved)?;
+            if operation.streams() && !entry.streaming {
+                return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
+            }
+            let request = openai::request::parse(model.entry, body)?;
+            Ok(Invocation::Chat { model, request })
+        }
+        Operation::AnthropicMessages { identifier, stream } => {
+            if families::Family::from_format(&entry.format)
+                != Some(families::Family::AnthropicMessages)
+            {
+                return Err(anthropic_api::not_on_this_route(identifier));
+            }
+            let prepared = invoke::prepare(state, resolved, body)?;
+            if !stream {
+                return Ok(Invocation::Generate(prepared));
+            }
+            let chunker = families::chunker(&prepared.parsed, &prepared.model_id)
+                .ok_or_else(|| ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()))?;
+            Ok(Invocation::ServerSent {
+                engine: prepared.engine,
+                request: single_request(prepared.parsed)?,
+                chunker,
             })
         }
         other => {

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod anthropic_api;
 mod authorize;
 mod control;
 mod converse;
@@ -21,6 +22,7 @@ mod families;
 mod health;
 mod invocation;
 mod invoke;
+mod openai;
 mod operation;
 mod schema;
 mod stream;
@@ -29,7 +31,7 @@ mod tools;
 pub use authorize::authorize;
 pub use error::ApiError;
 pub use families::PromptMode;
-pub use operation::Operation;
+pub use operation::{Operation, Surface};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -77,10 +79,12 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     let span = tracing::info_span!("request", id = %request_id, method = %parts.method, path = %parts.uri.path());
+    let surface = Surface::of(parts.uri.path());
     async move {
         let response = answer(
             run(&state, &request_id, parts, body, started).await,
             &request_id,
+            surface,
         );
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(status = response.status().as_u16(), ms, "done");
@@ -90,10 +94,14 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Respo
     .await
 }
 
-/// The response for an operation's result (errors through the one mapping), with its
-/// `x-amzn-RequestId`.
-fn answer(result: Result<Response, ApiError>, request_id: &str) -> Response {
-    let mut response = result.unwrap_or_else(|e| error::response(&e));
+/// The response for an operation's result (errors through the one mapping, in the shape of
+/// the surface the request came by), with its `x-amzn-RequestId`.
+fn answer(result: Result<Response, ApiError>, request_id: &str, surface: Surface) -> Response {
+    let mut response = result.unwrap_or_else(|e| match surface {
+        Surface::Bedrock => error::response(&e),
+        Surface::OpenAi => openai::error_response(&e),
+        Surface::Anthropic => anthropic_api::error_response(&e),
+    });
     if let Ok(v) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
@@ -108,8 +116,12 @@ async fn run(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let operation = Operation::parse(&parts.method, parts.uri.path())?;
-    let body = read_body(&parts, body).await?;
+    let mut body = read_body(&parts, body).await?;
+    let operation = operation.with_body(&body);
     let principal = outcrop_service::auth::authenticate(state, &parts, &body).await?;
+    if matches!(operation, Operation::AnthropicMessages { .. }) {
+        body = anthropic_api::invoke_body(&parts.headers, &body);
+    }
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
     let query = parts.uri.query().unwrap_or("");
     perform(
@@ -143,7 +155,7 @@ pub async fn call(
             started,
         )
         .await;
-        answer(result, &request_id)
+        answer(result, &request_id, Surface::Bedrock)
     }
     .instrument(span)
     .await
@@ -245,6 +257,12 @@ async fn runtime(
     body: &[u8],
 ) -> Result<Answer, ApiError> {
     let identifier = operation.runtime_model().unwrap_or_default();
+    if identifier.is_empty() {
+        // OpenAI and Anthropic bodies name the model; Bedrock's paths always have one.
+        return Err(ApiError::Validation(
+            "model is required: a Bedrock model id or inference profile.".into(),
+        ));
+    }
     let resolved = state.resolve(identifier);
     if let (Ok(r), Some(m)) = (&resolved, meter.as_mut()) {
         m.resolved(r.entry);
@@ -254,7 +272,10 @@ async fn runtime(
     access::check_invoke(state, principal, resolved.entry).await?;
     // The body, parsed once; its errors are reported after the quotas have had their say.
     let invocation = invocation::parse(state, operation, resolved, body);
-    let streaming = matches!(
+    let streaming = operation.streams();
+    // Bedrock's event streams are opened before a quota refusal; server-sent streams refuse
+    // with an HTTP error, as the OpenAI and Anthropic APIs do.
+    let event_stream = matches!(
         operation,
         Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
     );
@@ -270,7 +291,7 @@ async fn runtime(
             (Ok(permit), Some(m)) => m.admitted(permit),
             (Ok(_), None) => {}
             // Bedrock throttles a stream inside the stream it already opened.
-            (Err(e), Some(_)) if streaming => {
+            (Err(e), Some(_)) if event_stream => {
                 if let Some(m) = meter.take() {
                     m.finish(failed(&e)).await;
                 }
@@ -303,6 +324,25 @@ async fn runtime(
             converse::converse(model, request, started).await
         }
         Invocation::Count { engine, prompt } => converse::count_tokens(engine, prompt).await,
+        Invocation::Chat { model, request } if streaming => {
+            openai::chat_stream(model.engine, request, meter)
+                .await
+                .map(Answer::Stream)
+        }
+        Invocation::Chat { model, request } => openai::chat(model, request).await,
+        Invocation::ServerSent {
+            engine,
+            request,
+            chunker,
+        } => stream::server_sent_chunks(
+            engine,
+            request,
+            chunker,
+            anthropic_api::stream_failure,
+            meter,
+        )
+        .await
+        .map(Answer::Stream),
     }
 }
 
@@ -356,6 +396,7 @@ async fn control_plane(
         Operation::GetInferenceProfile { identifier } => {
             control::get_inference_profile(state, &principal, &identifier)
         }
+        Operation::ListOpenAiModels => openai::models(state, &principal).await,
         other => {
             tracing::error!(operation = other.name(), "not a control-plane operation");
             Err(ApiError::Internal)

@@ -52,6 +52,42 @@ pub enum Operation {
     DeleteFoundationModelAgreement,
     PutUseCaseForModelAccess,
     GetUseCaseForModelAccess,
+    /// `POST /openai/v1/chat/completions` (or `/v1/...`): OpenAI's Chat Completions. The model
+    /// and `stream` come in the body ([`Operation::with_body`]).
+    ChatCompletions {
+        identifier: String,
+        stream: bool,
+    },
+    /// `GET /openai/v1/models` (or `/v1/models`): the models the caller may invoke.
+    ListOpenAiModels,
+    /// `POST /anthropic/v1/messages`: Anthropic's Messages API. The model and `stream` come in
+    /// the body.
+    AnthropicMessages {
+        identifier: String,
+        stream: bool,
+    },
+}
+
+/// Which API a request speaks, and so how its errors are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Bedrock,
+    OpenAi,
+    Anthropic,
+}
+
+impl Surface {
+    /// The surface of a raw path (decided before the operation is known, so that even an
+    /// unknown route under `/openai/` answers in OpenAI's error shape).
+    pub fn of(raw_path: &str) -> Self {
+        if raw_path.starts_with("/openai/") || raw_path.starts_with("/v1/") {
+            Surface::OpenAi
+        } else if raw_path.starts_with("/anthropic/") {
+            Surface::Anthropic
+        } else {
+            Surface::Bedrock
+        }
+    }
 }
 
 impl Operation {
@@ -85,7 +121,58 @@ impl Operation {
             Operation::DeleteFoundationModelAgreement => "DeleteFoundationModelAgreement",
             Operation::PutUseCaseForModelAccess => "PutUseCaseForModelAccess",
             Operation::GetUseCaseForModelAccess => "GetUseCaseForModelAccess",
+            Operation::ChatCompletions { .. } => "CreateChatCompletion",
+            Operation::ListOpenAiModels => "ListModels",
+            Operation::AnthropicMessages { .. } => "CreateMessage",
         }
+    }
+
+    /// Fills in what an OpenAI or Anthropic request names in its body (`model`, `stream`);
+    /// other operations are returned as they are. A body that is not a JSON object leaves the
+    /// model empty, and the operation reports it.
+    pub fn with_body(self, body: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[serde(default)]
+            model: Option<serde_json::Value>,
+            #[serde(default)]
+            stream: Option<serde_json::Value>,
+        }
+        let named = serde_json::from_slice::<Named>(body).ok();
+        let identifier = || {
+            named
+                .as_ref()
+                .and_then(|n| n.model.as_ref()?.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let stream = || {
+            named
+                .as_ref()
+                .and_then(|n| n.stream.as_ref()?.as_bool())
+                .unwrap_or(false)
+        };
+        match self {
+            Operation::ChatCompletions { .. } => Operation::ChatCompletions {
+                identifier: identifier(),
+                stream: stream(),
+            },
+            Operation::AnthropicMessages { .. } => Operation::AnthropicMessages {
+                identifier: identifier(),
+                stream: stream(),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the answer is a stream.
+    pub fn streams(&self) -> bool {
+        matches!(
+            self,
+            Operation::InvokeModelWithResponseStream { .. }
+                | Operation::ConverseStream { .. }
+                | Operation::ChatCompletions { stream: true, .. }
+                | Operation::AnthropicMessages { stream: true, .. }
+        )
     }
 
     /// The model identifier of a runtime operation (those the usage ledger records).
@@ -95,7 +182,9 @@ impl Operation {
             | Operation::InvokeModelWithResponseStream { identifier }
             | Operation::Converse { identifier }
             | Operation::ConverseStream { identifier }
-            | Operation::CountTokens { identifier } => Some(identifier),
+            | Operation::CountTokens { identifier }
+            | Operation::ChatCompletions { identifier, .. }
+            | Operation::AnthropicMessages { identifier, .. } => Some(identifier),
             _ => None,
         }
     }
@@ -131,6 +220,21 @@ impl Operation {
             }
             (&Method::GET, "/use-case-for-model-access") => {
                 return Ok(Operation::GetUseCaseForModelAccess)
+            }
+            (&Method::POST, "/openai/v1/chat/completions" | "/v1/chat/completions") => {
+                return Ok(Operation::ChatCompletions {
+                    identifier: String::new(),
+                    stream: false,
+                })
+            }
+            (&Method::GET, "/openai/v1/models" | "/v1/models") => {
+                return Ok(Operation::ListOpenAiModels)
+            }
+            (&Method::POST, "/anthropic/v1/messages") => {
+                return Ok(Operation::AnthropicMessages {
+                    identifier: String::new(),
+                    stream: false,
+                })
             }
             _ => {}
         }
@@ -281,6 +385,35 @@ mod tests {
             Operation::parse(&Method::GET, "/inference-profiles").unwrap(),
             Operation::ListInferenceProfiles
         );
+    }
+
+    #[test]
+    fn openai_and_anthropic_routes_take_the_model_from_the_body() {
+        let op = Operation::parse(&Method::POST, "/openai/v1/chat/completions").unwrap();
+        assert_eq!(
+            op.with_body(br#"{"model": "us.amazon.nova-micro-v1:0", "stream": true}"#),
+            Operation::ChatCompletions {
+                identifier: "us.amazon.nova-micro-v1:0".into(),
+                stream: true
+            }
+        );
+        let op = Operation::parse(&Method::POST, "/v1/chat/completions").unwrap();
+        assert_eq!(
+            op.with_body(b"not json"),
+            Operation::ChatCompletions {
+                identifier: String::new(),
+                stream: false
+            }
+        );
+        let op = Operation::parse(&Method::POST, "/anthropic/v1/messages").unwrap();
+        assert!(op.with_body(br#"{"model": "m", "stream": true}"#).streams());
+        assert_eq!(
+            Operation::parse(&Method::GET, "/openai/v1/models").unwrap(),
+            Operation::ListOpenAiModels
+        );
+        assert_eq!(Surface::of("/openai/v1/nothing"), Surface::OpenAi);
+        assert_eq!(Surface::of("/anthropic/v1/x"), Surface::Anthropic);
+        assert_eq!(Surface::of("/model/m/invoke"), Surface::Bedrock);
     }
 
     #[test]

@@ -26,6 +26,14 @@ pub trait Shaper: Send + 'static {
     fn start(&mut self, input_tokens: u32) -> Vec<Bytes>;
     fn text(&mut self, text: &str) -> Vec<Bytes>;
     fn end(&mut self, reason: &StopReason, usage: Usage, timing: Timing) -> Vec<Bytes>;
+    /// The frame that ends a stream that failed after it began: Bedrock's exception frame.
+    fn failure(&mut self, error: &ApiError) -> Bytes {
+        eventstream::exception(stream_exception_type(error), &error::wire(error).message)
+    }
+    /// The response's content type.
+    fn content_type(&self) -> &'static str {
+        "application/vnd.amazon.eventstream"
+    }
     /// Everything sent so far, as JSON, for the invocation log.
     fn logged(&mut self) -> serde_json::Value;
 }
@@ -50,6 +58,7 @@ pub async fn invoke_model_with_response_stream(
             chunker,
             sent: 0,
             log: Vec::new(),
+            framing: Framing::EventStream,
         },
         meter,
     )
@@ -107,6 +116,7 @@ pub async fn respond(
         }
     };
     let queue = shaper.start(input_tokens).into();
+    let content_type = shaper.content_type();
     let frames = Frames {
         events,
         shaper,
@@ -124,10 +134,9 @@ pub async fn respond(
     });
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("application/vnd.amazon.eventstream"),
-    );
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(content_type));
     Ok(response)
 }
 
@@ -231,10 +240,7 @@ impl<S: Shaper> Frames<S> {
                     };
                     self.record(usage, wire.status.as_u16(), Some(wire.code))
                         .await;
-                    vec![eventstream::exception(
-                        stream_exception_type(&error),
-                        &wire.message,
-                    )]
+                    vec![self.shaper.failure(&error)]
                 }
                 None => {
                     self.done = true;
@@ -246,10 +252,7 @@ impl<S: Shaper> Frames<S> {
                     };
                     self.record(usage, wire.status.as_u16(), Some(wire.code))
                         .await;
-                    vec![eventstream::exception(
-                        stream_exception_type(&ApiError::Internal),
-                        &wire.message,
-                    )]
+                    vec![self.shaper.failure(&ApiError::Internal)]
                 }
             };
             self.queue.extend(frames);
@@ -266,12 +269,37 @@ pub fn padding(n: usize) -> usize {
     1 + (n * 7) % 40
 }
 
-/// InvokeModelWithResponseStream: a family's chunks, base64 in `chunk` events; the last one
-/// carries the invocation metrics.
+/// A family's chunks as server-sent events (`event: TYPE`, `data: CHUNK`), as Anthropic's
+/// Messages API streams the same chunks Bedrock wraps in event-stream frames.
+pub async fn server_sent_chunks(
+    engine: &dyn Engine,
+    request: GenerationRequest,
+    chunker: Box<dyn Chunker>,
+    failure: fn(&ApiError) -> Bytes,
+    meter: &mut Option<Meter>,
+) -> Result<Response, ApiError> {
+    let shaper = ChunkFrames {
+        chunker,
+        sent: 0,
+        log: Vec::new(),
+        framing: Framing::ServerSent { failure },
+    };
+    respond(engine, request, shaper, meter).await
+}
+
+enum Framing {
+    /// Base64 in event-stream `chunk` events, the last with the invocation metrics.
+    EventStream,
+    /// Server-sent events named after each chunk's `type`; `failure` writes an error event.
+    ServerSent { failure: fn(&ApiError) -> Bytes },
+}
+
+/// A family's chunks, framed for InvokeModelWithResponseStream or as server-sent events.
 struct ChunkFrames {
     chunker: Box<dyn Chunker>,
     sent: usize,
     log: Vec<serde_json::Value>,
+    framing: Framing,
 }
 
 impl ChunkFrames {
@@ -280,7 +308,13 @@ impl ChunkFrames {
             .iter()
             .map(|c| {
                 self.sent += 1;
-                eventstream::chunk(c, padding(self.sent))
+                match self.framing {
+                    Framing::EventStream => eventstream::chunk(c, padding(self.sent)),
+                    Framing::ServerSent { .. } => {
+                        let event = c["type"].as_str().unwrap_or("message");
+                        Bytes::from(format!("event: {event}\ndata: {c}\n\n"))
+                    }
+                }
             })
             .collect();
         self.log.extend(chunks);
@@ -301,7 +335,10 @@ impl Shaper for ChunkFrames {
 
     fn end(&mut self, reason: &StopReason, usage: Usage, timing: Timing) -> Vec<Bytes> {
         let mut chunks = self.chunker.end(reason, usage);
-        if let Some(last) = chunks.last_mut() {
+        let last = chunks
+            .last_mut()
+            .filter(|_| matches!(self.framing, Framing::EventStream));
+        if let Some(last) = last {
             last["amazon-bedrock-invocationMetrics"] = json!({
                 "inputTokenCount": usage.input_tokens,
                 "outputTokenCount": usage.output_tokens,
@@ -310,6 +347,22 @@ impl Shaper for ChunkFrames {
             });
         }
         self.frames(chunks)
+    }
+
+    fn failure(&mut self, error: &ApiError) -> Bytes {
+        match self.framing {
+            Framing::EventStream => {
+                eventstream::exception(stream_exception_type(error), &error::wire(error).message)
+            }
+            Framing::ServerSent { failure } => failure(error),
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self.framing {
+            Framing::EventStream => "application/vnd.amazon.eventstream",
+            Framing::ServerSent { .. } => "text/event-stream",
+        }
     }
 
     fn logged(&mut self) -> serde_json::Value {

@@ -57,6 +57,18 @@ pub async fn authenticate(
     body: &[u8],
 ) -> Result<Principal, ApiError> {
     let (store, policy) = (state.store.as_ref(), state.auth);
+    // Anthropic's clients send their key as `x-api-key`; on that path a Bedrock API key may
+    // come so.
+    let api_key = parts
+        .headers
+        .get("x-api-key")
+        .filter(|_| parts.uri.path().starts_with("/anthropic/"));
+    if let (None, Some(key)) = (parts.headers.get("authorization"), api_key) {
+        let key = key
+            .to_str()
+            .map_err(|_| ApiError::InvalidApiKey(crate::api_keys::API_KEY_FORMAT.into()))?;
+        return crate::api_keys::authenticate_bearer(state, parts, key).await;
+    }
     let header = parts
         .headers
         .get("authorization")

@@ -12,3 +12,4 @@ mod auth;
 mod errors;
 mod ledger;
 mod runtime;
+mod surfaces;
