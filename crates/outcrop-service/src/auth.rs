@@ -5,8 +5,9 @@ use http::request::Parts;
 use outcrop_sigv4::{hash_payload, verify, Authorization, RequestParts, SigV4Error};
 use outcrop_store::Credential;
 
-/// Credential-scope services accepted: boto3 signs both clients as `bedrock`.
-const SERVICES: &[&str] = &["bedrock", "bedrock-runtime"];
+/// Credential-scope services accepted: boto3 signs both clients as `bedrock`; the anthropic
+/// SDK's mantle client signs as `bedrock-mantle`.
+const SERVICES: &[&str] = &["bedrock", "bedrock-runtime", "bedrock-mantle"];
 
 /// Who made a verified request.
 #[derive(Debug, Clone, PartialEq, Eq)]

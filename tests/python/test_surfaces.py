@@ -1,0 +1,154 @@
+"""Bedrock's OpenAI and Anthropic paths with their own SDKs (openai, anthropic's plain
+`Anthropic` client) and curl's SigV4, against the real server and model: shapes, streams,
+tools, structured output, errors, and one request made three ways."""
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import Server, make_client, outcrop_binary
+
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
+NOVA = "us.amazon.nova-micro-v1:0"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}}
+
+
+@pytest.fixture(scope="module")
+def surfaces():
+    s = Server(enable=[HAIKU, "amazon.nova-micro-v1:0", "meta.llama3-8b-instruct-v1:0"])
+    data_dir = str(Path(s.dir.name) / "data")
+
+    def cli(*args):
+        r = subprocess.run([outcrop_binary(), *args, "--data-dir", data_dir], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    cli("users", "create", "sdk-user")
+    created = json.loads(cli("keys", "create", "--user", "sdk-user", "--bedrock-api-key"))
+    s.api_key = created["ServiceSpecificCredential"]["ServiceCredentialSecret"]
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def openai_client(surfaces):
+    from openai import OpenAI
+
+    return OpenAI(base_url=surfaces.url + "/openai/v1", api_key=surfaces.api_key, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def anthropic_client(surfaces):
+    from anthropic import Anthropic
+
+    return Anthropic(base_url=surfaces.url + "/anthropic", api_key=surfaces.api_key, max_retries=0)
+
+
+def test_openai_chat_and_stream(openai_client):
+    r = openai_client.chat.completions.create(
+        model=NOVA, max_completion_tokens=12, temperature=0,
+        messages=[{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Name a colour."}])
+    assert r.object == "chat.completion" and r.model == NOVA
+    assert r.choices[0].message.role == "assistant" and r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    chunks = list(openai_client.chat.completions.create(
+        model=NOVA, max_completion_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Name a colour."}]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == r.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+
+
+def test_openai_tool_call_and_json_schema(openai_client):
+    r = openai_client.chat.completions.create(
+        model=NOVA, max_completion_tokens=60, tools=[WEATHER], tool_choice="required",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather" and isinstance(json.loads(call.function.arguments)["city"], str)
+    follow = openai_client.chat.completions.create(
+        model=NOVA, max_completion_tokens=20, tools=[WEATHER],
+        messages=[{"role": "user", "content": "What is the weather in Paris?"},
+                  {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                  {"role": "tool", "tool_call_id": call.id, "content": "18 degrees, sunny"}])
+    assert follow.choices[0].message.content is not None
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"], "additionalProperties": False}
+    r = openai_client.chat.completions.create(
+        model=NOVA, max_completion_tokens=60,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}},
+        messages=[{"role": "user", "content": "Invent a person."}])
+    person = json.loads(r.choices[0].message.content)
+    assert set(person) == {"name", "age"} and isinstance(person["age"], int)
+
+
+def test_openai_errors_and_models(openai_client, surfaces):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as e:
+        openai_client.chat.completions.create(model="no.such-model", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 400 and e.value.body["code"] == "ValidationException"
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        openai.OpenAI(base_url=surfaces.url + "/openai/v1", api_key="sk-not-bedrock", max_retries=0).chat.completions.create(
+            model=NOVA, messages=[{"role": "user", "content": "x"}])
+    assert "Invalid API Key format" in e.value.message
+    ids = [m.id for m in openai_client.models.list()]
+    assert "amazon.nova-micro-v1:0" in ids and HAIKU in ids
+    assert "amazon.titan-embed-text-v2:0" not in ids and "mistral.mistral-7b-instruct-v0:2" not in ids
+
+
+def test_anthropic_sdk_on_the_anthropic_path(anthropic_client):
+    import anthropic
+
+    m = anthropic_client.messages.create(model=HAIKU, max_tokens=12, system="Answer briefly.",
+                                         messages=[{"role": "user", "content": "Name a colour."}])
+    assert m.type == "message" and m.content[0].type == "text" and m.usage.output_tokens > 0
+    with anthropic_client.messages.stream(model=HAIKU, max_tokens=12, system="Answer briefly.",
+                                          messages=[{"role": "user", "content": "Name a colour."}]) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert final.usage.output_tokens > 0 and streamed == "".join(b.text for b in final.content if b.type == "text")
+    tool = {"name": "get_weather", "description": "Current weather for a city.",
+            "input_schema": WEATHER["function"]["parameters"]}
+    m = anthropic_client.messages.create(model=HAIKU, max_tokens=60, tools=[tool], tool_choice={"type": "any"},
+                                         messages=[{"role": "user", "content": "Weather in Paris?"}])
+    assert m.stop_reason == "tool_use"
+    use = next(b for b in m.content if b.type == "tool_use")
+    assert use.name == "get_weather" and isinstance(use.input["city"], str)
+    with pytest.raises(anthropic.BadRequestError) as e:
+        anthropic_client.messages.create(model="meta.llama3-8b-instruct-v1:0", max_tokens=5,
+                                         messages=[{"role": "user", "content": "x"}])
+    assert "isn't supported on this route" in str(e.value)
+
+
+def test_one_request_three_ways_same_text_and_tokens(openai_client, anthropic_client, surfaces):
+    system, question = "Answer in one short sentence.", "What is the capital of France?"
+    converse = make_client(surfaces).converse(
+        modelId=HAIKU, system=[{"text": system}], messages=[{"role": "user", "content": [{"text": question}]}],
+        inferenceConfig={"maxTokens": 24, "temperature": 0})
+    chat = openai_client.chat.completions.create(
+        model=HAIKU, max_completion_tokens=24, temperature=0,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": question}])
+    message = anthropic_client.messages.create(model=HAIKU, max_tokens=24, extra_body={"temperature": 0}, system=system,
+                                               messages=[{"role": "user", "content": question}])
+    texts = [converse["output"]["message"]["content"][0]["text"], chat.choices[0].message.content, message.content[0].text]
+    assert texts[0] == texts[1] == texts[2], texts
+    inputs = [converse["usage"]["inputTokens"], chat.usage.prompt_tokens, message.usage.input_tokens]
+    outputs = [converse["usage"]["outputTokens"], chat.usage.completion_tokens, message.usage.output_tokens]
+    assert len(set(inputs)) == 1 and len(set(outputs)) == 1, (inputs, outputs)
+
+
+def test_curl_with_sigv4(surfaces):
+    body = json.dumps({"model": NOVA, "max_tokens": 5, "messages": [{"role": "user", "content": "Hi"}]})
+    r = subprocess.run(["curl", "-sS", "--aws-sigv4", "aws:amz:us-east-1:bedrock", "--user", "test:test",
+                        "-H", "content-type: application/json", "--data", body,
+                        surfaces.url + "/openai/v1/chat/completions"], capture_output=True, text=True, timeout=60)
+    answer = json.loads(r.stdout)
+    assert answer["object"] == "chat.completion", answer
