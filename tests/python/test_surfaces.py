@@ -152,3 +152,28 @@ def test_curl_with_sigv4(surfaces):
                         surfaces.url + "/openai/v1/chat/completions"], capture_output=True, text=True, timeout=60)
     answer = json.loads(r.stdout)
     assert answer["object"] == "chat.completion", answer
+
+
+def test_openai_responses(openai_client):
+    r = openai_client.responses.create(model=NOVA, instructions="Answer briefly.", input="Name a colour.",
+                                       max_output_tokens=16, temperature=0)
+    assert r.status in ("completed", "incomplete") and r.output_text
+    assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+    events = list(openai_client.responses.create(model=NOVA, instructions="Answer briefly.", input="Name a colour.",
+                                                 max_output_tokens=16, temperature=0, stream=True))
+    assert events[0].type == "response.created"
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == r.output_text
+
+    tool = {"type": "function", "name": "get_weather", "description": "Current weather for a city.",
+            "parameters": WEATHER["function"]["parameters"]}
+    r = openai_client.responses.create(model=NOVA, input="What is the weather in Paris?", tools=[tool],
+                                       tool_choice="required", max_output_tokens=60)
+    call = next(o for o in r.output if o.type == "function_call")
+    assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
+    follow = openai_client.responses.create(model=NOVA, tools=[tool], max_output_tokens=20, input=[
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees, sunny"},
+    ])
+    assert follow.output_text is not None

@@ -27,6 +27,7 @@ fn requirement(
         Operation::CountTokens { identifier } => ("bedrock:CountTokens", model_arns(identifier)?),
         // The OpenAI and Anthropic paths need what InvokeModel and its stream need.
         Operation::ChatCompletions { identifier, stream }
+        | Operation::Responses { identifier, stream }
         | Operation::AnthropicMessages { identifier, stream } => (
             if *stream {
                 "bedrock:InvokeModelWithResponseStream"

@@ -7,7 +7,7 @@ use crate::converse::{self, ConverseRequest};
 use crate::embeddings::{self, EmbedFormat, Job};
 use crate::families::{self, Chunker};
 use crate::invoke::{self, Invocable, Prepared};
-use crate::openai::{self, request::ChatRequest};
+use crate::openai::{self, request::ChatRequest, responses::ResponsesRequest};
 use crate::operation::Operation;
 use crate::stream::{single_request, UNSUPPORTED_FOR_STREAMING};
 use crate::{ApiError, ApiState};
@@ -53,6 +53,11 @@ pub(crate) enum Invocation<'s> {
         model: Invocable<'s>,
         request: ChatRequest,
     },
+    /// OpenAI Responses, whole or streamed.
+    Respond {
+        model: Invocable<'s>,
+        request: ResponsesRequest,
+    },
     /// A family's chunks as server-sent events (Anthropic's Messages API streaming).
     ServerSent {
         engine: &'s dyn Engine,
@@ -76,6 +81,9 @@ impl Invocation<'_> {
             }
             Invocation::Converse { request, .. } => u64::from(request.request.max_tokens),
             Invocation::Chat { request, .. } => u64::from(request.converse.request.max_tokens),
+            Invocation::Respond { request, .. } => {
+                u64::from(request.chat.converse.request.max_tokens)
+            }
             Invocation::Embed { .. } | Invocation::Count { .. } => 0,
         }
     }
@@ -137,6 +145,14 @@ pub(crate) fn parse<'s>(
             }
             let request = openai::request::parse(model.entry, body)?;
             Ok(Invocation::Chat { model, request })
+        }
+        Operation::Responses { .. } => {
+            let model = invoke::invocable(state, resolved)?;
+            if operation.streams() && !entry.streaming {
+                return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
+            }
+            let request = openai::responses::parse(model.entry, body)?;
+            Ok(Invocation::Respond { model, request })
         }
         Operation::AnthropicMessages { identifier, stream } => {
             if families::Family::from_format(&entry.format)

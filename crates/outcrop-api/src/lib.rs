@@ -330,6 +330,12 @@ async fn runtime(
                 .map(Answer::Stream)
         }
         Invocation::Chat { model, request } => openai::chat(model, request).await,
+        Invocation::Respond { model, request } if streaming => {
+            openai::responses::stream(model.engine, request, meter)
+                .await
+                .map(Answer::Stream)
+        }
+        Invocation::Respond { model, request } => openai::responses::create(model, request).await,
         Invocation::ServerSent {
             engine,
             request,

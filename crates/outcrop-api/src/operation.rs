@@ -58,6 +58,11 @@ pub enum Operation {
         identifier: String,
         stream: bool,
     },
+    /// `POST /openai/v1/responses` (or `/v1/responses`): OpenAI's Responses API, synchronous.
+    Responses {
+        identifier: String,
+        stream: bool,
+    },
     /// `GET /openai/v1/models` (or `/v1/models`): the models the caller may invoke.
     ListOpenAiModels,
     /// `POST /anthropic/v1/messages`: Anthropic's Messages API. The model and `stream` come in
@@ -122,6 +127,7 @@ impl Operation {
             Operation::PutUseCaseForModelAccess => "PutUseCaseForModelAccess",
             Operation::GetUseCaseForModelAccess => "GetUseCaseForModelAccess",
             Operation::ChatCompletions { .. } => "CreateChatCompletion",
+            Operation::Responses { .. } => "CreateResponse",
             Operation::ListOpenAiModels => "ListModels",
             Operation::AnthropicMessages { .. } => "CreateMessage",
         }
@@ -160,6 +166,10 @@ impl Operation {
                 identifier: identifier(),
                 stream: stream(),
             },
+            Operation::Responses { .. } => Operation::Responses {
+                identifier: identifier(),
+                stream: stream(),
+            },
             other => other,
         }
     }
@@ -171,6 +181,7 @@ impl Operation {
             Operation::InvokeModelWithResponseStream { .. }
                 | Operation::ConverseStream { .. }
                 | Operation::ChatCompletions { stream: true, .. }
+                | Operation::Responses { stream: true, .. }
                 | Operation::AnthropicMessages { stream: true, .. }
         )
     }
@@ -184,6 +195,7 @@ impl Operation {
             | Operation::ConverseStream { identifier }
             | Operation::CountTokens { identifier }
             | Operation::ChatCompletions { identifier, .. }
+            | Operation::Responses { identifier, .. }
             | Operation::AnthropicMessages { identifier, .. } => Some(identifier),
             _ => None,
         }
@@ -223,6 +235,12 @@ impl Operation {
             }
             (&Method::POST, "/openai/v1/chat/completions" | "/v1/chat/completions") => {
                 return Ok(Operation::ChatCompletions {
+                    identifier: String::new(),
+                    stream: false,
+                })
+            }
+            (&Method::POST, "/openai/v1/responses" | "/v1/responses") => {
+                return Ok(Operation::Responses {
                     identifier: String::new(),
                     stream: false,
                 })

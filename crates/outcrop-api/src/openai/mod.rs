@@ -5,6 +5,7 @@
 
 mod frames;
 pub(crate) mod request;
+pub(crate) mod responses;
 
 use crate::converse::events;
 use crate::error::wire;

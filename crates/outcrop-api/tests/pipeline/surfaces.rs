@@ -375,3 +375,154 @@ async fn anthropic_errors_keys_and_routes() {
         "Invalid API Key format: Must start with pre-defined prefix"
     );
 }
+
+#[tokio::test]
+async fn openai_responses_whole_streamed_and_with_a_function_call() {
+    let engine = FakeEngine::scripted("fake", |r| {
+        if format!("{:?}", r.prompt).contains("18 degrees") {
+            Reply::Text("Sunny, 18 degrees.".into())
+        } else if r.sampling.constraint.is_some() && format!("{:?}", r.prompt).contains("weather") {
+            Reply::Text(
+                "<tool_call>{\"name\": \"get_weather\", \"input\": {\"city\": \"Paris\"}}".into(),
+            )
+        } else {
+            Reply::Text(REPLY.into())
+        }
+    });
+    let app = App::start(engine, AccessMode::Open).await;
+    let body = json!({ "model": NOVA, "instructions": "Be brief.", "input": "Hello", "max_output_tokens": 40 });
+    let (status, _, answer) = app
+        .signed(
+            "POST",
+            "/openai/v1/responses",
+            body.to_string().as_bytes(),
+            "test",
+            "test",
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "response");
+    assert_eq!(answer["status"], "completed");
+    assert_eq!(answer["output"][0]["type"], "message");
+    assert_eq!(answer["output"][0]["content"][0]["text"], REPLY);
+    assert_eq!(answer["instructions"], "Be brief.");
+    assert!(answer["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(app.ledger(1).await[0].operation, "CreateResponse");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (status, headers, text) = app
+        .signed(
+            "POST",
+            "/v1/responses",
+            streamed.to_string().as_bytes(),
+            "test",
+            "test",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    let events = events(text.as_str().unwrap());
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(&names[..2], ["response.created", "response.in_progress"]);
+    assert_eq!(names.last(), Some(&"response.completed"));
+    let deltas: String = events
+        .iter()
+        .filter(|(n, _)| n == "response.output_text.delta")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["delta"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(deltas, REPLY);
+    let sequence: Vec<u64> = events
+        .iter()
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["sequence_number"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(sequence, (0..sequence.len() as u64).collect::<Vec<_>>());
+
+    let tools = json!([{ "type": "function", "name": "get_weather", "description": "Weather",
+        "parameters": { "type": "object", "properties": { "city": { "type": "string" } }, "required": ["city"] } }]);
+    let ask = json!({ "model": NOVA, "input": "What is the weather in Paris?", "tools": tools });
+    let (status, _, answer) = app
+        .signed(
+            "POST",
+            "/openai/v1/responses",
+            ask.to_string().as_bytes(),
+            "test",
+            "test",
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let call = answer["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap()
+        .clone();
+    assert_eq!(call["name"], "get_weather");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["arguments"].as_str().unwrap()).unwrap(),
+        json!({"city": "Paris"})
+    );
+    let follow = json!({ "model": NOVA, "tools": tools, "input": [
+        { "role": "user", "content": "What is the weather in Paris?" },
+        { "type": "function_call", "call_id": call["call_id"], "name": "get_weather", "arguments": call["arguments"] },
+        { "type": "function_call_output", "call_id": call["call_id"], "output": "18 degrees" },
+    ]});
+    let (status, _, answer) = app
+        .signed(
+            "POST",
+            "/openai/v1/responses",
+            follow.to_string().as_bytes(),
+            "test",
+            "test",
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["output"][0]["content"][0]["text"],
+        "Sunny, 18 degrees."
+    );
+
+    for (body, message) in [
+        (
+            json!({ "model": NOVA, "input": "x", "background": true }),
+            "background",
+        ),
+        (
+            json!({ "model": NOVA, "input": "x", "previous_response_id": "resp_1" }),
+            "not stored",
+        ),
+        (
+            json!({ "model": NOVA, "input": "x", "tools": [{"type": "web_search"}] }),
+            "function tools",
+        ),
+        (json!({ "model": NOVA }), "input is required"),
+    ] {
+        let (status, _, answer) = app
+            .signed(
+                "POST",
+                "/openai/v1/responses",
+                body.to_string().as_bytes(),
+                "test",
+                "test",
+            )
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(message),
+            "{answer}"
+        );
+    }
+}
