@@ -182,6 +182,18 @@ test("the playground streams an answer (chat and text modes) with tokens, latenc
   assert.equal(m[4], ((input * 0.008 + output * 0.024) / 1000).toFixed(6));
   await shot("playground-chat");
 
+  // The same request as code: boto3's snippet runs as shown; the OpenAI one names the path.
+  await page.getByText("Code for this request").click();
+  const boto3Code = await page.locator("#code-text").innerText();
+  assert.match(boto3Code, /client\.converse\(/);
+  const ran = python(["-c", boto3Code]);
+  assert.equal(ran.status, 0, ran.stderr);
+  assert.ok(ran.stdout.trim().length > 0);
+  await page.getByLabel("Client").selectOption("openai");
+  const openaiCode = await page.locator("#code-text").innerText();
+  assert.ok(openaiCode.includes(`${url}/openai/v1`) && openaiCode.includes('"anthropic.claude-v2"'), openaiCode);
+  await shot("playground-code");
+
   await page.getByLabel("Text").check();
   await page.getByLabel("Prompt", { exact: true }).fill("Say hello.");
   await page.getByRole("button", { name: "Run" }).click();

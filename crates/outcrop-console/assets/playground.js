@@ -31,6 +31,46 @@
     };
   }
 
+  // The same chat request as client code: boto3's Converse, or Bedrock's OpenAI and
+  // Anthropic paths with their own SDKs (a Bedrock API key as the SDK's api_key).
+  function snippet(lang) {
+    const m = model(), p = params();
+    const system = $("#system").value.trim();
+    const prompt = $("#prompt").value || "Hello";
+    const q = (v) => JSON.stringify(v);
+    const stop = p.stop.length ? p.stop : null;
+    if (lang === "openai") {
+      const messages = (system ? `{"role": "system", "content": ${q(system)}}, ` : "") +
+        `{"role": "user", "content": ${q(prompt)}}`;
+      return `from openai import OpenAI\n\n` +
+        `client = OpenAI(base_url=${q(location.origin + "/openai/v1")}, api_key=BEDROCK_API_KEY)\n` +
+        `r = client.chat.completions.create(\n    model=${q(m.id)},\n    messages=[${messages}],\n` +
+        `    max_completion_tokens=${p.maxTokens}, temperature=${p.temperature}, top_p=${p.topP},` +
+        (stop ? `\n    stop=${q(stop)},` : "") + `\n)\nprint(r.choices[0].message.content)\n`;
+    }
+    if (lang === "anthropic") {
+      if (m.format !== "anthropic-messages") return "# The /anthropic path serves Claude Messages models only.\n";
+      return `from anthropic import Anthropic\n\n` +
+        `client = Anthropic(base_url=${q(location.origin + "/anthropic")}, api_key=BEDROCK_API_KEY)\n` +
+        `m = client.messages.create(\n    model=${q(m.id)}, max_tokens=${p.maxTokens},\n` +
+        (system ? `    system=${q(system)},\n` : "") +
+        `    messages=[{"role": "user", "content": ${q(prompt)}}],\n` +
+        (stop ? `    stop_sequences=${q(stop)},\n` : "") +
+        `    extra_body={"temperature": ${p.temperature}, "top_p": ${p.topP}},\n)\nprint(m.content[0].text)\n`;
+    }
+    return `import boto3\n\n` +
+      `client = boto3.client("bedrock-runtime", endpoint_url=${q(location.origin)})\n` +
+      `r = client.converse(\n    modelId=${q(m.id)},\n` +
+      (system ? `    system=[{"text": ${q(system)}}],\n` : "") +
+      `    messages=[{"role": "user", "content": [{"text": ${q(prompt)}}]}],\n` +
+      `    inferenceConfig={"maxTokens": ${p.maxTokens}, "temperature": ${p.temperature}, "topP": ${p.topP}` +
+      (stop ? `, "stopSequences": ${q(stop)}` : "") + `},\n)\nprint(r["output"]["message"]["content"][0]["text"])\n`;
+  }
+  const showCode = () => { $("#code-text").textContent = snippet($("#code-lang").value); };
+  form.addEventListener("input", showCode);
+  form.addEventListener("change", showCode);
+  showCode();
+
   // A model's own InvokeModel body for one prompt (text mode), by body format.
   function textBody(format, prompt, p) {
     switch (format) {
