@@ -94,6 +94,24 @@ pub fn wire(error: &ApiError) -> Wire {
             CORAL,
             INVALID_TOKEN.into(),
         ),
+        ModelTimeout(m) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "ModelTimeoutException",
+            BEDROCK,
+            m.clone(),
+        ),
+        ModelNotReady(m) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "ModelNotReadyException",
+            BEDROCK,
+            m.clone(),
+        ),
+        ModelError(m) => (
+            StatusCode::FAILED_DEPENDENCY,
+            "ModelErrorException",
+            BEDROCK,
+            m.clone(),
+        ),
         InvalidApiKey(m) => (
             StatusCode::FORBIDDEN,
             "AccessDeniedException",
@@ -154,6 +172,10 @@ pub fn stream_exception_type(error: &ApiError) -> &'static str {
         Throttling(_) => "throttlingException",
         ServiceUnavailable(_) => "serviceUnavailableException",
         ModelStreamError(_) => "modelStreamErrorException",
+        ModelTimeout(_) => "modelTimeoutException",
+        // Not members of the stream's error union: the nearest one that is.
+        ModelNotReady(_) => "serviceUnavailableException",
+        ModelError(_) => "modelStreamErrorException",
         Internal => "internalServerException",
         // Raised before any byte of a response, never inside a stream.
         AccessDenied(_)

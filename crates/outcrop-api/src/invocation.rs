@@ -10,11 +10,12 @@ use crate::invoke::{self, Invocable, Prepared};
 use crate::openai::{self, request::ChatRequest, responses::ResponsesRequest};
 use crate::operation::Operation;
 use crate::stream::{single_request, UNSUPPORTED_FOR_STREAMING};
+use crate::tools::Tools;
 use crate::{ApiError, ApiState};
 use outcrop_engine::Engine;
 use outcrop_models::CatalogEntry;
 use outcrop_service::Resolved;
-use outcrop_types::{GenerationRequest, Prompt};
+use outcrop_types::{GenerationRequest, Prompt, RequestLabel};
 
 /// The input a call reserves at quota admission: its body at four bytes a token (the model's
 /// tokenizer has not seen it yet; the reservation is settled to the real count at the end).
@@ -67,6 +68,50 @@ pub(crate) enum Invocation<'s> {
 }
 
 impl Invocation<'_> {
+    /// Names the call on every generation it runs (for engines that answer by rule).
+    pub fn label(&mut self, model_id: &str, operation: &str) {
+        let (requests, tools): (Vec<&mut GenerationRequest>, Option<&Tools>) = match self {
+            Invocation::Generate(p) => (
+                p.parsed.requests.iter_mut().collect(),
+                p.parsed.tools.as_ref(),
+            ),
+            Invocation::Stream { request, .. } | Invocation::ServerSent { request, .. } => {
+                (vec![request], None)
+            }
+            Invocation::Converse { request, .. } => {
+                (vec![&mut request.request], request.tools.as_ref())
+            }
+            Invocation::Chat { request, .. } => (
+                vec![&mut request.converse.request],
+                request.converse.tools.as_ref(),
+            ),
+            Invocation::Respond { request, .. } => (
+                vec![&mut request.chat.converse.request],
+                request.chat.converse.tools.as_ref(),
+            ),
+            Invocation::Embed { .. } | Invocation::Count { .. } => (Vec::new(), None),
+        };
+        let tools: Vec<String> = tools
+            .map(|t| t.specs.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default();
+        for r in requests {
+            let tool_result = match &r.prompt {
+                Prompt::Chat(turns) => turns
+                    .iter()
+                    .rev()
+                    .find(|t| t.role == outcrop_types::Role::User)
+                    .is_some_and(|t| crate::tools::carries_result(&t.content)),
+                Prompt::Raw(_) => false,
+            };
+            r.label = Some(RequestLabel {
+                model_id: model_id.to_owned(),
+                operation: operation.to_owned(),
+                tools: tools.clone(),
+                tool_result,
+            });
+        }
+    }
+
     /// The most tokens the call may generate.
     pub fn max_output_tokens(&self) -> u64 {
         match self {

@@ -271,7 +271,10 @@ async fn runtime(
     let resolved = resolved?;
     access::check_invoke(state, principal, resolved.entry).await?;
     // The body, parsed once; its errors are reported after the quotas have had their say.
-    let invocation = invocation::parse(state, operation, resolved, body);
+    let mut invocation = invocation::parse(state, operation, resolved, body);
+    if let Ok(i) = invocation.as_mut() {
+        i.label(&resolved.entry.id, operation.name());
+    }
     let streaming = operation.streams();
     // Bedrock's event streams are opened before a quota refusal; server-sent streams refuse
     // with an HTTP error, as the OpenAI and Anthropic APIs do.

@@ -138,6 +138,11 @@ pub fn render_result(tool_use_id: &str, content: &str, is_error: bool) -> String
     format!("{what} ({tool_use_id}): {content}")
 }
 
+/// Whether a turn's text carries a tool's result, as [`render_result`] writes it.
+pub fn carries_result(text: &str) -> bool {
+    text.contains("Tool result (") || text.contains("Tool error (")
+}
+
 /// Parses a call written as `{"name", "input"}`.
 fn parse_call(json_text: &str) -> Option<ToolCall> {
     let v: Value = serde_json::from_str(json_text.trim()).ok()?;

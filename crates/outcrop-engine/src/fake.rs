@@ -170,7 +170,7 @@ impl Engine for FakeEngine {
 
 /// The pieces of `text` a request lets out, and why it ends: `max_tokens` words at most, cut
 /// before the first stop sequence (which is never emitted), as the real scheduler does.
-fn answer(text: &str, request: &GenerationRequest) -> (Vec<String>, StopReason) {
+pub fn answer(text: &str, request: &GenerationRequest) -> (Vec<String>, StopReason) {
     let mut text = text;
     let mut reason = StopReason::EndOfTurn;
     let first_stop = request
@@ -230,6 +230,7 @@ mod tests {
             max_tokens,
             sampling: Sampling::greedy(),
             stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
+            label: None,
         }
     }
 

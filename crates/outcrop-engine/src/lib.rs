@@ -11,7 +11,7 @@ mod events;
 mod fake;
 
 pub use events::{collect, EngineError, Generated, GenerationEvent, GenerationStream, SubmitError};
-pub use fake::{FakeEngine, Reply};
+pub use fake::{answer, FakeEngine, Reply};
 
 use async_trait::async_trait;
 use outcrop_types::{GenerationError, GenerationRequest, ModelInfo, Prompt, Sampling};
@@ -57,6 +57,7 @@ pub trait Engine: Send + Sync {
             max_tokens: 0,
             sampling: Sampling::greedy(),
             stop_sequences: Vec::new(),
+            label: None,
         })?;
         loop {
             match events.recv().await {

@@ -194,7 +194,24 @@ impl Default for EngineSettings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackingModel {
+    /// The GGUF file (or embedding-model directory) of a local model.
     pub path: Option<PathBuf>,
+    /// `local` (a model file, the default) or `script` (answers by rule from `script`).
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// For `engine = "script"`: the TOML rules file (read again when it changes).
+    pub script: Option<PathBuf>,
+    /// For `engine = "script"`: the backing model that answers what no rule matches (and
+    /// counts tokens); none: such requests fail with an error naming them.
+    pub fallback: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    #[default]
+    Local,
+    Script,
 }
 
 impl Default for Config {
@@ -337,6 +354,18 @@ mod tests {
                 .auth
                 .dev_key
         );
+    }
+
+    #[test]
+    fn script_backing_models() {
+        let c = Config::parse(
+            "[backing_models.smollm2-135m-instruct]\nengine = \"script\"\nscript = \"rules.toml\"\nfallback = \"real\"",
+        )
+        .unwrap();
+        let m = &c.backing_models["smollm2-135m-instruct"];
+        assert_eq!(m.engine, EngineKind::Script);
+        assert_eq!(m.fallback.as_deref(), Some("real"));
+        assert!(Config::parse("[backing_models.x]\nengine = \"remote\"").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One engine thread per backing model, each running the scheduler's work queue.
 
+use crate::config::EngineKind;
 use crate::Config;
 use anyhow::{bail, Context};
 use outcrop_embed::BertEmbedder;
@@ -42,7 +43,30 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
     let mut handles = HashMap::new();
     let mut embedders: HashMap<String, Arc<dyn Embedder>> = HashMap::new();
     let mut threads = Vec::new();
+    // Script engines answer for their backing model names; the models they fall back on load
+    // like any other.
+    let script = |name: &str| {
+        config
+            .backing_models
+            .get(name)
+            .filter(|m| m.engine == EngineKind::Script)
+    };
+    let mut local: Vec<&str> = catalog
+        .backing_models()
+        .into_iter()
+        .filter(|name| script(name).is_none())
+        .collect();
     for name in catalog.backing_models() {
+        if let Some(fallback) = script(name).and_then(|m| m.fallback.as_deref()) {
+            if script(fallback).is_some() {
+                bail!("[backing_models.{name}] fallback {fallback} is a script too: name a local model");
+            }
+            if !local.contains(&fallback) {
+                local.push(fallback);
+            }
+        }
+    }
+    for name in local {
         let path = model_path(config, name).await?;
         // A directory holds a safetensors embedding model; a file is a GGUF for llama.cpp.
         if path.is_dir() {
@@ -94,6 +118,26 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         }
         handles.insert(name.to_owned(), Arc::new(handle) as Arc<dyn Engine>);
         threads.push(thread);
+    }
+    for name in catalog.backing_models() {
+        let Some(settings) = script(name) else {
+            continue;
+        };
+        let Some(path) = &settings.script else {
+            bail!("[backing_models.{name}] engine = \"script\" needs script = \"PATH\" (a TOML rules file)");
+        };
+        let fallback = settings
+            .fallback
+            .as_deref()
+            .map(|f| {
+                handles.get(f).cloned().with_context(|| {
+                    format!("[backing_models.{name}] fallback {f} is not a text model")
+                })
+            })
+            .transpose()?;
+        let engine =
+            outcrop_script::ScriptEngine::load(name, path, fallback).map_err(anyhow::Error::msg)?;
+        handles.insert(name.to_owned(), Arc::new(engine) as Arc<dyn Engine>);
     }
     Ok(Engines {
         handles,

@@ -4,7 +4,7 @@
 
 use outcrop_engine::{EngineError, SubmitError};
 use outcrop_sigv4::SigV4Error;
-use outcrop_types::GenerationError;
+use outcrop_types::{FaultKind, GenerationError};
 
 pub const INVALID_MODEL_ID: &str = "The provided model identifier is invalid.";
 pub const INPUT_TOO_LONG: &str = "Input is too long for requested model.";
@@ -29,6 +29,15 @@ pub enum ApiError {
     /// The model failed while streaming.
     #[error("{0}")]
     ModelStreamError(String),
+    /// The model took too long (Bedrock's 408).
+    #[error("{0}")]
+    ModelTimeout(String),
+    /// The model is not ready to serve yet (Bedrock's 429, which the SDKs retry).
+    #[error("{0}")]
+    ModelNotReady(String),
+    /// The model failed to process the request (Bedrock's 424).
+    #[error("{0}")]
+    ModelError(String),
     /// Details are logged where the error happens; clients get a fixed text.
     #[error("internal error")]
     Internal,
@@ -74,6 +83,16 @@ impl From<GenerationError> for ApiError {
             GenerationError::ShuttingDown => ApiError::ServiceUnavailable(
                 "The service is shutting down. Try again later.".into(),
             ),
+            GenerationError::Fault { kind, message } => match kind {
+                FaultKind::Throttling => ApiError::Throttling(message),
+                FaultKind::ModelTimeout => ApiError::ModelTimeout(message),
+                FaultKind::ServiceUnavailable => ApiError::ServiceUnavailable(message),
+                FaultKind::ModelNotReady => ApiError::ModelNotReady(message),
+                FaultKind::ModelError => ApiError::ModelError(message),
+                FaultKind::ModelStreamError => ApiError::ModelStreamError(message),
+                FaultKind::Validation => ApiError::Validation(message),
+                FaultKind::InternalServer => ApiError::Internal,
+            },
         }
     }
 }

@@ -90,6 +90,52 @@ pub struct GenerationRequest {
     pub sampling: Sampling,
     /// Matched on decoded text; a matched sequence is never emitted.
     pub stop_sequences: Vec<String>,
+    /// Which call this is, for engines that answer by rule (a script) rather than by model;
+    /// set by the API once the call is parsed.
+    pub label: Option<RequestLabel>,
+}
+
+/// The call a generation serves: the catalog model id, the operation's name, the tools it
+/// offers and whether its last user turn carries a tool's result.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestLabel {
+    pub model_id: String,
+    pub operation: String,
+    pub tools: Vec<String>,
+    pub tool_result: bool,
+}
+
+/// A runtime exception an engine can answer with on purpose (a scripted fault), by Bedrock's
+/// name for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    Throttling,
+    ModelTimeout,
+    ServiceUnavailable,
+    ModelNotReady,
+    ModelError,
+    ModelStreamError,
+    Validation,
+    InternalServer,
+}
+
+impl FaultKind {
+    /// Reads Bedrock's exception name (`ThrottlingException`) or its short form
+    /// (`throttling`).
+    pub fn parse(name: &str) -> Option<Self> {
+        let short = name.trim_end_matches("Exception").to_ascii_lowercase();
+        Some(match short.as_str() {
+            "throttling" => FaultKind::Throttling,
+            "modeltimeout" => FaultKind::ModelTimeout,
+            "serviceunavailable" => FaultKind::ServiceUnavailable,
+            "modelnotready" => FaultKind::ModelNotReady,
+            "modelerror" => FaultKind::ModelError,
+            "modelstreamerror" => FaultKind::ModelStreamError,
+            "validation" => FaultKind::Validation,
+            "internalserver" => FaultKind::InternalServer,
+            _ => return None,
+        })
+    }
 }
 
 /// Why a generation ended.
@@ -161,6 +207,10 @@ pub enum GenerationError {
     /// The server is shutting down and stopped this generation after its grace period.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// An exception the engine was told to answer with (a scripted fault); the client sees
+    /// exactly this kind and message.
+    #[error("{message}")]
+    Fault { kind: FaultKind, message: String },
 }
 
 impl fmt::Display for Role {

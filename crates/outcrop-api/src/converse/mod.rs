@@ -155,6 +155,7 @@ pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ConverseRequest
             constraint: conv.tools.as_ref().and_then(Tools::constraint),
         },
         stop_sequences: stops,
+        label: None,
     };
     Ok(ConverseRequest {
         request,

@@ -61,6 +61,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         max_tokens: tokens(max_tokens.unwrap_or(200)),
         sampling: sampling(Some(temperature.unwrap_or(0.7)), top_p, None, cx.seed),
         stop_sequences: stops.unwrap_or_default(),
+        label: None,
     };
     Ok(Parsed {
         family: Family::Ai21,

@@ -32,6 +32,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
                 cx.seed,
             ),
             stop_sequences: Vec::new(),
+            label: None,
         },
     ))
 }

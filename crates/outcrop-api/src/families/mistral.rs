@@ -39,6 +39,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
                 cx.seed,
             ),
             stop_sequences: stop.unwrap_or_default(),
+            label: None,
         },
     ))
 }

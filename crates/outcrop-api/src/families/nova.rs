@@ -73,6 +73,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             constraint: conv.tools.as_ref().and_then(Tools::constraint),
         },
         stop_sequences: stops.unwrap_or_default(),
+        label: None,
     };
     Ok(Parsed {
         family: Family::Nova,

@@ -42,6 +42,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
                 cx.seed,
             ),
             stop_sequences: stops.unwrap_or_default(),
+            label: None,
         },
     ))
 }

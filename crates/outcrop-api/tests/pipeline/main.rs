@@ -12,4 +12,5 @@ mod auth;
 mod errors;
 mod ledger;
 mod runtime;
+mod script;
 mod surfaces;

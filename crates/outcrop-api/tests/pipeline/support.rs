@@ -59,6 +59,21 @@ impl App {
     }
 
     pub async fn start(engine: FakeEngine, access_mode: AccessMode) -> App {
+        let engine = Arc::new(engine);
+        App::serving(engine.clone(), engine, access_mode).await
+    }
+
+    /// Every model enabled, text models answered by `engine` (`fake` is only recorded).
+    pub async fn with_engine(engine: Arc<dyn Engine>) -> App {
+        let fake = Arc::new(FakeEngine::replying("unused", REPLY));
+        App::serving(engine, fake, AccessMode::Open).await
+    }
+
+    async fn serving(
+        text: Arc<dyn Engine>,
+        engine: Arc<FakeEngine>,
+        access_mode: AccessMode,
+    ) -> App {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("outcrop.db"))
             .await
@@ -66,7 +81,6 @@ impl App {
         store.ensure_defaults().await.unwrap();
         store.set_dev_key(true).await.unwrap();
         let catalog = Catalog::builtin_with(&Default::default()).unwrap();
-        let engine = Arc::new(engine);
         let mut service = Service::new(Arc::new(store), catalog);
         for entry in service.catalog.entries() {
             if entry.output_modalities.iter().any(|m| m == "EMBEDDING") {
@@ -74,10 +88,9 @@ impl App {
                     .embedders
                     .insert(entry.backing_model.clone(), Arc::new(FakeEmbedder));
             } else {
-                service.engines.insert(
-                    entry.backing_model.clone(),
-                    engine.clone() as Arc<dyn Engine>,
-                );
+                service
+                    .engines
+                    .insert(entry.backing_model.clone(), text.clone());
             }
         }
         service.access_mode = access_mode;

@@ -161,6 +161,7 @@ fn request(prompt: &str, max_tokens: u32, stops: &[&str]) -> GenerationRequest {
         max_tokens,
         sampling: Sampling::greedy(),
         stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
+        label: None,
     }
 }
 

@@ -129,6 +129,7 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
             constraint: tools.as_ref().and_then(Tools::constraint),
         },
         stop_sequences: stops.unwrap_or_default(),
+        label: None,
     };
     Ok(Parsed {
         family: Family::AnthropicMessages,

@@ -58,6 +58,7 @@ pub fn parse_text_request(
             constraint: None,
         },
         stop_sequences,
+        label: None,
     })
 }
 
