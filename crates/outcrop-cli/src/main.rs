@@ -70,6 +70,14 @@ struct ServeArgs {
     /// Serve HTTPS on this address and keep HTTP on --listen [default: HTTPS on --listen]
     #[arg(long, env = "OUTCROP_TLS_LISTEN")]
     tls_listen: Option<SocketAddr>,
+    /// For test suites: a temporary data directory deleted on exit, every model enabled, a
+    /// free loopback port, and one JSON line on stdout once serving:
+    /// {"endpoint": "http://127.0.0.1:PORT", "data_dir": ..., "pid": ...}
+    #[arg(long)]
+    ephemeral: bool,
+    /// Answer every text model from this rules file (the script engine; see docs/scripts.md)
+    #[arg(long, env = "OUTCROP_SCRIPT")]
+    script: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -208,6 +216,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.tls_listen.is_some() {
         config.tls.listen = args.tls_listen;
+    }
+    if args.script.is_some() {
+        config.engine.script = args.script;
+    }
+    // Kept alive until the server stops, then deleted.
+    let mut _ephemeral = None;
+    if args.ephemeral {
+        let dir = tempfile::Builder::new()
+            .prefix("outcrop-ephemeral-")
+            .tempdir()?;
+        // Models stay in the shared cache, not in the throw-away directory.
+        if config.models_dir.is_none() {
+            config.models_dir = Some(Config::default().models_dir()?);
+        }
+        config.data_dir = Some(dir.path().to_owned());
+        config.access.mode = outcrop_service::AccessMode::Open;
+        if args.listen.is_none() {
+            config.listen = "127.0.0.1:0".parse()?;
+        }
+        config.announce = true;
+        _ephemeral = Some(dir);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

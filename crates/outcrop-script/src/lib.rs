@@ -23,15 +23,46 @@ use outcrop_types::{
     Usage,
 };
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 /// The rules as last read, and when the file was modified then.
 struct Loaded {
-    rules: Arc<Vec<Rule>>,
+    rules: Arc<Rules>,
     modified: Option<SystemTime>,
+}
+
+/// The rules and how many requests each has answered.
+struct Rules {
+    rules: Vec<Rule>,
+    used: Vec<AtomicU32>,
+}
+
+impl Rules {
+    fn new(rules: Vec<Rule>) -> Self {
+        let used = rules.iter().map(|_| AtomicU32::new(0)).collect();
+        Rules { rules, used }
+    }
+
+    /// The first rule that matches and has answers left; it is counted.
+    fn answer(&self, call: &Call<'_>) -> Option<&Rule> {
+        self.rules.iter().zip(&self.used).find_map(|(rule, used)| {
+            if !rule.matches(call) {
+                return None;
+            }
+            match rule.times {
+                None => Some(rule),
+                Some(times) => used
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < times).then_some(n + 1)
+                    })
+                    .ok()
+                    .map(|_| rule),
+            }
+        })
+    }
 }
 
 /// Serves a backing model name from a script file.
@@ -66,7 +97,7 @@ impl ScriptEngine {
             name: name.to_owned(),
             path: path.to_owned(),
             loaded: Mutex::new(Loaded {
-                rules: Arc::new(rules),
+                rules: Arc::new(Rules::new(rules)),
                 modified: modified(path),
             }),
             fallback,
@@ -77,7 +108,7 @@ impl ScriptEngine {
 
     /// The rules, read again first if the file changed (a script that no longer parses is
     /// reported and the previous rules stay).
-    fn rules(&self) -> Arc<Vec<Rule>> {
+    fn rules(&self) -> Arc<Rules> {
         let mut loaded = self
             .loaded
             .lock()
@@ -88,7 +119,7 @@ impl ScriptEngine {
             match read(&self.path) {
                 Ok(rules) => {
                     tracing::info!(script = %self.path.display(), rules = rules.len(), "script reloaded");
-                    loaded.rules = Arc::new(rules);
+                    loaded.rules = Arc::new(Rules::new(rules));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "script not reloaded; the previous rules stay")
@@ -156,7 +187,7 @@ impl Engine for ScriptEngine {
             tools: !label.tools.is_empty(),
             tool_result: label.tool_result,
         };
-        let Some(rule) = rules.iter().find(|r| r.matches(&call)) else {
+        let Some(rule) = rules.answer(&call) else {
             if let Some(fallback) = &self.fallback {
                 return fallback.submit(request);
             }

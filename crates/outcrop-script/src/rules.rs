@@ -8,6 +8,7 @@
 //! regex = "(?i)^what is"                  # or a regular expression on it
 //! tools = true                            # the request offers tools (or not)
 //! tool_result = false                     # the last user message carries a tool's result
+//! times = 1                               # answers this many requests, then no longer matches
 //! [rule.reply]
 //! text = "Let me check."                  # the answer's text, or:
 //! tool_call = { name = "get_weather", input = { city = "Paris" } }
@@ -44,6 +45,7 @@ struct RawRule {
     regex: Option<String>,
     tools: Option<bool>,
     tool_result: Option<bool>,
+    times: Option<u32>,
     reply: RawReply,
 }
 
@@ -96,6 +98,8 @@ pub struct Rule {
     regex: Option<Regex>,
     tools: Option<bool>,
     tool_result: Option<bool>,
+    /// How many requests the rule answers (counted since the script was read); `None`: all.
+    pub times: Option<u32>,
     pub reply: Reply,
 }
 
@@ -187,6 +191,7 @@ fn rule(index: usize, raw: RawRule) -> Result<Rule, ScriptError> {
         regex,
         tools: raw.tools,
         tool_result: raw.tool_result,
+        times: raw.times,
         reply: Reply {
             answer,
             after_chunks: r.after_chunks,

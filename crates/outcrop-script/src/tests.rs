@@ -209,3 +209,23 @@ async fn the_script_is_read_again_when_it_changes() {
         .unwrap();
     assert_eq!(g.text, "second");
 }
+
+#[tokio::test]
+async fn a_rule_with_times_answers_that_many_requests() {
+    let (_dir, engine) = script(
+        "[[rule]]\ntimes = 2\nreply = { fault = \"ThrottlingException\" }\n[[rule]]\nreply = { text = \"ok\" }\n",
+    );
+    for _ in 0..2 {
+        let err = collect(engine.submit(request("x", "m", &[], None)).unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("Scripted ThrottlingException"),
+            "{err}"
+        );
+    }
+    let g = collect(engine.submit(request("x", "m", &[], None)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(g.text, "ok");
+}

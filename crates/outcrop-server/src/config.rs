@@ -43,6 +43,9 @@ pub struct Config {
     pub invocation_logging: crate::logs::InvocationLoggingConfig,
     /// Send access notifications over SMTP too (they always go to `<data_dir>/outbox`).
     pub smtp: Option<SmtpConfig>,
+    /// Print one JSON line on stdout once the server serves (`outcrop serve --ephemeral`).
+    #[serde(skip)]
+    pub announce: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +170,9 @@ pub struct EngineSettings {
     pub queue_len: usize,
     /// Layers to offload to a GPU (builds with the `cuda` feature only).
     pub gpu_layers: u32,
+    /// Answer every text model from this rules file (the script engine: no model is loaded
+    /// for text; `[backing_models.X]` settings of a model win).
+    pub script: Option<PathBuf>,
     /// On a CPU (`gpu_layers = 0`), load a model stored as Q4_1 re-encoded as Q8_0 (made once,
     /// kept in the model cache's `derived/`): ggml has no batched CPU kernel for Q4_1, so
     /// this serves several streams and long prompts much faster, for 1.7x the weights'
@@ -186,6 +192,7 @@ impl Default for EngineSettings {
             prompts_per_step: 1,
             queue_len: 64,
             gpu_layers: 0,
+            script: None,
             expand_q4_1: true,
         }
     }
@@ -232,6 +239,7 @@ impl Default for Config {
             smtp: None,
             quotas: BTreeMap::new(),
             invocation_logging: Default::default(),
+            announce: false,
         }
     }
 }

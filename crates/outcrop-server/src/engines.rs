@@ -45,11 +45,25 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
     let mut threads = Vec::new();
     // Script engines answer for their backing model names; the models they fall back on load
     // like any other.
-    let script = |name: &str| {
-        config
-            .backing_models
-            .get(name)
-            .filter(|m| m.engine == EngineKind::Script)
+    let text_models: Vec<&str> = catalog
+        .entries()
+        .iter()
+        .filter(|e| !e.output_modalities.iter().any(|m| m == "EMBEDDING"))
+        .map(|e| e.backing_model.as_str())
+        .collect();
+    let script = |name: &str| -> Option<(Option<&PathBuf>, Option<&str>)> {
+        match config.backing_models.get(name) {
+            Some(m) if m.engine == EngineKind::Script => {
+                Some((m.script.as_ref(), m.fallback.as_deref()))
+            }
+            Some(m) if m.path.is_some() => None,
+            _ => config
+                .engine
+                .script
+                .as_ref()
+                .filter(|_| text_models.contains(&name))
+                .map(|path| (Some(path), None)),
+        }
     };
     let mut local: Vec<&str> = catalog
         .backing_models()
@@ -57,7 +71,7 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         .filter(|name| script(name).is_none())
         .collect();
     for name in catalog.backing_models() {
-        if let Some(fallback) = script(name).and_then(|m| m.fallback.as_deref()) {
+        if let Some(fallback) = script(name).and_then(|(_, f)| f) {
             if script(fallback).is_some() {
                 bail!("[backing_models.{name}] fallback {fallback} is a script too: name a local model");
             }
@@ -120,15 +134,13 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         threads.push(thread);
     }
     for name in catalog.backing_models() {
-        let Some(settings) = script(name) else {
+        let Some((path, fallback)) = script(name) else {
             continue;
         };
-        let Some(path) = &settings.script else {
+        let Some(path) = path else {
             bail!("[backing_models.{name}] engine = \"script\" needs script = \"PATH\" (a TOML rules file)");
         };
-        let fallback = settings
-            .fallback
-            .as_deref()
+        let fallback = fallback
             .map(|f| {
                 handles.get(f).cloned().with_context(|| {
                     format!("[backing_models.{name}] fallback {f} is not a text model")

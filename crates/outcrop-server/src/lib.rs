@@ -67,6 +67,20 @@ pub async fn serve(
     for endpoint in &endpoints {
         tracing::info!("listening on {}", endpoint.url());
     }
+    if config.announce {
+        // One machine-readable line for the program that started this server; the sockets
+        // already listen, so it is ready when read.
+        let line = serde_json::json!({
+            "endpoint": endpoints.last().map(listen::Endpoint::url),
+            "endpoints": endpoints.iter().map(listen::Endpoint::url).collect::<Vec<_>>(),
+            "data_dir": data_dir,
+            "pid": std::process::id(),
+        });
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
     // On shutdown, in-flight requests may finish for `shutdown_grace_secs`; generations still
     // running then are ended (a 503, or a serviceUnavailableException frame in a stream).
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
