@@ -69,7 +69,7 @@ pub(crate) enum Invocation<'s> {
 
 impl Invocation<'_> {
     /// Names the call on every generation it runs (for engines that answer by rule).
-    pub fn label(&mut self, model_id: &str, operation: &str) {
+    pub fn label(&mut self, model_id: &str, operation: &str, exclusive: bool) {
         let (requests, tools): (Vec<&mut GenerationRequest>, Option<&Tools>) = match self {
             Invocation::Generate(p) => (
                 p.parsed.requests.iter_mut().collect(),
@@ -103,6 +103,7 @@ impl Invocation<'_> {
                     .is_some_and(|t| crate::tools::carries_result(&t.content)),
                 Prompt::Raw(_) => false,
             };
+            r.exclusive = exclusive;
             r.label = Some(RequestLabel {
                 model_id: model_id.to_owned(),
                 operation: operation.to_owned(),
@@ -136,11 +137,13 @@ impl Invocation<'_> {
 
 /// Parses `body` for `operation` on the resolved model, with every check the operation makes
 /// before it runs, in Bedrock's order.
+/// `seed` seeds the sampler of a request that names none.
 pub(crate) fn parse<'s>(
     state: &'s ApiState,
     operation: &Operation,
     resolved: Resolved<'s>,
     body: &[u8],
+    seed: u32,
 ) -> Result<Invocation<'s>, ApiError> {
     let entry = resolved.entry;
     match operation {
@@ -151,14 +154,14 @@ pub(crate) fn parse<'s>(
                 job: embeddings::parse(format, body)?,
             }),
             None => Ok(Invocation::Generate(invoke::prepare(
-                state, resolved, body,
+                state, resolved, body, seed,
             )?)),
         },
         Operation::InvokeModelWithResponseStream { .. } => {
             if !entry.streaming {
                 return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
             }
-            let prepared = invoke::prepare(state, resolved, body)?;
+            let prepared = invoke::prepare(state, resolved, body, seed)?;
             let chunker = families::chunker(&prepared.parsed, &prepared.model_id)
                 .ok_or_else(|| ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()))?;
             Ok(Invocation::Stream {
@@ -172,7 +175,7 @@ pub(crate) fn parse<'s>(
             if matches!(operation, Operation::ConverseStream { .. }) && !entry.streaming {
                 return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
             }
-            let request = converse::parse(model.entry, body)?;
+            let request = converse::parse(model.entry, body, seed)?;
             Ok(Invocation::Converse { model, request })
         }
         Operation::CountTokens { .. } => {
@@ -188,7 +191,7 @@ pub(crate) fn parse<'s>(
             if operation.streams() && !entry.streaming {
                 return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
             }
-            let request = openai::request::parse(model.entry, body)?;
+            let request = openai::request::parse(model.entry, body, seed)?;
             Ok(Invocation::Chat { model, request })
         }
         Operation::Responses { .. } => {
@@ -196,7 +199,7 @@ pub(crate) fn parse<'s>(
             if operation.streams() && !entry.streaming {
                 return Err(ApiError::Validation(UNSUPPORTED_FOR_STREAMING.into()));
             }
-            let request = openai::responses::parse(model.entry, body)?;
+            let request = openai::responses::parse(model.entry, body, seed)?;
             Ok(Invocation::Respond { model, request })
         }
         Operation::AnthropicMessages { identifier, stream } => {
@@ -205,7 +208,7 @@ pub(crate) fn parse<'s>(
             {
                 return Err(anthropic_api::not_on_this_route(identifier));
             }
-            let prepared = invoke::prepare(state, resolved, body)?;
+            let prepared = invoke::prepare(state, resolved, body, seed)?;
             if !stream {
                 return Ok(Invocation::Generate(prepared));
             }

@@ -63,6 +63,7 @@ pub(crate) fn prepare<'s>(
     state: &'s ApiState,
     resolved: Resolved<'s>,
     body: &[u8],
+    seed: u32,
 ) -> Result<Prepared<'s>, ApiError> {
     let Invocable { entry, engine } = invocable(state, resolved)?;
     let parsed = families::parse(
@@ -70,7 +71,7 @@ pub(crate) fn prepare<'s>(
         &ParseContext {
             entry,
             prompt_mode: state.prompt_mode,
-            seed: rand_seed(),
+            seed,
         },
     )?;
     Ok(Prepared {

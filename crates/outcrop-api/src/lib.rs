@@ -54,7 +54,15 @@ pub const MAX_BODY_BYTES: usize = 25_000_000;
 pub struct ApiState {
     pub service: Arc<Service>,
     pub prompt_mode: PromptMode,
+    /// Every generation deterministic (`[engine] deterministic`), not only those that ask
+    /// with [`DETERMINISTIC_HEADER`].
+    pub deterministic: bool,
 }
+
+/// A request header that makes one call deterministic: it runs alone on a cleared KV cache,
+/// and a sampler the request does not seed is seeded with 0, so that the same request gives
+/// the same bytes whatever else the server is doing.
+pub const DETERMINISTIC_HEADER: &str = "x-outcrop-deterministic";
 
 /// Handlers reach the service's parts (catalog, engines, store...) through the state.
 impl std::ops::Deref for ApiState {
@@ -124,8 +132,21 @@ async fn run(
     }
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
     let query = parts.uri.query().unwrap_or("");
+    let deterministic = state.deterministic
+        || parts
+            .headers
+            .get(DETERMINISTIC_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     perform(
-        state, request_id, &principal, operation, query, body, started,
+        state,
+        request_id,
+        &principal,
+        operation,
+        query,
+        body,
+        started,
+        deterministic,
     )
     .await
 }
@@ -153,6 +174,7 @@ pub async fn call(
             query,
             body,
             started,
+            state.deterministic,
         )
         .await;
         answer(result, &request_id, Surface::Bedrock)
@@ -162,6 +184,7 @@ pub async fn call(
 }
 
 /// Everything after authentication.
+#[allow(clippy::too_many_arguments)]
 async fn perform(
     state: &Arc<ApiState>,
     request_id: &str,
@@ -170,6 +193,7 @@ async fn perform(
     query: &str,
     body: bytes::Bytes,
     started: Instant,
+    deterministic: bool,
 ) -> Result<Response, ApiError> {
     let Some(identifier) = operation.runtime_model() else {
         authorize::authorize(state, principal, &operation).await?;
@@ -188,7 +212,15 @@ async fn perform(
     // cut short if this future is dropped (the client went away).
     // The meter keeps the body (a shared buffer, not a copy) for invocation logging.
     let mut meter = Some(Meter::new(state.service.clone(), call, body.clone()));
-    let result = runtime(state, principal, &mut meter, &operation, &body).await;
+    let result = runtime(
+        state,
+        principal,
+        &mut meter,
+        &operation,
+        &body,
+        deterministic,
+    )
+    .await;
     let Some(meter) = meter else {
         return result.map(Answer::into_response);
     };
@@ -255,6 +287,7 @@ async fn runtime(
     meter: &mut Option<Meter>,
     operation: &Operation,
     body: &[u8],
+    deterministic: bool,
 ) -> Result<Answer, ApiError> {
     let identifier = operation.runtime_model().unwrap_or_default();
     if identifier.is_empty() {
@@ -271,9 +304,14 @@ async fn runtime(
     let resolved = resolved?;
     access::check_invoke(state, principal, resolved.entry).await?;
     // The body, parsed once; its errors are reported after the quotas have had their say.
-    let mut invocation = invocation::parse(state, operation, resolved, body);
+    let seed = if deterministic {
+        0
+    } else {
+        invoke::rand_seed()
+    };
+    let mut invocation = invocation::parse(state, operation, resolved, body, seed);
     if let Ok(i) = invocation.as_mut() {
-        i.label(&resolved.entry.id, operation.name());
+        i.label(&resolved.entry.id, operation.name(), deterministic);
     }
     let streaming = operation.streams();
     // Bedrock's event streams are opened before a quota refusal; server-sent streams refuse

@@ -231,6 +231,7 @@ mod tests {
             sampling: Sampling::greedy(),
             stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
             label: None,
+            exclusive: false,
         }
     }
 

@@ -58,6 +58,7 @@ pub trait Engine: Send + Sync {
             sampling: Sampling::greedy(),
             stop_sequences: Vec::new(),
             label: None,
+            exclusive: false,
         })?;
         loop {
             match events.recv().await {

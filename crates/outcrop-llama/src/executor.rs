@@ -154,4 +154,8 @@ impl Executor for LlamaExecutor<'_> {
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
         self.samplers[seq] = None;
     }
+
+    fn reset(&mut self) {
+        self.ctx.clear_kv_cache();
+    }
 }

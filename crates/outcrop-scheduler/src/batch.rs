@@ -149,11 +149,22 @@ impl Batcher {
 
     /// Admits waiting requests, oldest first, while a slot and enough KV cells are free.
     /// A request that does not fit yet keeps its place at the head of the queue.
+    ///
+    /// An exclusive request runs alone: it waits for the running sequences to end, starts on
+    /// an emptied KV cache, and nothing is admitted beside it; its output then depends on
+    /// nothing but itself.
     fn admit<E: Executor>(&mut self, exec: &mut E) {
         while !self.free.is_empty() {
+            if self.active.iter().any(|a| a.job.request.exclusive) {
+                break;
+            }
             let Some(head) = self.waiting.front_mut() else {
                 break;
             };
+            let exclusive = head.job.request.exclusive;
+            if exclusive && !self.active.is_empty() {
+                break;
+            }
             let prompt = match head.prompt.take() {
                 Some(p) => p,
                 None => match checked_prompt(exec, &head.job, self.context_tokens) {
@@ -185,6 +196,9 @@ impl Batcher {
                     usage,
                 });
                 continue;
+            }
+            if exclusive {
+                exec.reset();
             }
             // The lowest free id keeps running ids contiguous: with a KV stream per sequence,
             // llama.cpp decodes a run of consecutive ids in one ubatch.

@@ -46,4 +46,8 @@ pub trait Executor {
 
     /// Frees slot `seq` (its KV cells) once its sequence ended or was cancelled.
     fn end(&mut self, seq: SeqId);
+
+    /// Empties the whole KV cache, so that the next sequence is laid out from the first cell,
+    /// as on a fresh context. Called only while no sequence runs.
+    fn reset(&mut self) {}
 }

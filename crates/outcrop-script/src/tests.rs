@@ -22,6 +22,7 @@ fn request(
             tools: tools.iter().map(|t| t.to_string()).collect(),
             tool_result: false,
         }),
+        exclusive: false,
     }
 }
 

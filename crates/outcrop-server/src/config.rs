@@ -170,6 +170,10 @@ pub struct EngineSettings {
     pub queue_len: usize,
     /// Layers to offload to a GPU (builds with the `cuda` feature only).
     pub gpu_layers: u32,
+    /// Run every generation deterministically: alone, on a cleared KV cache, unseeded
+    /// samplers seeded with 0 (one request asks with `X-Outcrop-Deterministic: true`).
+    /// Concurrent requests then wait for each other (docs/benchmarks.md has the cost).
+    pub deterministic: bool,
     /// Answer every text model from this rules file (the script engine: no model is loaded
     /// for text; `[backing_models.X]` settings of a model win).
     pub script: Option<PathBuf>,
@@ -193,6 +197,7 @@ impl Default for EngineSettings {
             queue_len: 64,
             gpu_layers: 0,
             script: None,
+            deterministic: false,
             expand_q4_1: true,
         }
     }

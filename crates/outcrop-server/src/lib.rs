@@ -59,6 +59,7 @@ pub async fn serve(
     let state = Arc::new(ApiState {
         service,
         prompt_mode: config.validation.claude_prompt,
+        deterministic: config.engine.deterministic,
     });
     let app = metrics::router(engines.handles())?
         .merge(outcrop_console::router(state.clone()))

@@ -93,6 +93,9 @@ pub struct GenerationRequest {
     /// Which call this is, for engines that answer by rule (a script) rather than by model;
     /// set by the API once the call is parsed.
     pub label: Option<RequestLabel>,
+    /// Run alone, on a cleared KV cache, so that the output does not depend on what else runs
+    /// (batch composition changes floating-point sums): the same request gives the same bytes.
+    pub exclusive: bool,
 }
 
 /// The call a generation serves: the catalog model id, the operation's name, the tools it

@@ -7,7 +7,7 @@ pub mod request;
 
 use crate::eventstream;
 use crate::families::{self, Family, ParseContext};
-use crate::invoke::{self, rand_seed, Invocable};
+use crate::invoke::{self, Invocable};
 use crate::stream::{self, padding, Shaper, Timing};
 use crate::tools::Tools;
 use crate::{json_response, Answer, ApiError, ApiState};
@@ -78,7 +78,12 @@ fn number(
     Ok(Some(n))
 }
 
-pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ConverseRequest, ApiError> {
+/// `seed`: the sampler's seed (Converse takes none from the client).
+pub(crate) fn parse(
+    entry: &CatalogEntry,
+    body: &[u8],
+    seed: u32,
+) -> Result<ConverseRequest, ApiError> {
     let map = body_object(body)?;
     let conv = conversation(
         &entry.id,
@@ -151,11 +156,12 @@ pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ConverseRequest
             temperature: temperature.unwrap_or_else(|| default_temperature(entry)) as f32,
             top_p: top_p.filter(|p| *p < 1.0).map(|p| p as f32),
             top_k: top_k.filter(|k| *k > 0),
-            seed: rand_seed(),
+            seed,
             constraint: conv.tools.as_ref().and_then(Tools::constraint),
         },
         stop_sequences: stops,
         label: None,
+        exclusive: false,
     };
     Ok(ConverseRequest {
         request,

@@ -62,6 +62,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         sampling: sampling(Some(temperature.unwrap_or(0.7)), top_p, None, cx.seed),
         stop_sequences: stops.unwrap_or_default(),
         label: None,
+        exclusive: false,
     };
     Ok(Parsed {
         family: Family::Ai21,

@@ -61,6 +61,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         ),
         stop_sequences: stops.unwrap_or_default(),
         label: None,
+        exclusive: false,
     };
     Ok(Parsed {
         family: Family::CohereCommand,

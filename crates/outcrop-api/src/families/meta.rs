@@ -33,6 +33,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             ),
             stop_sequences: Vec::new(),
             label: None,
+            exclusive: false,
         },
     ))
 }

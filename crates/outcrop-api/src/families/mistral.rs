@@ -40,6 +40,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             ),
             stop_sequences: stop.unwrap_or_default(),
             label: None,
+            exclusive: false,
         },
     ))
 }

@@ -258,7 +258,12 @@ fn number(
     }
 }
 
-pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ChatRequest, ApiError> {
+/// `seed`: the sampler's seed unless the body sets one.
+pub(crate) fn parse(
+    entry: &CatalogEntry,
+    body: &[u8],
+    default_seed: u32,
+) -> Result<ChatRequest, ApiError> {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return Err(invalid("The request body must be a JSON object."));
     };
@@ -335,7 +340,7 @@ pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ChatRequest, Ap
     if let Some(config) = tool_config {
         converse_body["toolConfig"] = config;
     }
-    let mut converse = converse::parse(entry, converse_body.to_string().as_bytes())?;
+    let mut converse = converse::parse(entry, converse_body.to_string().as_bytes(), default_seed)?;
     let sampling = &mut converse.request.sampling;
     if let Some(t) = temperature {
         sampling.temperature = t as f32;

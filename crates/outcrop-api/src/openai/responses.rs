@@ -132,7 +132,11 @@ fn chat_tools(map: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
         .map(|t| Some(json!(t)))
 }
 
-pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ResponsesRequest, ApiError> {
+pub(crate) fn parse(
+    entry: &CatalogEntry,
+    body: &[u8],
+    seed: u32,
+) -> Result<ResponsesRequest, ApiError> {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return Err(invalid("The request body must be a JSON object."));
     };
@@ -176,7 +180,7 @@ pub(crate) fn parse(entry: &CatalogEntry, body: &[u8]) -> Result<ResponsesReques
             _ => format.clone(),
         };
     }
-    let chat = request::parse(entry, chat.to_string().as_bytes())?;
+    let chat = request::parse(entry, chat.to_string().as_bytes(), seed)?;
     let echo = json!({
         "instructions": map.get("instructions").cloned().unwrap_or(Value::Null),
         "tools": map.get("tools").cloned().unwrap_or(json!([])),

@@ -98,6 +98,7 @@ impl App {
         let state = Arc::new(ApiState {
             service: Arc::new(service),
             prompt_mode: PromptMode::default(),
+            deterministic: false,
         });
         // Every request comes from this machine, as from a local client of the real server.
         let router = outcrop_api::router(state.clone()).layer(axum::Extension(Origin::loopback()));
@@ -167,6 +168,19 @@ impl App {
         key: &str,
         secret: &str,
     ) -> (StatusCode, HeaderMap, serde_json::Value) {
+        self.signed_with(method, path, body, key, secret, &[]).await
+    }
+
+    /// [`App::signed`] with more (signed) headers.
+    pub async fn signed_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        key: &str,
+        secret: &str,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, serde_json::Value) {
         use aws_credential_types::Credentials;
         use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
         use aws_sigv4::sign::v4;
@@ -181,10 +195,11 @@ impl App {
             .unwrap()
             .into();
         let host = self.url.trim_start_matches("http://").to_owned();
-        let headers = [
+        let mut headers = vec![
             ("content-type", "application/json"),
             ("host", host.as_str()),
         ];
+        headers.extend_from_slice(extra);
         let signable = SignableRequest::new(
             method,
             format!("{}{path}", self.url),

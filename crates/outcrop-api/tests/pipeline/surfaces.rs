@@ -526,3 +526,27 @@ async fn openai_responses_whole_streamed_and_with_a_function_call() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_deterministic_header_runs_a_call_alone_with_a_fixed_seed() {
+    let app = App::open().await;
+    let body = json!({ "model": NOVA, "temperature": 0.9, "messages": [{ "role": "user", "content": "Hi" }] });
+    let path = "/openai/v1/chat/completions";
+    let body = body.to_string().into_bytes();
+    let (status, _, _) = app.signed("POST", path, &body, "test", "test").await;
+    assert_eq!(status, 200);
+    for _ in 0..2 {
+        let deterministic = [("x-outcrop-deterministic", "true")];
+        let (status, _, _) = app
+            .signed_with("POST", path, &body, "test", "test", &deterministic)
+            .await;
+        assert_eq!(status, 200);
+    }
+    let requests = app.engine.requests();
+    assert!(!requests[0].exclusive);
+    assert!(requests[1].exclusive && requests[2].exclusive);
+    assert_eq!(
+        (requests[1].sampling.seed, requests[2].sampling.seed),
+        (0, 0)
+    );
+}

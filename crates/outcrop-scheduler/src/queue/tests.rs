@@ -14,6 +14,8 @@ struct Log {
     steps: Vec<Vec<(SeqId, usize, u32, bool)>>,
     begun: Vec<SeqId>,
     ended: Vec<SeqId>,
+    /// Begin, step, end and reset, in the order they happened.
+    order: Vec<String>,
 }
 
 /// Every sequence says the same script, then ends its turn. Prompts are one token per word.
@@ -55,7 +57,9 @@ impl Executor for FakeExecutor {
         }
         self.said.insert(seq, 0);
         self.next_pos.insert(seq, 0);
-        self.log.lock().unwrap().begun.push(seq);
+        let mut log = self.log.lock().unwrap();
+        log.begun.push(seq);
+        log.order.push(format!("begin {seq}"));
         Ok(())
     }
 
@@ -86,7 +90,10 @@ impl Executor for FakeExecutor {
                 });
             }
         }
-        self.log.lock().unwrap().steps.push(record);
+        let mut log = self.log.lock().unwrap();
+        let seqs: Vec<String> = record.iter().map(|r| r.0.to_string()).collect();
+        log.order.push(format!("step {}", seqs.join(",")));
+        log.steps.push(record);
         Ok(out)
     }
 
@@ -96,7 +103,14 @@ impl Executor for FakeExecutor {
             "slot {seq} ended but not begun"
         );
         self.next_pos.remove(&seq);
-        self.log.lock().unwrap().ended.push(seq);
+        let mut log = self.log.lock().unwrap();
+        log.ended.push(seq);
+        log.order.push(format!("end {seq}"));
+    }
+
+    fn reset(&mut self) {
+        assert!(self.said.is_empty(), "reset while sequences run");
+        self.log.lock().unwrap().order.push("reset".into());
     }
 }
 
@@ -162,6 +176,7 @@ fn request(prompt: &str, max_tokens: u32, stops: &[&str]) -> GenerationRequest {
         sampling: Sampling::greedy(),
         stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
         label: None,
+        exclusive: false,
     }
 }
 
@@ -621,4 +636,51 @@ async fn prompts_arriving_together_are_processed_one_per_step() {
         vec![3],
         "with a higher limit the same prompts share a step"
     );
+}
+
+#[tokio::test]
+async fn an_exclusive_request_runs_alone_on_a_reset_cache() {
+    let (handle, log, _thread) = Setup {
+        script: vec![b"a", b"b", b"c", b"d", b"e", b"f"],
+        step_delay: Duration::from_millis(2),
+        ..Setup::default()
+    }
+    .start();
+    let mut streams = Vec::new();
+    for i in 0..5 {
+        let mut r = request("one two three", 6, &[]);
+        r.exclusive = i == 2;
+        streams.push(handle.submit(r).unwrap());
+    }
+    for s in streams {
+        let events = collect(s).await;
+        assert!(
+            matches!(events.last(), Some(GenerationEvent::Finished { .. })),
+            "{events:?}"
+        );
+    }
+    let order = log.lock().unwrap().order.clone();
+    let reset = order
+        .iter()
+        .position(|e| e == "reset")
+        .expect("the cache was reset");
+    let seq = order[reset + 1]
+        .strip_prefix("begin ")
+        .expect("the exclusive sequence begins next")
+        .to_owned();
+    let end = reset
+        + order[reset..]
+            .iter()
+            .position(|e| *e == format!("end {seq}"))
+            .unwrap();
+    for e in &order[reset + 2..end] {
+        assert_eq!(
+            *e,
+            format!("step {seq}"),
+            "nothing beside the exclusive sequence: {order:?}"
+        );
+    }
+    // Others ran before it and after it.
+    assert!(order[..reset].iter().any(|e| e.starts_with("begin")));
+    assert!(order[end..].iter().any(|e| e.starts_with("begin")));
 }

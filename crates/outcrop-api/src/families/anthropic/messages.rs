@@ -130,6 +130,7 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
         },
         stop_sequences: stops.unwrap_or_default(),
         label: None,
+        exclusive: false,
     };
     Ok(Parsed {
         family: Family::AnthropicMessages,

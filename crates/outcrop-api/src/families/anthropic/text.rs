@@ -59,6 +59,7 @@ pub fn parse_text_request(
         },
         stop_sequences,
         label: None,
+        exclusive: false,
     })
 }
 
