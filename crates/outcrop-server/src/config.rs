@@ -216,6 +216,22 @@ pub struct BackingModel {
     /// For `engine = "script"`: the backing model that answers what no rule matches (and
     /// counts tokens); none: such requests fail with an error naming them.
     pub fallback: Option<String>,
+    /// For `engine = "openai"`: the server's base URL (ending in `/v1`), or several in `urls`
+    /// (tried in turn, the next when one cannot be reached).
+    pub url: Option<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// For `engine = "openai"`: the model name the server serves.
+    pub model: Option<String>,
+    /// For `engine = "openai"`: the environment variable holding the server's API key.
+    pub api_key_env: Option<String>,
+    /// For `engine = "openai"`: seconds for a whole answer (default 600).
+    pub timeout_secs: Option<u64>,
+    /// For `engine = "openai"`: generations sent at once (default 64); beyond it, requests
+    /// are throttled.
+    pub max_in_flight: Option<usize>,
+    /// For `engine = "openai"`: the served model's context window (default 32768).
+    pub context_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -224,6 +240,8 @@ pub enum EngineKind {
     #[default]
     Local,
     Script,
+    /// An OpenAI-compatible server (vLLM, llama-server, SGLang, TGI, Ollama, an Outcrop).
+    OpenAi,
 }
 
 impl Default for Config {
@@ -379,6 +397,12 @@ mod tests {
         assert_eq!(m.engine, EngineKind::Script);
         assert_eq!(m.fallback.as_deref(), Some("real"));
         assert!(Config::parse("[backing_models.x]\nengine = \"remote\"").is_err());
+        let c = Config::parse(
+            "[backing_models.gpu]\nengine = \"openai\"\nurls = [\"http://a:8000/v1\", \"http://b:8000/v1\"]\nmodel = \"Qwen/Qwen3-8B\"\napi_key_env = \"VLLM_KEY\"",
+        )
+        .unwrap();
+        assert_eq!(c.backing_models["gpu"].engine, EngineKind::OpenAi);
+        assert_eq!(c.backing_models["gpu"].urls.len(), 2);
     }
 
     #[test]

@@ -65,17 +65,23 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
                 .map(|path| (Some(path), None)),
         }
     };
+    let remote = |name: &str| {
+        config
+            .backing_models
+            .get(name)
+            .filter(|m| m.engine == EngineKind::OpenAi)
+    };
     let mut local: Vec<&str> = catalog
         .backing_models()
         .into_iter()
-        .filter(|name| script(name).is_none())
+        .filter(|name| script(name).is_none() && remote(name).is_none())
         .collect();
     for name in catalog.backing_models() {
         if let Some(fallback) = script(name).and_then(|(_, f)| f) {
             if script(fallback).is_some() {
                 bail!("[backing_models.{name}] fallback {fallback} is a script too: name a local model");
             }
-            if !local.contains(&fallback) {
+            if !local.contains(&fallback) && remote(fallback).is_none() {
                 local.push(fallback);
             }
         }
@@ -133,6 +139,16 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         handles.insert(name.to_owned(), Arc::new(handle) as Arc<dyn Engine>);
         threads.push(thread);
     }
+    for (name, settings) in config
+        .backing_models
+        .iter()
+        .filter(|(_, m)| m.engine == EngineKind::OpenAi)
+    {
+        handles.insert(
+            name.clone(),
+            Arc::new(openai_engine(name, settings)?) as Arc<dyn Engine>,
+        );
+    }
     for name in catalog.backing_models() {
         let Some((path, fallback)) = script(name) else {
             continue;
@@ -156,6 +172,41 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         embedders,
         threads,
     })
+}
+
+/// An OpenAI-compatible server as a backing model.
+fn openai_engine(
+    name: &str,
+    m: &crate::config::BackingModel,
+) -> anyhow::Result<outcrop_remote::OpenAiEngine> {
+    let mut endpoints = m.urls.clone();
+    endpoints.extend(m.url.clone());
+    if endpoints.is_empty() {
+        bail!("[backing_models.{name}] engine = \"openai\" needs url = \"http://HOST:PORT/v1\" (or urls)");
+    }
+    let Some(model) = m.model.clone() else {
+        bail!("[backing_models.{name}] engine = \"openai\" needs model = \"NAME\" (the model the server serves)");
+    };
+    let api_key = match &m.api_key_env {
+        Some(var) => Some(std::env::var(var).with_context(|| {
+            format!(
+                "[backing_models.{name}] api_key_env: the environment variable {var} is not set"
+            )
+        })?),
+        None => None,
+    };
+    tracing::info!(model = name, endpoints = ?endpoints, served = %model, "remote engine (OpenAI-compatible)");
+    outcrop_remote::OpenAiEngine::new(outcrop_remote::OpenAiConfig {
+        name: name.to_owned(),
+        endpoints,
+        model,
+        api_key,
+        connect_timeout: std::time::Duration::from_secs(10),
+        timeout: std::time::Duration::from_secs(m.timeout_secs.unwrap_or(600)),
+        max_in_flight: m.max_in_flight.unwrap_or(64),
+        context_tokens: m.context_tokens.unwrap_or(32768),
+    })
+    .map_err(anyhow::Error::msg)
 }
 
 /// The file to load for a GGUF on a CPU: a Q4_1 model re-encoded as Q8_0 in the cache's
