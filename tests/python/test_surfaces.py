@@ -66,7 +66,7 @@ def test_openai_chat_and_stream(openai_client):
 
 def test_openai_tool_call_and_json_schema(openai_client):
     r = openai_client.chat.completions.create(
-        model=NOVA, max_completion_tokens=60, tools=[WEATHER], tool_choice="required",
+        model=NOVA, max_completion_tokens=200, temperature=0, tools=[WEATHER], tool_choice="required",
         messages=[{"role": "user", "content": "What is the weather in Paris?"}])
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -82,7 +82,7 @@ def test_openai_tool_call_and_json_schema(openai_client):
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}
     r = openai_client.chat.completions.create(
-        model=NOVA, max_completion_tokens=60,
+        model=NOVA, max_completion_tokens=200, temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}},
         messages=[{"role": "user", "content": "Invent a person."}])
     person = json.loads(r.choices[0].message.content)
@@ -117,7 +117,8 @@ def test_anthropic_sdk_on_the_anthropic_path(anthropic_client):
     assert final.usage.output_tokens > 0 and streamed == "".join(b.text for b in final.content if b.type == "text")
     tool = {"name": "get_weather", "description": "Current weather for a city.",
             "input_schema": WEATHER["function"]["parameters"]}
-    m = anthropic_client.messages.create(model=HAIKU, max_tokens=60, tools=[tool], tool_choice={"type": "any"},
+    m = anthropic_client.messages.create(model=HAIKU, max_tokens=200, tools=[tool], tool_choice={"type": "any"},
+                                         extra_body={"temperature": 0},
                                          messages=[{"role": "user", "content": "Weather in Paris?"}])
     assert m.stop_reason == "tool_use"
     use = next(b for b in m.content if b.type == "tool_use")
@@ -168,7 +169,7 @@ def test_openai_responses(openai_client):
     tool = {"type": "function", "name": "get_weather", "description": "Current weather for a city.",
             "parameters": WEATHER["function"]["parameters"]}
     r = openai_client.responses.create(model=NOVA, input="What is the weather in Paris?", tools=[tool],
-                                       tool_choice="required", max_output_tokens=60)
+                                       tool_choice="required", max_output_tokens=200, temperature=0)
     call = next(o for o in r.output if o.type == "function_call")
     assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
     follow = openai_client.responses.create(model=NOVA, tools=[tool], max_output_tokens=20, input=[

@@ -126,7 +126,9 @@ impl Invocation<'_> {
                 u64::from(request.max_tokens)
             }
             Invocation::Converse { request, .. } => u64::from(request.request.max_tokens),
-            Invocation::Chat { request, .. } => u64::from(request.converse.request.max_tokens),
+            Invocation::Chat { request, .. } => {
+                u64::from(request.converse.request.max_tokens) * u64::from(request.choices)
+            }
             Invocation::Respond { request, .. } => {
                 u64::from(request.chat.converse.request.max_tokens)
             }

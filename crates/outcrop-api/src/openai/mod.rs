@@ -56,15 +56,9 @@ fn tool_call(tool_use: &Value) -> Value {
     })
 }
 
-/// `POST /openai/v1/chat/completions` without `stream`.
-pub(crate) async fn chat(model: Invocable<'_>, parsed: ChatRequest) -> Result<Answer, ApiError> {
-    let ChatRequest {
-        converse,
-        model: name,
-        ..
-    } = parsed;
-    let g = invoke::generate(model.engine, converse.request).await?;
-    let (blocks, called) = events::content(converse.tools.as_ref(), &g.text);
+/// One choice of a whole answer, and why it ended.
+fn choice(index: u32, tools: Option<&crate::tools::Tools>, g: &outcrop_engine::Generated) -> Value {
+    let (blocks, called) = events::content(tools, &g.text);
     let text: String = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
     let calls: Vec<Value> = blocks
         .iter()
@@ -78,23 +72,51 @@ pub(crate) async fn chat(model: Invocable<'_>, parsed: ChatRequest) -> Result<An
             message["content"] = Value::Null;
         }
     }
+    json!({
+        "index": index,
+        "message": message,
+        "finish_reason": finish_reason(&g.reason, called),
+        "logprobs": null,
+    })
+}
+
+/// `POST /openai/v1/chat/completions` without `stream`: `n` choices, generated together, each
+/// with its own seed; the prompt is counted once.
+pub(crate) async fn chat(model: Invocable<'_>, parsed: ChatRequest) -> Result<Answer, ApiError> {
+    let ChatRequest {
+        converse,
+        model: name,
+        choices,
+        ..
+    } = parsed;
+    let runs = (0..choices).map(|i| {
+        let mut request = converse.request.clone();
+        request.sampling.seed = request.sampling.seed.wrapping_add(i);
+        invoke::generate(model.engine, request)
+    });
+    let generated = futures_util::future::try_join_all(runs).await?;
+    let mut usage = outcrop_types::Usage::default();
+    for g in &generated {
+        usage.input_tokens = g.usage.input_tokens;
+        usage.output_tokens += g.usage.output_tokens;
+    }
+    let choices: Vec<Value> = generated
+        .iter()
+        .zip(0..)
+        .map(|(g, i)| choice(i, converse.tools.as_ref(), g))
+        .collect();
     let body = json!({
         "id": completion_id(),
         "object": "chat.completion",
         "created": now(),
         "model": name,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "finish_reason": finish_reason(&g.reason, called),
-            "logprobs": null,
-        }],
-        "usage": usage(g.usage),
+        "choices": choices,
+        "usage": self::usage(usage),
     });
-    tracing::info!(model = %model.entry.id, input_tokens = g.usage.input_tokens, output_tokens = g.usage.output_tokens, "chat completion");
+    tracing::info!(model = %model.entry.id, input_tokens = usage.input_tokens, output_tokens = usage.output_tokens, "chat completion");
     Ok(Answer::Whole {
         response: json_response(StatusCode::OK, body.clone()),
-        usage: g.usage,
+        usage,
         output: Some(body),
     })
 }

@@ -18,7 +18,12 @@ pub(crate) struct ChatRequest {
     pub include_usage: bool,
     /// The model as the client named it, echoed in responses.
     pub model: String,
+    /// Choices to generate (`n`), each with its own seed.
+    pub choices: u32,
 }
+
+/// The most choices one request may ask for.
+const MAX_CHOICES: u64 = 8;
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::Validation(message.into())
@@ -272,10 +277,18 @@ pub(crate) fn parse(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    if let Some(n) = map.get("n").filter(|n| !n.is_null()) {
-        if n.as_u64() != Some(1) {
-            return Err(invalid("n: this endpoint returns one choice; set n to 1."));
-        }
+    let choices = match map.get("n").filter(|n| !n.is_null()) {
+        None => 1,
+        Some(n) => n
+            .as_u64()
+            .filter(|n| (1..=MAX_CHOICES).contains(n))
+            .ok_or_else(|| invalid(format!("n must be an integer from 1 to {MAX_CHOICES}.")))?
+            as u32,
+    };
+    if choices > 1 && map.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Err(invalid(
+            "n greater than 1 cannot be streamed here; ask for one choice, or do not stream.",
+        ));
     }
     if map.get("logprobs").and_then(Value::as_bool) == Some(true)
         || map.get("top_logprobs").is_some_and(|v| !v.is_null())
@@ -366,5 +379,6 @@ pub(crate) fn parse(
         converse,
         include_usage,
         model,
+        choices,
     })
 }

@@ -178,9 +178,14 @@ async fn openai_errors_are_in_openai_shape() {
         ),
         (json!({"model": NOVA}), 400, "messages is required"),
         (
-            json!({"model": NOVA, "n": 2, "messages": [{"role": "user", "content": "x"}]}),
+            json!({"model": NOVA, "n": 9, "messages": [{"role": "user", "content": "x"}]}),
             400,
-            "set n to 1",
+            "n must be an integer from 1 to 8",
+        ),
+        (
+            json!({"model": NOVA, "n": 2, "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+            400,
+            "cannot be streamed",
         ),
         (
             json!({"model": NOVA, "logprobs": true, "messages": [{"role": "user", "content": "x"}]}),
@@ -549,4 +554,35 @@ async fn the_deterministic_header_runs_a_call_alone_with_a_fixed_seed() {
         (requests[1].sampling.seed, requests[2].sampling.seed),
         (0, 0)
     );
+}
+
+#[tokio::test]
+async fn openai_n_choices_each_with_its_own_seed() {
+    let app = App::open().await;
+    let body = chat(NOVA, json!({"n": 3, "temperature": 1}));
+    let (status, _, answer) = app
+        .signed("POST", "/openai/v1/chat/completions", &body, "test", "test")
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let choices = answer["choices"].as_array().unwrap();
+    let indexes: Vec<u64> = choices
+        .iter()
+        .map(|c| c["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    let seeds: std::collections::HashSet<u32> = app
+        .engine
+        .requests()
+        .iter()
+        .map(|r| r.sampling.seed)
+        .collect();
+    assert_eq!(seeds.len(), 3);
+    // The prompt is counted once, the completions all.
+    let words = REPLY.split_whitespace().count() as u64;
+    assert_eq!(
+        answer["usage"]["completion_tokens"].as_u64().unwrap(),
+        3 * words
+    );
+    let record = &app.ledger(1).await[0];
+    assert_eq!(u64::from(record.output_tokens), 3 * words);
 }
