@@ -16,7 +16,8 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
 @pytest.fixture(scope="module")
 def pair():
-    upstream = Server(config='[access]\nmode = "open"\n', enable=[])
+    # Deterministic, so that a direct call and one through the gateway get the same bytes.
+    upstream = Server(config='[access]\nmode = "open"\n[engine]\ndeterministic = true\n', enable=[])
     data_dir = str(Path(upstream.dir.name) / "data")
 
     def cli(*args):

@@ -13,7 +13,8 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "us.amazon.nova-micro-v1:0"
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    # Bounded, so that a constrained call always fits the token budget.
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"]},
 }}
 
 
@@ -73,13 +74,13 @@ def test_openai_tool_call_and_json_schema(openai_client):
     call = choice.message.tool_calls[0]
     assert call.function.name == "get_weather" and isinstance(json.loads(call.function.arguments)["city"], str)
     follow = openai_client.chat.completions.create(
-        model=NOVA, max_completion_tokens=20, tools=[WEATHER],
+        model=NOVA, max_completion_tokens=20, tools=[WEATHER], tool_choice="none",
         messages=[{"role": "user", "content": "What is the weather in Paris?"},
                   {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
                   {"role": "tool", "tool_call_id": call.id, "content": "18 degrees, sunny"}])
     assert follow.choices[0].message.content is not None
 
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}
     r = openai_client.chat.completions.create(
         model=NOVA, max_completion_tokens=200, temperature=0,
@@ -131,13 +132,22 @@ def test_anthropic_sdk_on_the_anthropic_path(anthropic_client):
 
 def test_one_request_three_ways_same_text_and_tokens(openai_client, anthropic_client, surfaces):
     system, question = "Answer in one short sentence.", "What is the capital of France?"
-    converse = make_client(surfaces).converse(
+    # Deterministic calls: the same bytes whatever the KV cache held before.
+    alone = {"X-Outcrop-Deterministic": "true"}
+    boto = make_client(surfaces)
+
+    def add_header(request, **_):
+        request.headers["X-Outcrop-Deterministic"] = "true"
+
+    boto.meta.events.register("before-sign.bedrock-runtime.*", add_header)
+    converse = boto.converse(
         modelId=HAIKU, system=[{"text": system}], messages=[{"role": "user", "content": [{"text": question}]}],
         inferenceConfig={"maxTokens": 24, "temperature": 0})
     chat = openai_client.chat.completions.create(
-        model=HAIKU, max_completion_tokens=24, temperature=0,
+        model=HAIKU, max_completion_tokens=24, temperature=0, extra_headers=alone,
         messages=[{"role": "system", "content": system}, {"role": "user", "content": question}])
     message = anthropic_client.messages.create(model=HAIKU, max_tokens=24, extra_body={"temperature": 0}, system=system,
+                                               extra_headers=alone,
                                                messages=[{"role": "user", "content": question}])
     texts = [converse["output"]["message"]["content"][0]["text"], chat.choices[0].message.content, message.content[0].text]
     assert texts[0] == texts[1] == texts[2], texts
@@ -172,7 +182,7 @@ def test_openai_responses(openai_client):
                                        tool_choice="required", max_output_tokens=200, temperature=0)
     call = next(o for o in r.output if o.type == "function_call")
     assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
-    follow = openai_client.responses.create(model=NOVA, tools=[tool], max_output_tokens=20, input=[
+    follow = openai_client.responses.create(model=NOVA, tools=[tool], tool_choice="none", max_output_tokens=20, input=[
         {"role": "user", "content": "What is the weather in Paris?"},
         {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
         {"type": "function_call_output", "call_id": call.call_id, "output": "18 degrees, sunny"},
