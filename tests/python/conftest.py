@@ -84,6 +84,13 @@ class Server:
     def logs(self) -> str:
         return self.log_path.read_text()
 
+    def cli(self, *args) -> str:
+        """Runs an `outcrop` command on this server's data directory; its stdout."""
+        data_dir = str(Path(self.dir.name) / "data")
+        r = subprocess.run([outcrop_binary(), *args, "--data-dir", data_dir], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
     def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -3,13 +3,11 @@
 upstream model's, greedy text and token counts alike; a stopped upstream is a clear 503."""
 import json
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server, make_client, outcrop_binary
+from conftest import Server, make_client
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -18,15 +16,8 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 def pair():
     # Deterministic, so that a direct call and one through the gateway get the same bytes.
     upstream = Server(config='[access]\nmode = "open"\n[engine]\ndeterministic = true\n', enable=[])
-    data_dir = str(Path(upstream.dir.name) / "data")
-
-    def cli(*args):
-        r = subprocess.run([outcrop_binary(), *args, "--data-dir", data_dir], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    cli("users", "create", "gateway")
-    key = json.loads(cli("keys", "create", "--user", "gateway", "--bedrock-api-key"))["ServiceSpecificCredential"]["ServiceCredentialSecret"]
+    upstream.cli("users", "create", "gateway")
+    key = json.loads(upstream.cli("keys", "create", "--user", "gateway", "--bedrock-api-key"))["ServiceSpecificCredential"]["ServiceCredentialSecret"]
     gateway = Server(
         config=('[access]\nmode = "open"\n[backing_models.smollm2-135m-instruct]\nengine = "openai"\n'
                 f'url = "{upstream.url}/openai/v1"\nmodel = "{HAIKU}"\napi_key_env = "UPSTREAM_KEY"\n'),

@@ -3,11 +3,10 @@
 tools, structured output, errors, and one request made three ways."""
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import Server, make_client, outcrop_binary
+from conftest import Server, make_client
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "us.amazon.nova-micro-v1:0"
@@ -21,15 +20,8 @@ WEATHER = {"type": "function", "function": {
 @pytest.fixture(scope="module")
 def surfaces():
     s = Server(enable=[HAIKU, "amazon.nova-micro-v1:0", "meta.llama3-8b-instruct-v1:0"])
-    data_dir = str(Path(s.dir.name) / "data")
-
-    def cli(*args):
-        r = subprocess.run([outcrop_binary(), *args, "--data-dir", data_dir], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    cli("users", "create", "sdk-user")
-    created = json.loads(cli("keys", "create", "--user", "sdk-user", "--bedrock-api-key"))
+    s.cli("users", "create", "sdk-user")
+    created = json.loads(s.cli("keys", "create", "--user", "sdk-user", "--bedrock-api-key"))
     s.api_key = created["ServiceSpecificCredential"]["ServiceCredentialSecret"]
     yield s
     s.stop()

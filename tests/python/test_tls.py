@@ -47,10 +47,7 @@ class TlsServer:
         self.ca = str(Path(self.s.dir.name) / "data" / "tls" / "ca.pem")
 
     def cli(self, *args):
-        data_dir = str(Path(self.s.dir.name) / "data")
-        r = subprocess.run([outcrop_binary(), *args, "--data-dir", data_dir], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
+        return self.s.cli(*args)
 
     def user(self, name):
         """A user allowed every Bedrock action, with an access key pair."""

@@ -6,8 +6,8 @@
 
 use crate::error::wire;
 use crate::ApiError;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -64,11 +64,7 @@ pub(crate) fn error_response(error: &ApiError) -> Response {
         status = status.as_u16(),
         "request refused (Anthropic surface)"
     );
-    let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    response
+    crate::json_response(status, body)
 }
 
 /// The `error` event that ends a stream that failed after it began.

@@ -11,8 +11,8 @@ use crate::converse::events;
 use crate::error::wire;
 use crate::invoke::{self, Invocable};
 use crate::{json_response, Answer, ApiError};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use outcrop_engine::Engine;
 use outcrop_service::ledger::Meter;
 use outcrop_service::{access, iam, Principal, Service};
@@ -194,9 +194,5 @@ pub(crate) fn error_response(error: &ApiError) -> Response {
         status = status.as_u16(),
         "request refused (OpenAI surface)"
     );
-    let mut response = (status, body.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    response
+    crate::json_response(status, body)
 }
