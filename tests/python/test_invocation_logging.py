@@ -75,10 +75,15 @@ def test_logging_to_s3_and_a_log_group(s3_server):
         streamed = rt.invoke_model_with_response_stream(modelId=CLAUDE, body=json.dumps(body))
         list(streamed["body"])
         rt.invoke_model(modelId=TITAN, body=json.dumps({"inputText": "not logged: embeddings are off"}))
+        tagged = rt.converse(modelId=CLAUDE, messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+                             inferenceConfig={"maxTokens": 3}, requestMetadata={"team": "search", "case": "t1"})
 
-        records = wait_for(lambda: len(objects(store, "bedrock-logs")[0]) >= 2 and objects(store, "bedrock-logs"))
+        records = wait_for(lambda: len(objects(store, "bedrock-logs")[0]) >= 3 and objects(store, "bedrock-logs"))
         logs, listed = records
-        assert len(logs) == 2, "the embedding call is not logged"
+        assert len(logs) == 3, "the embedding call is not logged"
+        (converse,) = [rec for rec in logs if rec["requestId"] == tagged["ResponseMetadata"]["RequestId"]]
+        assert converse["requestMetadata"] == {"team": "search", "case": "t1"}
+        assert all("requestMetadata" not in rec for rec in logs if rec is not converse)
         assert all(o["Key"].startswith("outcrop/AWSLogs/000000000000/BedrockModelInvocationLogs/us-east-1/")
                    for o in listed)
         (invoke,) = [rec for rec in logs if rec["requestId"] == request_id]

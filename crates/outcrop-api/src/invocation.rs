@@ -15,7 +15,7 @@ use crate::{ApiError, ApiState};
 use outcrop_engine::Engine;
 use outcrop_models::CatalogEntry;
 use outcrop_service::Resolved;
-use outcrop_types::{GenerationRequest, Prompt, RequestLabel};
+use outcrop_types::{GenerationRequest, Prompt, RequestLabel, ServiceTier};
 
 /// The input a call reserves at quota admission: its body at four bytes a token (the model's
 /// tokenizer has not seen it yet; the reservation is settled to the real count at the end).
@@ -68,9 +68,33 @@ pub(crate) enum Invocation<'s> {
 }
 
 impl Invocation<'_> {
+    /// Runs every generation of the call in this scheduling class.
+    pub fn set_tier(&mut self, tier: ServiceTier) {
+        for r in self.parts().0 {
+            r.tier = tier;
+        }
+    }
+
+    /// What a Converse body asked for besides the generation: its service tier and request
+    /// metadata.
+    pub fn converse_settings(&self) -> Option<(Option<&'static str>, Option<serde_json::Value>)> {
+        match self {
+            Invocation::Converse { request, .. } => {
+                Some((request.echo.service_tier, request.request_metadata.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// Names the call on every generation it runs (for engines that answer by rule).
     pub fn label(&mut self, model_id: &str, operation: &str, exclusive: bool) {
-        let (requests, tools): (Vec<&mut GenerationRequest>, Option<&Tools>) = match self {
+        let (requests, tools) = self.parts();
+        Self::label_parts(requests, tools, model_id, operation, exclusive);
+    }
+
+    /// The call's generations, and the tools they may call.
+    fn parts(&mut self) -> (Vec<&mut GenerationRequest>, Option<&Tools>) {
+        match self {
             Invocation::Generate(p) => (
                 p.parsed.requests.iter_mut().collect(),
                 p.parsed.tools.as_ref(),
@@ -90,7 +114,16 @@ impl Invocation<'_> {
                 request.chat.converse.tools.as_ref(),
             ),
             Invocation::Embed { .. } | Invocation::Count { .. } => (Vec::new(), None),
-        };
+        }
+    }
+
+    fn label_parts(
+        requests: Vec<&mut GenerationRequest>,
+        tools: Option<&Tools>,
+        model_id: &str,
+        operation: &str,
+        exclusive: bool,
+    ) {
         let tools: Vec<String> = tools
             .map(|t| t.specs.iter().map(|s| s.name.clone()).collect())
             .unwrap_or_default();

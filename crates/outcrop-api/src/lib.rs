@@ -13,6 +13,7 @@
 
 mod anthropic_api;
 mod authorize;
+mod call_options;
 mod control;
 mod converse;
 mod embeddings;
@@ -24,8 +25,11 @@ mod invocation;
 mod invoke;
 mod openai;
 mod operation;
+mod reasoning;
 mod schema;
 mod stream;
+mod structured;
+mod tier;
 mod tools;
 
 pub use authorize::authorize;
@@ -39,6 +43,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use call_options::CallOptions;
 use invocation::Invocation;
 use outcrop_service::ledger::{self, Ended, Meter};
 use outcrop_service::{access, Principal, Service};
@@ -132,21 +137,9 @@ async fn run(
     }
     tracing::debug!(operation = operation.name(), principal = %principal.arn, "authenticated");
     let query = parts.uri.query().unwrap_or("");
-    let deterministic = state.deterministic
-        || parts
-            .headers
-            .get(DETERMINISTIC_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let options = CallOptions::from_headers(&parts.headers, state.deterministic)?;
     perform(
-        state,
-        request_id,
-        &principal,
-        operation,
-        query,
-        body,
-        started,
-        deterministic,
+        state, request_id, &principal, operation, query, body, started, options,
     )
     .await
 }
@@ -174,7 +167,10 @@ pub async fn call(
             query,
             body,
             started,
-            state.deterministic,
+            CallOptions {
+                deterministic: state.deterministic,
+                ..Default::default()
+            },
         )
         .await;
         answer(result, &request_id, Surface::Bedrock)
@@ -193,7 +189,7 @@ async fn perform(
     query: &str,
     body: bytes::Bytes,
     started: Instant,
-    deterministic: bool,
+    options: CallOptions,
 ) -> Result<Response, ApiError> {
     let Some(identifier) = operation.runtime_model() else {
         authorize::authorize(state, principal, &operation).await?;
@@ -207,20 +203,16 @@ async fn perform(
         region: principal.region.clone(),
         identifier: identifier.to_owned(),
         started,
+        service_tier: options.service_tier,
+        request_metadata: options.request_metadata.clone(),
     };
     // The call's one record: finished below, taken by a stream that opens, or written as
     // cut short if this future is dropped (the client went away).
     // The meter keeps the body (a shared buffer, not a copy) for invocation logging.
     let mut meter = Some(Meter::new(state.service.clone(), call, body.clone()));
-    let result = runtime(
-        state,
-        principal,
-        &mut meter,
-        &operation,
-        &body,
-        deterministic,
-    )
-    .await;
+    let result = runtime(state, principal, &mut meter, &operation, &body, &options)
+        .await
+        .map(|answer| echo_headers(answer, &operation, &options));
     let Some(meter) = meter else {
         return result.map(Answer::into_response);
     };
@@ -245,6 +237,30 @@ async fn perform(
     };
     meter.finish(ended).await;
     result.map(Answer::into_response)
+}
+
+/// InvokeModel's answers repeat the service tier and latency setting their headers asked for.
+fn echo_headers(mut answer: Answer, operation: &Operation, options: &CallOptions) -> Answer {
+    if !matches!(
+        operation,
+        Operation::InvokeModel { .. } | Operation::InvokeModelWithResponseStream { .. }
+    ) {
+        return answer;
+    }
+    let response = match &mut answer {
+        Answer::Whole { response, .. } | Answer::Stream(response) => response,
+    };
+    let headers = response.headers_mut();
+    if let Some(t) = options.service_tier {
+        headers.insert(
+            call_options::SERVICE_TIER_HEADER,
+            HeaderValue::from_static(t),
+        );
+    }
+    if let Some(l) = options.latency {
+        headers.insert(call_options::LATENCY_HEADER, HeaderValue::from_static(l));
+    }
+    answer
 }
 
 /// How a call that failed before any answer is recorded.
@@ -287,8 +303,9 @@ async fn runtime(
     meter: &mut Option<Meter>,
     operation: &Operation,
     body: &[u8],
-    deterministic: bool,
+    options: &CallOptions,
 ) -> Result<Answer, ApiError> {
+    let deterministic = options.deterministic;
     let identifier = operation.runtime_model().unwrap_or_default();
     if identifier.is_empty() {
         // OpenAI and Anthropic bodies name the model; Bedrock's paths always have one.
@@ -310,8 +327,17 @@ async fn runtime(
         invoke::rand_seed()
     };
     let mut invocation = invocation::parse(state, operation, resolved, body, seed);
+    if let (Ok(i), Some(t)) = (invocation.as_mut(), options.service_tier) {
+        match tier::check(resolved.entry, t) {
+            Ok(()) => i.set_tier(tier::scheduling(t)),
+            Err(e) => invocation = Err(e),
+        }
+    }
     if let Ok(i) = invocation.as_mut() {
         i.label(&resolved.entry.id, operation.name(), deterministic);
+        if let (Some((tier, metadata)), Some(m)) = (i.converse_settings(), meter.as_mut()) {
+            m.describe(tier, metadata);
+        }
     }
     let streaming = operation.streams();
     // Bedrock's event streams are opened before a quota refusal; server-sent streams refuse

@@ -151,17 +151,27 @@ fn parse_call(json_text: &str) -> Option<ToolCall> {
     input.is_object().then_some(ToolCall { name, input })
 }
 
+/// A finished generation's text and tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub text: String,
+    pub call: Option<ToolCall>,
+    /// A call was begun but is not a valid call (it stays text).
+    pub malformed: bool,
+}
+
 /// Splits a finished generation into its text and its tool call, if it made one. A call that
 /// does not parse (cut short by `max_tokens`) stays text.
-pub fn split(tools: Option<&Tools>, text: &str) -> (String, Option<ToolCall>) {
-    let Some(tools) = tools else {
-        return (text.to_owned(), None);
-    };
-    let mut s = StreamSplit::new(Some(tools));
+pub fn split(tools: Option<&Tools>, text: &str) -> Split {
+    let mut s = StreamSplit::new(tools);
     let mut out = s.push(text);
     let (rest, call) = s.finish();
     out.push_str(&rest);
-    (out, call)
+    Split {
+        text: out,
+        call,
+        malformed: s.malformed(),
+    }
 }
 
 /// [`split`] for text that arrives piece by piece: text before a call is released as soon as
@@ -172,6 +182,7 @@ pub struct StreamSplit {
     forced: bool,
     held: String,
     in_call: bool,
+    malformed: bool,
 }
 
 impl StreamSplit {
@@ -217,10 +228,18 @@ impl StreamSplit {
             if let Some(call) = parse_call(&held) {
                 return (String::new(), Some(call));
             }
+            self.malformed = true;
             let prefix = if self.in_call { TRIGGER } else { "" };
             return (format!("{prefix}{held}"), None);
         }
         (held, None)
+    }
+}
+
+impl StreamSplit {
+    /// Whether [`StreamSplit::finish`] found a begun call that does not parse.
+    pub fn malformed(&self) -> bool {
+        self.malformed
     }
 }
 
@@ -279,34 +298,35 @@ mod tests {
     #[test]
     fn splits_text_and_calls() {
         let auto = tools(ToolChoice::Auto);
-        assert_eq!(
-            split(
-                Some(&auto),
-                r#"Let me check. <tool_call>{"name": "weather", "input": {"city": "Oslo"}}"#
-            ),
-            (
-                "Let me check. ".to_owned(),
-                Some(ToolCall {
-                    name: "weather".into(),
-                    input: json!({"city": "Oslo"})
-                })
-            )
+        let s = split(
+            Some(&auto),
+            r#"Let me check. <tool_call>{"name": "weather", "input": {"city": "Oslo"}}"#,
         );
+        assert_eq!(s.text, "Let me check. ");
         assert_eq!(
-            split(Some(&auto), "Just text <tool"),
-            ("Just text <tool".to_owned(), None)
+            s.call,
+            Some(ToolCall {
+                name: "weather".into(),
+                input: json!({"city": "Oslo"})
+            })
+        );
+        let s = split(Some(&auto), "Just text <tool");
+        assert_eq!(
+            (s.text.as_str(), s.call, s.malformed),
+            ("Just text <tool", None, false)
         );
         let any = tools(ToolChoice::Any);
         assert_eq!(
             split(Some(&any), r#"{"name": "time", "input": {}}"#)
-                .1
+                .call
                 .unwrap()
                 .name,
             "time"
         );
-        // Cut short: stays text.
-        assert_eq!(split(Some(&any), r#"{"name": "ti"#).1, None);
-        assert_eq!(split(None, "<tool_call>{}").0, "<tool_call>{}");
+        // Cut short: stays text, and is reported as a malformed call.
+        let s = split(Some(&any), r#"{"name": "ti"#);
+        assert_eq!((s.call, s.malformed), (None, true));
+        assert_eq!(split(None, "<tool_call>{}").text, "<tool_call>{}");
     }
 
     #[test]

@@ -232,6 +232,7 @@ mod tests {
             stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
             label: None,
             exclusive: false,
+            tier: Default::default(),
         }
     }
 

@@ -59,6 +59,7 @@ pub trait Engine: Send + Sync {
             stop_sequences: Vec::new(),
             label: None,
             exclusive: false,
+            tier: Default::default(),
         })?;
         loop {
             match events.recv().await {

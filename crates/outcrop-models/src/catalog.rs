@@ -32,6 +32,18 @@ pub struct CatalogEntry {
     /// Whether the plain id may be invoked; when false only an inference profile can be.
     #[serde(default = "yes")]
     pub on_demand: bool,
+    /// The service tiers besides `default` this id serves, each with the factor its token
+    /// prices are multiplied by (Bedrock: priority +75%, flex -50%). A tier not named here
+    /// is refused for this id.
+    #[serde(default = "tier_prices")]
+    pub service_tiers: BTreeMap<String, String>,
+}
+
+fn tier_prices() -> BTreeMap<String, String> {
+    [("priority", "1.75"), ("flex", "0.5"), ("reserved", "1")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 fn text_only() -> Vec<String> {
@@ -56,6 +68,8 @@ pub struct CatalogOverride {
     pub backing_model: Option<String>,
     pub input_price_per_1k: Option<String>,
     pub output_price_per_1k: Option<String>,
+    /// Replaces the id's service tiers and their price factors.
+    pub service_tiers: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +115,9 @@ impl Catalog {
                     set(&mut e.backing_model, &o.backing_model);
                     set(&mut e.input_price_per_1k, &o.input_price_per_1k);
                     set(&mut e.output_price_per_1k, &o.output_price_per_1k);
+                    if let Some(t) = &o.service_tiers {
+                        e.service_tiers.clone_from(t);
+                    }
                 }
                 None => entries.push(CatalogEntry {
                     id: id.clone(),
@@ -134,6 +151,7 @@ impl Catalog {
                     lifecycle: active(),
                     inference_profiles: Vec::new(),
                     on_demand: true,
+                    service_tiers: o.service_tiers.clone().unwrap_or_else(tier_prices),
                 }),
             }
         }

@@ -73,15 +73,17 @@ impl Batcher {
         }
     }
 
+    /// Queues a request behind those of its own tier or a better one: waiting `priority`
+    /// requests are admitted before `default` ones, and those before `flex`.
     pub fn enqueue(&mut self, job: Job) {
-        self.waiting.push_back(Waiting { job, prompt: None });
+        let tier = job.request.tier;
+        let at = self
+            .waiting
+            .iter()
+            .position(|w| w.job.request.tier > tier)
+            .unwrap_or(self.waiting.len());
+        self.waiting.insert(at, Waiting { job, prompt: None });
         self.publish();
-    }
-
-    /// Whether another request could be admitted now. Requests stay in the bounded channel
-    /// until then, so the channel's bound is the real waiting limit.
-    pub fn has_room(&self) -> bool {
-        self.waiting.len() < self.free.len()
     }
 
     pub fn is_idle(&self) -> bool {
@@ -182,7 +184,8 @@ impl Batcher {
                 head.prompt = Some(prompt);
                 break;
             }
-            let job = self.waiting.pop_front().expect("head exists").job;
+            let mut job = self.waiting.pop_front().expect("head exists").job;
+            job.queued = None; // admitted: no longer counts against the queue
             self.publish();
             let input_tokens = prompt.len() as u32;
             if job.request.max_tokens == 0 {
@@ -301,8 +304,11 @@ impl Batcher {
         if let Some(stop) = matched.stop {
             return self.finish(exec, s.seq, Ok(StopReason::StopSequence(stop)));
         }
-        if a.generated >= a.job.request.max_tokens || a.pos() >= self.context_tokens {
+        if a.generated >= a.job.request.max_tokens {
             return self.finish(exec, s.seq, Ok(StopReason::MaxTokens));
+        }
+        if a.pos() >= self.context_tokens {
+            return self.finish(exec, s.seq, Ok(StopReason::ContextFull));
         }
         a.next = Some(s.token);
     }

@@ -1,7 +1,7 @@
 use crate::batch::Batcher;
 use crate::Executor;
 use outcrop_engine::{Engine, EngineGauges, GenerationEvent, GenerationStream, SubmitError};
-use outcrop_types::{GenerationError, GenerationRequest, ModelInfo};
+use outcrop_types::{GenerationError, GenerationRequest, ModelInfo, ServiceTier};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -33,6 +33,28 @@ impl Default for SchedulerConfig {
 pub(crate) struct Job {
     pub request: GenerationRequest,
     pub events: mpsc::UnboundedSender<GenerationEvent>,
+    /// The job's place in the queue's count, given back when it is admitted or dropped.
+    pub queued: Option<QueuedSlot>,
+}
+
+/// One unit of [`Gauges::queued`], released on drop.
+pub(crate) struct QueuedSlot(Arc<Gauges>);
+
+impl Drop for QueuedSlot {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Most requests of a tier that may be waiting (all tiers counted) before one more of it is
+/// refused: `flex` is refused once half the queue is taken, `default` when it is full, and
+/// `priority` may go a quarter beyond that.
+fn waiting_limit(queue_len: usize, tier: ServiceTier) -> usize {
+    match tier {
+        ServiceTier::Flex => queue_len.div_ceil(2),
+        ServiceTier::Default => queue_len,
+        ServiceTier::Priority => queue_len + queue_len.div_ceil(4),
+    }
 }
 
 /// Counters the engine thread publishes.
@@ -42,6 +64,8 @@ pub(crate) struct Gauges {
     pub waiting: AtomicUsize,
     /// KV cells reserved by running sequences.
     pub reserved_kv: AtomicUsize,
+    /// Requests submitted and not yet admitted (nor dropped).
+    pub queued: AtomicUsize,
     /// Set by [`SchedulerHandle::abort_all`]: end all work, admit nothing more.
     pub aborting: AtomicBool,
 }
@@ -49,14 +73,15 @@ pub(crate) struct Gauges {
 /// The async side of a scheduler: cheap to clone, used by request handlers.
 #[derive(Clone)]
 pub struct SchedulerHandle {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::UnboundedSender<Job>,
     ready: watch::Receiver<Option<ModelInfo>>,
     gauges: Arc<Gauges>,
+    queue_len: usize,
 }
 
 /// The engine side: run on the engine's own thread with [`WorkQueue::run`].
 pub struct WorkQueue {
-    jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::UnboundedReceiver<Job>,
     ready: watch::Sender<Option<ModelInfo>>,
     gauges: Arc<Gauges>,
     config: SchedulerConfig,
@@ -64,7 +89,7 @@ pub struct WorkQueue {
 
 /// Creates a connected handle and work queue.
 pub fn channel(config: &SchedulerConfig) -> (SchedulerHandle, WorkQueue) {
-    let (jobs_tx, jobs_rx) = mpsc::channel(config.queue_len.max(1));
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = watch::channel(None);
     let gauges = Arc::new(Gauges::default());
     (
@@ -72,6 +97,7 @@ pub fn channel(config: &SchedulerConfig) -> (SchedulerHandle, WorkQueue) {
             jobs: jobs_tx,
             ready: ready_rx,
             gauges: gauges.clone(),
+            queue_len: config.queue_len.max(1),
         },
         WorkQueue {
             jobs: jobs_rx,
@@ -84,21 +110,30 @@ pub fn channel(config: &SchedulerConfig) -> (SchedulerHandle, WorkQueue) {
 
 #[async_trait::async_trait]
 impl Engine for SchedulerHandle {
-    /// Queues a generation, or refuses at once when the queue is full.
+    /// Queues a generation, or refuses at once when the queue is full for its tier.
     fn submit(&self, request: GenerationRequest) -> Result<GenerationStream, SubmitError> {
         if self.gauges.aborting.load(Ordering::Relaxed) {
             return Err(SubmitError::Stopped);
         }
+        let limit = waiting_limit(self.queue_len, request.tier);
+        let taken = self
+            .gauges
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return Err(SubmitError::QueueFull);
+        }
+        let slot = QueuedSlot(self.gauges.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         self.jobs
-            .try_send(Job {
+            .send(Job {
                 request,
                 events: tx,
+                queued: Some(slot),
             })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
-            })?;
+            .map_err(|_| SubmitError::Stopped)?;
         Ok(rx)
     }
 
@@ -115,13 +150,11 @@ impl Engine for SchedulerHandle {
             .and_then(|m| m.clone())
     }
 
-    /// Gauges as of the last step; `waiting` counts requests queued in the channel and those
-    /// taken in but not yet admitted.
+    /// Gauges as of the last step; `waiting` counts requests submitted and not yet admitted.
     fn gauges(&self) -> EngineGauges {
-        let queued = self.jobs.max_capacity() - self.jobs.capacity();
         EngineGauges {
             active_sequences: self.gauges.active.load(Ordering::Relaxed),
-            waiting: queued + self.gauges.waiting.load(Ordering::Relaxed),
+            waiting: self.gauges.queued.load(Ordering::Relaxed),
             reserved_kv: self.gauges.reserved_kv.load(Ordering::Relaxed),
         }
     }
@@ -148,7 +181,9 @@ impl WorkQueue {
                     None => break,
                 }
             }
-            while open && batcher.has_room() {
+            // Everything submitted is taken in, so that the batcher orders it by tier; the
+            // queue's bound is kept by the count at submission.
+            while open {
                 match self.jobs.try_recv() {
                     Ok(job) => batcher.enqueue(job),
                     Err(mpsc::error::TryRecvError::Empty) => break,

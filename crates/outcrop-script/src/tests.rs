@@ -23,6 +23,7 @@ fn request(
             tool_result: false,
         }),
         exclusive: false,
+        tier: Default::default(),
     }
 }
 

@@ -166,7 +166,8 @@ pub struct EngineSettings {
     /// and tail latency near `parallel` streams (docs/benchmarks.md).
     pub prompts_per_step: usize,
     /// Requests that may wait for a free sequence per model; beyond it clients get
-    /// ThrottlingException at once.
+    /// ThrottlingException at once. `flex` requests are refused once half of it is taken,
+    /// `priority` ones may exceed it by a quarter; waiting requests are admitted by tier.
     pub queue_len: usize,
     /// Layers to offload to a GPU (builds with the `cuda` feature only).
     pub gpu_layers: u32,

@@ -23,6 +23,10 @@ pub struct Call {
     /// The model identifier as sent (used when the call failed before it was resolved).
     pub identifier: String,
     pub started: Instant,
+    /// The service tier the call asked for (`priority`, `flex`...); `None` is `default`.
+    pub service_tier: Option<&'static str>,
+    /// The call's request metadata, for its invocation log.
+    pub request_metadata: Option<serde_json::Value>,
 }
 
 /// The outcome of one call, as the ledger records it.
@@ -44,7 +48,16 @@ async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) {
     let (input_price, output_price) = state
         .catalog
         .get(outcome.model_id)
-        .map(|e| (e.input_price_per_1k.clone(), e.output_price_per_1k.clone()))
+        .map(|e| {
+            // A tier's tokens cost the catalog price times the tier's factor.
+            match call.service_tier.and_then(|t| e.service_tiers.get(t)) {
+                Some(factor) => (
+                    outcrop_store::scaled_price(&e.input_price_per_1k, factor),
+                    outcrop_store::scaled_price(&e.output_price_per_1k, factor),
+                ),
+                None => (e.input_price_per_1k.clone(), e.output_price_per_1k.clone()),
+            }
+        })
         .unwrap_or_else(|| ("0".into(), "0".into()));
     let cost = outcrop_store::cost(
         outcome.usage.input_tokens,
@@ -151,6 +164,16 @@ impl Meter {
     pub fn resolved(&mut self, entry: &outcrop_models::CatalogEntry) {
         self.model_id = entry.id.clone();
         self.embedding = self.service.is_embedding(&entry.id);
+    }
+
+    /// What the parsed call asked for: its service tier and request metadata.
+    pub fn describe(
+        &mut self,
+        service_tier: Option<&'static str>,
+        request_metadata: Option<serde_json::Value>,
+    ) {
+        self.call.service_tier = service_tier;
+        self.call.request_metadata = request_metadata;
     }
 
     pub fn model_id(&self) -> &str {

@@ -171,6 +171,10 @@ pub async fn log(state: &Service, call: &Call, inv: Invocation<'_>) {
             "outputTokenCount": inv.output_tokens,
         },
     });
+    let mut record = record;
+    if let Some(m) = &call.request_metadata {
+        record["requestMetadata"] = m.clone();
+    }
     shipper.ship(config.destinations, &call.account_id, &call.region, record);
 }
 

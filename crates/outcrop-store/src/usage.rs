@@ -27,6 +27,15 @@ pub struct UsageRecord {
     pub cost_usd: String,
 }
 
+/// A price per 1,000 tokens times a tier's factor (`"1.75"`), exactly, as a decimal string.
+/// An unparseable factor leaves the price as it is.
+pub fn scaled_price(price: &str, factor: &str) -> String {
+    match (Decimal::from_str(price), Decimal::from_str(factor)) {
+        (Ok(p), Ok(f)) => (p * f).normalize().to_string(),
+        _ => price.to_owned(),
+    }
+}
+
 /// `tokens × price / 1000` for both directions, exactly. Unparseable prices cost nothing (the
 /// catalog's prices are checked when it loads).
 pub fn cost(

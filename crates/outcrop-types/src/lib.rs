@@ -96,6 +96,19 @@ pub struct GenerationRequest {
     /// Run alone, on a cleared KV cache, so that the output does not depend on what else runs
     /// (batch composition changes floating-point sums): the same request gives the same bytes.
     pub exclusive: bool,
+    /// The service tier the call asked for: the order in which waiting requests are admitted.
+    pub tier: ServiceTier,
+}
+
+/// Bedrock's service tiers, as scheduling classes: waiting `Priority` requests are admitted
+/// before `Default` ones, `Default` before `Flex`; under load `Flex` is refused first.
+/// (`reserved` capacity is served as `Priority`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum ServiceTier {
+    Priority,
+    #[default]
+    Default,
+    Flex,
 }
 
 /// The call a generation serves: the catalog model id, the operation's name, the tools it
@@ -148,8 +161,10 @@ pub enum StopReason {
     EndOfTurn,
     /// One of the request's stop sequences matched (the sequence itself).
     StopSequence(String),
-    /// `max_tokens` were generated, or the context window is full.
+    /// `max_tokens` were generated.
     MaxTokens,
+    /// The context window filled up before `max_tokens` were generated.
+    ContextFull,
 }
 
 /// Token counts of one generation, in the backing model's own tokens.

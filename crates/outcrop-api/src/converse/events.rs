@@ -1,19 +1,24 @@
 //! The Converse event sequence, shared by ConverseStream (one event-stream frame per event)
 //! and Nova's InvokeModelWithResponseStream chunks (one `{name: payload}` chunk per event):
-//! messageStart, the text block's deltas and stop, a toolUse block (start, input delta, stop)
-//! when the model called a tool, messageStop, metadata.
+//! messageStart, a reasoning block when the model reasoned and the request asked to see it
+//! (deltas, then its signature), the text block's deltas and stop, a toolUse block (start,
+//! input delta, stop) when the model called a tool, messageStop, metadata.
 
+use crate::reasoning::{self, Piece, Reasoning, ReasoningSplit};
 use crate::tools::{self, StreamSplit, ToolCall, Tools};
 use outcrop_types::{StopReason, Usage};
 use serde_json::{json, Value};
 
-/// Converse's `stopReason` for a generation.
-pub fn stop_reason(reason: &StopReason, called_tool: bool) -> &'static str {
+/// Converse's `stopReason` for a generation. `malformed`: a tool call was begun but is not a
+/// valid call.
+pub fn stop_reason(reason: &StopReason, called_tool: bool, malformed: bool) -> &'static str {
     match reason {
         _ if called_tool => "tool_use",
+        StopReason::EndOfTurn if malformed => "malformed_tool_use",
         StopReason::EndOfTurn => "end_turn",
         StopReason::StopSequence(_) => "stop_sequence",
         StopReason::MaxTokens => "max_tokens",
+        StopReason::ContextFull => "model_context_window_exceeded",
     }
 }
 
@@ -29,32 +34,67 @@ fn tool_use(call: &ToolCall) -> Value {
     json!({ "toolUseId": tools::new_id("tooluse_"), "name": call.name, "input": call.input })
 }
 
-/// The assistant message's content blocks for a whole generation, and whether it called a
-/// tool.
-pub fn content(tools: Option<&Tools>, text: &str) -> (Vec<Value>, bool) {
-    let (text, call) = tools::split(tools, text);
-    let mut blocks = Vec::new();
-    if !text.is_empty() || call.is_none() {
-        blocks.push(json!({ "text": text }));
+fn reasoning_block(text: &str) -> Value {
+    json!({ "reasoningContent": { "reasoningText": { "text": text, "signature": reasoning::signature(text) } } })
+}
+
+/// A whole generation as an assistant message's content blocks.
+pub struct Content {
+    pub blocks: Vec<Value>,
+    pub called: bool,
+    pub malformed: bool,
+}
+
+impl Content {
+    pub fn stop_reason(&self, reason: &StopReason) -> &'static str {
+        stop_reason(reason, self.called, self.malformed)
     }
-    if let Some(call) = &call {
+}
+
+/// The assistant message's content blocks for a whole generation.
+pub fn content(tools: Option<&Tools>, reasoning: Reasoning, text: &str) -> Content {
+    let (thought, answer) = reasoning::split(text);
+    let split = tools::split(tools, &answer);
+    let mut blocks = Vec::new();
+    if reasoning == Reasoning::Shown && !thought.is_empty() {
+        blocks.push(reasoning_block(&thought));
+    }
+    if !split.text.is_empty() || split.call.is_none() {
+        blocks.push(json!({ "text": split.text }));
+    }
+    if let Some(call) = &split.call {
         blocks.push(json!({ "toolUse": tool_use(call) }));
     }
-    (blocks, call.is_some())
+    Content {
+        blocks,
+        called: split.call.is_some(),
+        malformed: split.malformed,
+    }
 }
 
 pub struct ConverseEvents {
+    reasoning: Reasoning,
+    thoughts: ReasoningSplit,
+    /// The reasoning shown so far, while its block is open (for its signature).
+    thought: Option<String>,
     split: StreamSplit,
-    text_sent: bool,
+    /// The index the next block takes.
+    next_index: usize,
+    /// The open text block's index.
+    text_index: Option<usize>,
 }
 
 pub type Event = (&'static str, Value);
 
 impl ConverseEvents {
-    pub fn new(tools: Option<&Tools>) -> Self {
+    pub fn new(tools: Option<&Tools>, reasoning: Reasoning) -> Self {
         ConverseEvents {
+            reasoning,
+            thoughts: ReasoningSplit::default(),
+            thought: None,
             split: StreamSplit::new(tools),
-            text_sent: false,
+            next_index: 0,
+            text_index: None,
         }
     }
 
@@ -66,27 +106,72 @@ impl ConverseEvents {
         if text.is_empty() {
             return Vec::new();
         }
-        self.text_sent = true;
+        let index = *self.text_index.get_or_insert_with(|| {
+            self.next_index += 1;
+            self.next_index - 1
+        });
         vec![(
             "contentBlockDelta",
-            json!({ "delta": { "text": text }, "contentBlockIndex": 0 }),
+            json!({ "delta": { "text": text }, "contentBlockIndex": index }),
         )]
     }
 
-    pub fn text(&mut self, text: &str) -> Vec<Event> {
-        let shown = self.split.push(text);
-        self.delta(shown)
+    /// Closes the reasoning block: its signature, then its stop.
+    fn close_reasoning(&mut self) -> Vec<Event> {
+        let Some(thought) = self.thought.take() else {
+            return Vec::new();
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        vec![
+            (
+                "contentBlockDelta",
+                json!({ "delta": { "reasoningContent": { "signature": reasoning::signature(&thought) } }, "contentBlockIndex": index }),
+            ),
+            ("contentBlockStop", json!({ "contentBlockIndex": index })),
+        ]
     }
 
-    /// The closing events; `metrics` goes into `metadata` (ConverseStream's `latencyMs`).
-    pub fn end(&mut self, reason: &StopReason, usage: Usage, metrics: Value) -> Vec<Event> {
+    fn pieces(&mut self, pieces: Vec<Piece>) -> Vec<Event> {
+        let mut out = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Reasoning(t) if self.reasoning == Reasoning::Shown => {
+                    self.thought.get_or_insert_with(String::new).push_str(&t);
+                    out.push((
+                        "contentBlockDelta",
+                        json!({ "delta": { "reasoningContent": { "text": t } }, "contentBlockIndex": self.next_index }),
+                    ));
+                }
+                Piece::Reasoning(_) => {}
+                Piece::Answer(t) => {
+                    out.extend(self.close_reasoning());
+                    let shown = self.split.push(&t);
+                    out.extend(self.delta(shown));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn text(&mut self, text: &str) -> Vec<Event> {
+        let pieces = self.thoughts.push(text);
+        self.pieces(pieces)
+    }
+
+    /// The closing events; `extra` goes into `metadata` (ConverseStream's `metrics`, and the
+    /// echoed `serviceTier` and `performanceConfig`).
+    pub fn end(&mut self, reason: &StopReason, usage: Usage, extra: Value) -> Vec<Event> {
+        let pieces = self.thoughts.finish();
+        let mut out = self.pieces(pieces);
+        out.extend(self.close_reasoning());
         let (rest, call) = self.split.finish();
-        let mut out = self.delta(rest);
-        if self.text_sent {
-            out.push(("contentBlockStop", json!({ "contentBlockIndex": 0 })));
+        out.extend(self.delta(rest));
+        if let Some(index) = self.text_index {
+            out.push(("contentBlockStop", json!({ "contentBlockIndex": index })));
         }
         if let Some(call) = &call {
-            let index = usize::from(self.text_sent);
+            let index = self.next_index;
             let tool = tool_use(call);
             out.push((
                 "contentBlockStart",
@@ -100,12 +185,15 @@ impl ConverseEvents {
         }
         out.push((
             "messageStop",
-            json!({ "stopReason": stop_reason(reason, call.is_some()) }),
+            json!({ "stopReason": stop_reason(reason, call.is_some(), self.split.malformed()) }),
         ));
-        out.push((
-            "metadata",
-            json!({ "usage": usage_json(usage), "metrics": metrics }),
-        ));
+        let mut metadata = json!({ "usage": usage_json(usage) });
+        if let Value::Object(extra) = extra {
+            for (k, v) in extra {
+                metadata[k] = v;
+            }
+        }
+        out.push(("metadata", metadata));
         out
     }
 }
@@ -125,14 +213,14 @@ mod tests {
             }],
             choice: ToolChoice::Auto,
         };
-        let mut e = ConverseEvents::new(Some(&tools));
+        let mut e = ConverseEvents::new(Some(&tools), Reasoning::Hidden);
         let mut all = e.start();
         all.extend(e.text("Checking. <tool_call>{\"name\": \"t\", "));
         all.extend(e.text("\"input\": {\"a\": 1}}"));
         all.extend(e.end(
             &StopReason::EndOfTurn,
             Usage::default(),
-            json!({"latencyMs": 5}),
+            json!({"metrics": {"latencyMs": 5}}),
         ));
         let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
         assert_eq!(
@@ -156,6 +244,47 @@ mod tests {
 
     #[test]
     fn whole_content() {
-        assert_eq!(content(None, "hi"), (vec![json!({"text": "hi"})], false));
+        let c = content(None, Reasoning::Hidden, "hi");
+        assert_eq!((c.blocks, c.called), (vec![json!({"text": "hi"})], false));
+        let c = content(None, Reasoning::Shown, "<think>2+2</think>4");
+        assert_eq!(
+            c.blocks[0]["reasoningContent"]["reasoningText"]["text"],
+            "2+2"
+        );
+        assert_eq!(c.blocks[1], json!({"text": "4"}));
+        let hidden = content(None, Reasoning::Hidden, "<think>2+2</think>4");
+        assert_eq!(hidden.blocks, vec![json!({"text": "4"})]);
+    }
+
+    #[test]
+    fn streamed_reasoning_comes_first_with_its_signature() {
+        let mut e = ConverseEvents::new(None, Reasoning::Shown);
+        let mut all = e.start();
+        all.extend(e.text("<think>Two and"));
+        all.extend(e.text(" two.</think>\n\nFour."));
+        all.extend(e.end(&StopReason::ContextFull, Usage::default(), json!({})));
+        let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockDelta",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
+        );
+        assert_eq!(all[1].1["delta"]["reasoningContent"]["text"], "Two and");
+        assert_eq!(
+            all[3].1["delta"]["reasoningContent"]["signature"],
+            reasoning::signature("Two and two.")
+        );
+        assert_eq!(all[5].1["delta"]["text"], "Four.");
+        assert_eq!(all[5].1["contentBlockIndex"], 1);
+        assert_eq!(all[7].1["stopReason"], "model_context_window_exceeded");
     }
 }

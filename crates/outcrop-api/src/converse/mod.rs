@@ -8,9 +8,11 @@ pub mod request;
 use crate::eventstream;
 use crate::families::{self, Family, ParseContext};
 use crate::invoke::{self, Invocable};
+use crate::reasoning::{self, Reasoning};
 use crate::stream::{self, padding, Shaper, Timing};
 use crate::tools::Tools;
 use crate::{json_response, Answer, ApiError, ApiState};
+use crate::{structured, tier};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
@@ -27,6 +29,31 @@ use std::time::Instant;
 pub(crate) struct ConverseRequest {
     pub request: GenerationRequest,
     pub tools: Option<Tools>,
+    /// Whether reasoning is returned (asked for) or dropped.
+    pub reasoning: Reasoning,
+    /// What the answer echoes: the service tier and latency setting asked for.
+    pub echo: Echo,
+    /// `requestMetadata`, for the invocation log.
+    pub request_metadata: Option<Value>,
+}
+
+/// Settings a Converse answer repeats back (`serviceTier`, `performanceConfig`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Echo {
+    pub service_tier: Option<&'static str>,
+    pub latency: Option<&'static str>,
+}
+
+impl Echo {
+    /// Adds the echoed fields to a response body or a stream's `metadata` event.
+    pub fn add_to(&self, v: &mut Value) {
+        if let Some(t) = self.service_tier {
+            v["serviceTier"] = json!({ "type": t });
+        }
+        if let Some(l) = self.latency {
+            v["performanceConfig"] = json!({ "latency": l });
+        }
+    }
 }
 
 fn body_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -123,6 +150,7 @@ pub(crate) fn parse(
         }
     };
     let mut top_k = None;
+    let mut reasoning = Reasoning::Hidden;
     if let Some(extra) = map.get("additionalModelRequestFields") {
         let extra = extra.as_object().ok_or_else(|| {
             ApiError::Validation(
@@ -141,6 +169,9 @@ pub(crate) fn parse(
                     }
                 }
                 "anthropic_beta" | "anthropic_version" => {}
+                "thinking" | "reasoningConfig" | "reasoning_effort" => {
+                    reasoning = reasoning::requested(key, value, max_tokens.map(|n| n as u32))?;
+                }
                 other => {
                     return Err(ApiError::Validation(format!(
                         "The model returned the following errors: Malformed input request: #: extraneous key [{other}] is not permitted, please reformat your input and try again."
@@ -149,6 +180,50 @@ pub(crate) fn parse(
             }
         }
     }
+    if let Some(g) = map.get("guardrailConfig") {
+        let id = g
+            .get("guardrailIdentifier")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let version = g
+            .get("guardrailVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Err(crate::call_options::guardrail_refused(id, version));
+    }
+    let mut echo = Echo::default();
+    if let Some(t) = map.get("serviceTier") {
+        let name = t
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| request::not_null("serviceTier.type"))?;
+        let name = tier::parse(name, "serviceTier.type")?;
+        tier::check(entry, name)?;
+        echo.service_tier = Some(name);
+    }
+    if let Some(p) = map.get("performanceConfig") {
+        let latency = p
+            .get("latency")
+            .and_then(Value::as_str)
+            .unwrap_or("standard");
+        echo.latency = Some(tier::latency(latency, "performanceConfig.latency")?);
+    }
+    let request_metadata = map
+        .get("requestMetadata")
+        .map(|m| crate::call_options::request_metadata(m, "requestMetadata"))
+        .transpose()?;
+    let output_schema = map
+        .get("outputConfig")
+        .map(structured::converse_output_config)
+        .transpose()?
+        .flatten();
+    // A forced tool call is the whole answer; otherwise an output schema shapes it (and no
+    // tool can be called in that turn); otherwise the model may call a tool.
+    let constraint = match (&conv.tools, &output_schema) {
+        (Some(t), _) if t.forced() => t.constraint(),
+        (_, Some(schema)) => Some(structured::constraint(schema)),
+        (tools, None) => tools.as_ref().and_then(Tools::constraint),
+    };
     let request = GenerationRequest {
         prompt: Prompt::Chat(conv.turns),
         max_tokens: max_tokens.map_or(4096, |n| n as u32),
@@ -157,15 +232,19 @@ pub(crate) fn parse(
             top_p: top_p.filter(|p| *p < 1.0).map(|p| p as f32),
             top_k: top_k.filter(|k| *k > 0),
             seed,
-            constraint: conv.tools.as_ref().and_then(Tools::constraint),
+            constraint,
         },
         stop_sequences: stops,
         label: None,
         exclusive: false,
+        tier: echo.service_tier.map(tier::scheduling).unwrap_or_default(),
     };
     Ok(ConverseRequest {
         request,
         tools: conv.tools,
+        reasoning,
+        echo,
+        request_metadata,
     })
 }
 
@@ -181,19 +260,20 @@ pub(crate) async fn converse(
 ) -> Result<Answer, ApiError> {
     let Invocable { entry, engine } = model;
     let g = invoke::generate(engine, parsed.request).await?;
-    let (content, called) = events::content(parsed.tools.as_ref(), &g.text);
+    let content = events::content(parsed.tools.as_ref(), parsed.reasoning, &g.text);
     tracing::info!(
         model = %entry.id,
         input_tokens = g.usage.input_tokens,
         output_tokens = g.usage.output_tokens,
         "conversed"
     );
-    let body = json!({
-        "output": { "message": { "role": "assistant", "content": content } },
-        "stopReason": events::stop_reason(&g.reason, called),
+    let mut body = json!({
+        "output": { "message": { "role": "assistant", "content": content.blocks } },
+        "stopReason": content.stop_reason(&g.reason),
         "usage": events::usage_json(g.usage),
         "metrics": { "latencyMs": elapsed_ms(started) },
     });
+    parsed.echo.add_to(&mut body);
     Ok(Answer::Whole {
         response: json_response(StatusCode::OK, body.clone()),
         usage: g.usage,
@@ -208,7 +288,8 @@ pub(crate) async fn converse_stream(
     meter: &mut Option<Meter>,
 ) -> Result<Response, ApiError> {
     let shaper = ConverseFrames {
-        events: ConverseEvents::new(parsed.tools.as_ref()),
+        events: ConverseEvents::new(parsed.tools.as_ref(), parsed.reasoning),
+        echo: parsed.echo,
         sent: 0,
         log: Vec::new(),
     };
@@ -218,6 +299,7 @@ pub(crate) async fn converse_stream(
 /// ConverseStream frames: one event per Converse event, plain JSON with Bedrock's padding.
 struct ConverseFrames {
     events: ConverseEvents,
+    echo: Echo,
     sent: usize,
     log: Vec<serde_json::Value>,
 }
@@ -249,9 +331,9 @@ impl Shaper for ConverseFrames {
     }
 
     fn end(&mut self, reason: &StopReason, usage: Usage, timing: Timing) -> Vec<Bytes> {
-        let events = self
-            .events
-            .end(reason, usage, json!({ "latencyMs": timing.latency_ms }));
+        let mut extra = json!({ "metrics": { "latencyMs": timing.latency_ms } });
+        self.echo.add_to(&mut extra);
+        let events = self.events.end(reason, usage, extra);
         self.frames(events)
     }
 

@@ -123,7 +123,8 @@ fn content_block(
     };
     match kind.as_str() {
         "text" => Ok(Some(string(value, &format!("{path}.text"))?.to_owned())),
-        "image" | "document" | "video" | "audio" => Err(ApiError::Validation(format!(
+        "document" => Ok(Some(document(model_id, value, &format!("{path}.document"))?)),
+        "image" | "video" | "audio" => Err(ApiError::Validation(format!(
             "This model doesn't support the {kind} content block that you provided. {model_id} is served by a text-only local model; try again with text content."
         ))),
         "toolUse" => {
@@ -155,11 +156,97 @@ fn content_block(
             Ok(Some(render_result(id, &text.join("\n"), is_error)))
         }
         "guardContent" => Ok(Some(guard_text(value)?)),
-        "cachePoint" | "reasoningContent" => Ok(None),
+        "reasoningContent" => {
+            // Earlier reasoning is checked, then left out: the model reasons afresh each turn.
+            if let Some(r) = value.get("reasoningText") {
+                let text = r.get("text").and_then(Value::as_str).unwrap_or_default();
+                crate::reasoning::verify(text, r.get("signature").and_then(Value::as_str), path)?;
+            }
+            Ok(None)
+        }
+        "cachePoint" => Ok(None),
         other => Err(ApiError::Validation(format!(
             "The content block type {other} is not supported."
         ))),
     }
+}
+
+/// The document formats given to the model as text.
+const TEXT_DOCUMENTS: &[&str] = &["txt", "md", "csv", "html"];
+/// Formats Bedrock accepts that only a model reading binary documents could use.
+const BINARY_DOCUMENTS: &[&str] = &["pdf", "doc", "docx", "xls", "xlsx"];
+const DOCUMENT_FORMATS: &str = "[pdf, csv, doc, docx, xls, xlsx, html, txt, md]";
+
+/// A `document` block as text for the model: its name, then its content. Text formats are read
+/// from `bytes` (base64 on the wire), `text` or `content`; binary office formats are refused.
+fn document(model_id: &str, v: &Value, path: &str) -> Result<String, ApiError> {
+    let format = v
+        .get("format")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not_null(&format!("{path}.format")))?;
+    if !TEXT_DOCUMENTS.contains(&format) {
+        if BINARY_DOCUMENTS.contains(&format) {
+            return Err(ApiError::Validation(format!(
+                "{model_id} is served by a text-only local model that cannot read {format} documents. Send the document as txt, md, csv or html (or its text in source.text) and try again."
+            )));
+        }
+        return Err(constraint(
+            &format!("'{format}'"),
+            &format!("{path}.format"),
+            &format!("Member must satisfy enum value set: {DOCUMENT_FORMATS}"),
+        ));
+    }
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not_null(&format!("{path}.name")))?;
+    let valid_name = !name.is_empty()
+        && name.chars().count() <= 200
+        && !name.contains("  ")
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '(' | ')' | '[' | ']'));
+    if !valid_name {
+        return Err(ApiError::Validation(format!(
+            "The document name '{name}' is not valid. A name may contain only alphanumeric characters, single spaces, hyphens, parentheses and square brackets."
+        )));
+    }
+    let source = v
+        .get("source")
+        .and_then(Value::as_object)
+        .ok_or_else(|| not_null(&format!("{path}.source")))?;
+    let text = if let Some(b) = source.get("bytes") {
+        let raw = b
+            .as_str()
+            .and_then(|b| aws_smithy_types::base64::decode(b).ok())
+            .ok_or_else(|| wrong_shape(&format!("{path}.source.bytes"), "base64-encoded bytes"))?;
+        String::from_utf8(raw).map_err(|_| {
+            ApiError::Validation(format!(
+                "The document '{name}' is not UTF-8 text; a {format} document must be text."
+            ))
+        })?
+    } else if let Some(t) = source.get("text") {
+        string(t, &format!("{path}.source.text"))?.to_owned()
+    } else if let Some(parts) = source.get("content") {
+        let parts = parts.as_array().ok_or_else(|| {
+            wrong_shape(&format!("{path}.source.content"), "a list of text blocks")
+        })?;
+        parts
+            .iter()
+            .map(|p| p.get("text").and_then(Value::as_str).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else if source.contains_key("s3Location") {
+        return Err(ApiError::Validation(format!(
+            "The document '{name}' is given as an S3 location, which this Outcrop server cannot read. Send its bytes or text instead."
+        )));
+    } else {
+        return Err(wrong_shape(
+            &format!("{path}.source"),
+            "one of bytes, text or content",
+        ));
+    };
+    Ok(format!("Document \"{name}\" ({format}):\n{text}"))
 }
 
 fn guard_text(v: &Value) -> Result<String, ApiError> {
@@ -207,6 +294,21 @@ pub fn parse_tool_config(v: &Value) -> Result<Tools, ApiError> {
                 i + 1
             ))
         })?;
+        match spec.get("strict") {
+            None | Some(Value::Bool(false)) => {}
+            // Calls are grammar-constrained whether or not a tool is strict; a strict tool's
+            // schema must also be one the grammar enforces in full.
+            Some(Value::Bool(true)) => crate::structured::check_schema(
+                &schema,
+                &format!("toolConfig.tools.{i}.toolSpec.inputSchema"),
+            )?,
+            Some(_) => {
+                return Err(wrong_shape(
+                    &format!("toolConfig.tools.{i}.toolSpec.strict"),
+                    "a boolean",
+                ))
+            }
+        }
         specs.push(ToolSpec {
             name: name.to_owned(),
             description: spec

@@ -63,12 +63,14 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         stop_sequences: stops.unwrap_or_default(),
         label: None,
         exclusive: false,
+        tier: Default::default(),
     };
     Ok(Parsed {
         family: Family::Ai21,
         requests: super::answers(request, n, cx.seed),
         tools: None,
         prompt_echo: Some(prompt.to_owned()),
+        reasoning: Default::default(),
     })
 }
 
@@ -78,7 +80,7 @@ pub fn body(prompt: Option<&str>, generated: &[Generated]) -> Value {
         .map(|g| {
             let reason = match &g.reason {
                 StopReason::EndOfTurn => json!({ "reason": "endoftext" }),
-                StopReason::MaxTokens => {
+                StopReason::MaxTokens | StopReason::ContextFull => {
                     json!({ "reason": "length", "length": g.usage.output_tokens })
                 }
                 StopReason::StopSequence(s) => json!({ "reason": "stop", "sequence": s }),

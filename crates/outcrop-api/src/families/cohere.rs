@@ -62,18 +62,20 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         stop_sequences: stops.unwrap_or_default(),
         label: None,
         exclusive: false,
+        tier: Default::default(),
     };
     Ok(Parsed {
         family: Family::CohereCommand,
         requests: super::answers(request, n, cx.seed),
         tools: None,
         prompt_echo: Some(prompt.to_owned()),
+        reasoning: Default::default(),
     })
 }
 
 fn finish_reason(reason: &StopReason) -> &'static str {
     match reason {
-        StopReason::MaxTokens => "MAX_TOKENS",
+        StopReason::MaxTokens | StopReason::ContextFull => "MAX_TOKENS",
         StopReason::EndOfTurn | StopReason::StopSequence(_) => "COMPLETE",
     }
 }

@@ -34,13 +34,14 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             stop_sequences: Vec::new(),
             label: None,
             exclusive: false,
+            tier: Default::default(),
         },
     ))
 }
 
 fn stop_reason(reason: &StopReason) -> &'static str {
     match reason {
-        StopReason::MaxTokens => "length",
+        StopReason::MaxTokens | StopReason::ContextFull => "length",
         StopReason::EndOfTurn | StopReason::StopSequence(_) => "stop",
     }
 }

@@ -41,13 +41,14 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             stop_sequences: stop.unwrap_or_default(),
             label: None,
             exclusive: false,
+            tier: Default::default(),
         },
     ))
 }
 
 fn stop_reason(reason: &StopReason) -> &'static str {
     match reason {
-        StopReason::MaxTokens => "length",
+        StopReason::MaxTokens | StopReason::ContextFull => "length",
         StopReason::EndOfTurn | StopReason::StopSequence(_) => "stop",
     }
 }

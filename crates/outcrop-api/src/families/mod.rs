@@ -11,6 +11,7 @@ mod nova;
 pub mod template;
 mod titan;
 
+use crate::reasoning::Reasoning;
 use crate::tools::Tools;
 use crate::ApiError;
 use outcrop_models::CatalogEntry;
@@ -67,6 +68,8 @@ pub struct Parsed {
     pub tools: Option<Tools>,
     /// The prompt as sent, for families that echo it (Cohere).
     pub prompt_echo: Option<String>,
+    /// Whether the model's reasoning is returned (families with reasoning blocks).
+    pub reasoning: Reasoning,
 }
 
 impl Parsed {
@@ -76,6 +79,7 @@ impl Parsed {
             requests: vec![request],
             tools: None,
             prompt_echo: None,
+            reasoning: Reasoning::Hidden,
         }
     }
 }
@@ -110,11 +114,11 @@ pub fn response_body(parsed: &Parsed, model_id: &str, generated: &[Generated]) -
     match parsed.family {
         Family::AnthropicText => anthropic::completion_body(&first.text, &first.reason),
         Family::AnthropicMessages => {
-            anthropic::message_body(model_id, first, parsed.tools.as_ref())
+            anthropic::message_body(model_id, first, parsed.tools.as_ref(), parsed.reasoning)
         }
         Family::Ai21 => ai21::body(parsed.prompt_echo.as_deref(), generated),
         Family::TitanText => titan::body(first),
-        Family::Nova => nova::body(first, parsed.tools.as_ref()),
+        Family::Nova => nova::body(first, parsed.tools.as_ref(), parsed.reasoning),
         Family::MetaLlama => meta::body(first),
         Family::Mistral => mistral::body(first),
         Family::CohereCommand => cohere::body(parsed.prompt_echo.as_deref(), generated),
@@ -139,10 +143,11 @@ pub fn chunker(parsed: &Parsed, model_id: &str) -> Option<Box<dyn Chunker>> {
         Family::AnthropicMessages => Box::new(anthropic::MessageChunks::new(
             model_id,
             parsed.tools.clone(),
+            parsed.reasoning,
         )),
         Family::Ai21 => return None,
         Family::TitanText => Box::new(titan::Chunks::default()),
-        Family::Nova => Box::new(nova::Chunks::new(parsed.tools.clone())),
+        Family::Nova => Box::new(nova::Chunks::new(parsed.tools.clone(), parsed.reasoning)),
         Family::MetaLlama => Box::new(meta::Chunks::default()),
         Family::Mistral => Box::new(mistral::Chunks),
         Family::CohereCommand => Box::new(cohere::Chunks),

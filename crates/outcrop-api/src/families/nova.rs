@@ -4,6 +4,7 @@
 use super::{Chunker, Family, Generated, ParseContext, Parsed};
 use crate::converse::events::{self, ConverseEvents};
 use crate::converse::request::conversation;
+use crate::reasoning::Reasoning;
 use crate::schema::{self, Checker};
 use crate::tools::Tools;
 use crate::ApiError;
@@ -75,20 +76,22 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         stop_sequences: stops.unwrap_or_default(),
         label: None,
         exclusive: false,
+        tier: Default::default(),
     };
     Ok(Parsed {
         family: Family::Nova,
         requests: vec![request],
         tools: conv.tools,
         prompt_echo: None,
+        reasoning: Reasoning::Hidden,
     })
 }
 
-pub fn body(g: &Generated, tools: Option<&Tools>) -> Value {
-    let (content, called) = events::content(tools, &g.text);
+pub fn body(g: &Generated, tools: Option<&Tools>, reasoning: Reasoning) -> Value {
+    let content = events::content(tools, reasoning, &g.text);
     json!({
-        "output": { "message": { "role": "assistant", "content": content } },
-        "stopReason": events::stop_reason(&g.reason, called),
+        "output": { "message": { "role": "assistant", "content": content.blocks } },
+        "stopReason": content.stop_reason(&g.reason),
         "usage": events::usage_json(g.usage),
     })
 }
@@ -96,8 +99,8 @@ pub fn body(g: &Generated, tools: Option<&Tools>) -> Value {
 pub struct Chunks(ConverseEvents);
 
 impl Chunks {
-    pub fn new(tools: Option<Tools>) -> Self {
-        Chunks(ConverseEvents::new(tools.as_ref()))
+    pub fn new(tools: Option<Tools>, reasoning: Reasoning) -> Self {
+        Chunks(ConverseEvents::new(tools.as_ref(), reasoning))
     }
 }
 
@@ -118,7 +121,7 @@ impl Chunker for Chunks {
     }
 
     fn end(&mut self, reason: &StopReason, usage: Usage) -> Vec<Value> {
-        let mut out = wrap(self.0.end(reason, usage, json!({})));
+        let mut out = wrap(self.0.end(reason, usage, json!({ "metrics": {} })));
         if let Some(meta) = out.last_mut().and_then(|v| v.get_mut("metadata")) {
             meta["trace"] = json!({});
         }
@@ -164,11 +167,11 @@ mod tests {
             },
         };
         assert_eq!(
-            body(&g, None),
+            body(&g, None, Reasoning::Hidden),
             json!({"output": {"message": {"role": "assistant", "content": [{"text": "Hi"}]}}, "stopReason": "max_tokens",
                    "usage": {"inputTokens": 2, "outputTokens": 1, "totalTokens": 3}})
         );
-        let mut c = Chunks::new(None);
+        let mut c = Chunks::new(None, Reasoning::Hidden);
         assert_eq!(
             c.start(2),
             vec![json!({"messageStart": {"role": "assistant"}})]

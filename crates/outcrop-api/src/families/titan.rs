@@ -44,6 +44,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             stop_sequences: stops.unwrap_or_default(),
             label: None,
             exclusive: false,
+            tier: Default::default(),
         },
     ))
 }
@@ -52,7 +53,7 @@ fn completion_reason(reason: &StopReason) -> &'static str {
     match reason {
         StopReason::EndOfTurn => "FINISH",
         StopReason::StopSequence(_) => "STOP_CRITERIA_MET",
-        StopReason::MaxTokens => "LENGTH",
+        StopReason::MaxTokens | StopReason::ContextFull => "LENGTH",
     }
 }
 

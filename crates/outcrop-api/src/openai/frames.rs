@@ -5,6 +5,7 @@
 use super::request::ChatRequest;
 use super::{error_body, finish_reason, usage};
 use crate::converse::events::{ConverseEvents, Event};
+use crate::reasoning::Reasoning;
 use crate::stream::{Shaper, Timing};
 use crate::ApiError;
 use bytes::Bytes;
@@ -30,7 +31,7 @@ fn sse(data: &str) -> Bytes {
 impl ChatChunks {
     pub fn new(request: &ChatRequest, id: String, created: u64) -> Self {
         ChatChunks {
-            events: ConverseEvents::new(request.converse.tools.as_ref()),
+            events: ConverseEvents::new(request.converse.tools.as_ref(), Reasoning::Hidden),
             id,
             created,
             model: request.model.clone(),
@@ -122,7 +123,7 @@ impl Shaper for ChatChunks {
     }
 
     fn end(&mut self, reason: &StopReason, usage: Usage, _timing: Timing) -> Vec<Bytes> {
-        let events = self.events.end(reason, usage, json!({}));
+        let events = self.events.end(reason, usage, json!({ "metrics": {} }));
         let mut out = self.frames(events, Some((reason, usage)));
         out.push(sse("[DONE]"));
         out

@@ -10,6 +10,7 @@ pub(crate) mod responses;
 use crate::converse::events;
 use crate::error::wire;
 use crate::invoke::{self, Invocable};
+use crate::reasoning::Reasoning;
 use crate::{json_response, Answer, ApiError};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -34,7 +35,7 @@ fn completion_id() -> String {
 fn finish_reason(reason: &StopReason, called_tool: bool) -> &'static str {
     match reason {
         _ if called_tool => "tool_calls",
-        StopReason::MaxTokens => "length",
+        StopReason::MaxTokens | StopReason::ContextFull => "length",
         StopReason::EndOfTurn | StopReason::StopSequence(_) => "stop",
     }
 }
@@ -58,7 +59,8 @@ fn tool_call(tool_use: &Value) -> Value {
 
 /// One choice of a whole answer, and why it ended.
 fn choice(index: u32, tools: Option<&crate::tools::Tools>, g: &outcrop_engine::Generated) -> Value {
-    let (blocks, called) = events::content(tools, &g.text);
+    let content = events::content(tools, Reasoning::Hidden, &g.text);
+    let (blocks, called) = (content.blocks, content.called);
     let text: String = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
     let calls: Vec<Value> = blocks
         .iter()

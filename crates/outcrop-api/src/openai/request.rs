@@ -236,6 +236,7 @@ fn response_format(map: &Map<String, Value>) -> Result<Option<Constraint>, ApiEr
                     "response_format.json_schema.schema must be a JSON Schema object.",
                 ));
             }
+            crate::structured::check_schema(schema, "response_format.json_schema")?;
             Ok(Some(Constraint::Json {
                 schema: schema.to_string(),
             }))

@@ -8,6 +8,7 @@ use super::request::{self, ChatRequest};
 use super::{error_body, now};
 use crate::converse::events::{self, ConverseEvents, Event};
 use crate::invoke::{self, Invocable};
+use crate::reasoning::Reasoning;
 use crate::stream::{Shaper, Timing};
 use crate::tools::new_id;
 use crate::{json_response, Answer, ApiError};
@@ -230,7 +231,7 @@ fn response_object(
     }
     if let Some((reason, u)) = end {
         body["usage"] = usage(u);
-        if matches!(reason, StopReason::MaxTokens) {
+        if matches!(reason, StopReason::MaxTokens | StopReason::ContextFull) {
             body["status"] = json!("incomplete");
             body["incomplete_details"] = json!({ "reason": "max_output_tokens" });
         }
@@ -251,7 +252,7 @@ fn call_item(tool_use: &Value, status: &str, arguments: &str) -> Value {
 /// `POST /openai/v1/responses` without `stream`.
 pub(crate) async fn create(model: Invocable<'_>, r: ResponsesRequest) -> Result<Answer, ApiError> {
     let g = invoke::generate(model.engine, r.chat.converse.request.clone()).await?;
-    let (blocks, _) = events::content(r.chat.converse.tools.as_ref(), &g.text);
+    let blocks = events::content(r.chat.converse.tools.as_ref(), Reasoning::Hidden, &g.text).blocks;
     let mut output = Vec::new();
     for block in &blocks {
         if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
@@ -288,7 +289,7 @@ pub(crate) async fn stream(
 ) -> Result<Response, ApiError> {
     let request = r.chat.converse.request.clone();
     let shaper = ResponseEvents {
-        events: ConverseEvents::new(r.chat.converse.tools.as_ref()),
+        events: ConverseEvents::new(r.chat.converse.tools.as_ref(), Reasoning::Hidden),
         id: new_id("resp_"),
         created: now(),
         sequence: 0,
@@ -484,7 +485,7 @@ impl Shaper for ResponseEvents {
     }
 
     fn end(&mut self, reason: &StopReason, usage: Usage, _timing: Timing) -> Vec<Bytes> {
-        let events = self.events.end(reason, usage, json!({}));
+        let events = self.events.end(reason, usage, json!({ "metrics": {} }));
         self.frames(events, Some((reason, usage)))
     }
 

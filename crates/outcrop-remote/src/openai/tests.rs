@@ -67,6 +67,7 @@ fn request(constraint: Option<Constraint>) -> GenerationRequest {
         stop_sequences: vec!["END".into()],
         label: None,
         exclusive: false,
+        tier: Default::default(),
     }
 }
 

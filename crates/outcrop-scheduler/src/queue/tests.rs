@@ -16,6 +16,8 @@ struct Log {
     ended: Vec<SeqId>,
     /// Begin, step, end and reset, in the order they happened.
     order: Vec<String>,
+    /// The token count of each prompt, in the order they were considered for admission.
+    prompts: Vec<usize>,
 }
 
 /// Every sequence says the same script, then ends its turn. Prompts are one token per word.
@@ -42,10 +44,12 @@ impl Executor for FakeExecutor {
     }
 
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
-        match prompt {
-            Prompt::Raw(s) => Ok(s.split_whitespace().map(|w| w.len() as u32).collect()),
-            Prompt::Chat(turns) => Ok(vec![1; turns.len()]),
-        }
+        let tokens: Vec<u32> = match prompt {
+            Prompt::Raw(s) => s.split_whitespace().map(|w| w.len() as u32).collect(),
+            Prompt::Chat(turns) => vec![1; turns.len()],
+        };
+        self.log.lock().unwrap().prompts.push(tokens.len());
+        Ok(tokens)
     }
 
     fn begin(&mut self, seq: SeqId, sampling: &Sampling) -> Result<(), GenerationError> {
@@ -177,6 +181,7 @@ fn request(prompt: &str, max_tokens: u32, stops: &[&str]) -> GenerationRequest {
         stop_sequences: stops.iter().map(|s| s.to_string()).collect(),
         label: None,
         exclusive: false,
+        tier: Default::default(),
     }
 }
 
@@ -303,7 +308,7 @@ async fn generation_stops_at_the_context_end() {
     .start();
     let events = collect(h.submit(request("a b", 10, &[])).unwrap()).await;
     assert!(
-        matches!(events.last().unwrap(), GenerationEvent::Finished { reason: StopReason::MaxTokens, usage } if usage.input_tokens + usage.output_tokens <= 4),
+        matches!(events.last().unwrap(), GenerationEvent::Finished { reason: StopReason::ContextFull, usage } if usage.input_tokens + usage.output_tokens <= 4),
         "{events:?}"
     );
 }
@@ -683,4 +688,76 @@ async fn an_exclusive_request_runs_alone_on_a_reset_cache() {
     // Others ran before it and after it.
     assert!(order[..reset].iter().any(|e| e.starts_with("begin")));
     assert!(order[end..].iter().any(|e| e.starts_with("begin")));
+}
+
+fn in_tier(mut r: GenerationRequest, tier: ServiceTier) -> GenerationRequest {
+    r.tier = tier;
+    r
+}
+
+#[tokio::test]
+async fn waiting_requests_are_admitted_by_tier() {
+    let (h, log, _) = Setup {
+        slots: 1,
+        script: vec![b"x"; 10_000],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let running = generating(&h, 10_000).await;
+    // Prompts of 1, 2 and 3 words tell the requests apart.
+    let flex = h
+        .submit(in_tier(request("f", 2, &[]), ServiceTier::Flex))
+        .unwrap();
+    let default = h.submit(request("d d", 2, &[])).unwrap();
+    let priority = h
+        .submit(in_tier(request("p p p", 2, &[]), ServiceTier::Priority))
+        .unwrap();
+    // Two more steps: the engine has taken all three in.
+    let steps = log.lock().unwrap().steps.len();
+    while log.lock().unwrap().steps.len() < steps + 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(running);
+    for s in [flex, default, priority] {
+        collect(s).await;
+    }
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log.prompts,
+        [1, 3, 2, 1],
+        "the runner, then priority, default, flex"
+    );
+}
+
+#[tokio::test]
+async fn flex_is_refused_first_and_priority_last() {
+    // A queue of 4: flex may take 2 places, default 4, priority 5.
+    let (h, _, _) = Setup {
+        slots: 1,
+        queue_len: 4,
+        script: vec![b"x"; 10_000],
+        step_delay: Duration::from_millis(1),
+        ..Setup::default()
+    }
+    .start();
+    let _running = generating(&h, 10_000).await;
+    let flex = |h: &SchedulerHandle| h.submit(in_tier(request("f", 1, &[]), ServiceTier::Flex));
+    let mut held = vec![flex(&h).unwrap(), flex(&h).unwrap()];
+    assert_eq!(flex(&h).unwrap_err(), SubmitError::QueueFull);
+    held.push(h.submit(request("d", 1, &[])).unwrap());
+    held.push(h.submit(request("d", 1, &[])).unwrap());
+    assert_eq!(
+        h.submit(request("d", 1, &[])).unwrap_err(),
+        SubmitError::QueueFull
+    );
+    let priority =
+        |h: &SchedulerHandle| h.submit(in_tier(request("p", 1, &[]), ServiceTier::Priority));
+    held.push(priority(&h).unwrap());
+    assert_eq!(priority(&h).unwrap_err(), SubmitError::QueueFull);
+    assert_eq!(h.gauges().waiting, 5);
+    // A place given back (a client gone) can be taken again.
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(priority(&h).is_ok());
 }

@@ -3,7 +3,9 @@
 //! Anthropic SSE event objects as stream chunks.
 
 use crate::families::{Chunker, Family, Generated, ParseContext, Parsed};
+use crate::reasoning::{self, Piece, Reasoning, ReasoningSplit};
 use crate::schema::Checker;
+use crate::structured;
 use crate::tools::{
     self, render_call, render_result, StreamSplit, ToolCall, ToolChoice, ToolSpec, Tools,
 };
@@ -24,6 +26,9 @@ const KEYS: &[&str] = &[
     "tools",
     "tool_choice",
     "metadata",
+    "thinking",
+    "output_config",
+    "output_format",
 ];
 
 pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
@@ -47,6 +52,23 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
     let stops = c.strings("stop_sequences", map.get("stop_sequences"), 8191);
     let _ = c.array("anthropic_beta", map.get("anthropic_beta"));
     let tools = parse_tools(&mut c, map)?;
+    let reasoning = match map.get("thinking") {
+        None => Reasoning::Hidden,
+        Some(t) => reasoning::requested("thinking", t, max_tokens.map(crate::families::tokens))?,
+    };
+    if reasoning == Reasoning::Shown {
+        if temperature.is_some_and(|t| t != 1.0) {
+            return Err(ApiError::Validation(
+                "The model returned the following errors: `temperature` may only be set to 1 when thinking is enabled or in adaptive mode. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#important-considerations-when-using-extended-thinking".into(),
+            ));
+        }
+        if top_k.is_some() {
+            return Err(ApiError::Validation(
+                "The model returned the following errors: `top_k` must be unset when thinking is enabled or in adaptive mode.".into(),
+            ));
+        }
+    }
+    let output_schema = output_schema(map)?;
     let mut turns = Vec::new();
     match map.get("system") {
         None => {}
@@ -126,18 +148,84 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
             top_p: top_p.filter(|p| *p < 1.0).map(|p| p as f32),
             top_k: top_k.filter(|k| *k > 0).map(|k| k as u32),
             seed: cx.seed,
-            constraint: tools.as_ref().and_then(Tools::constraint),
+            // A forced tool call is the whole answer; else an output format shapes it.
+            constraint: match (&tools, &output_schema) {
+                (Some(t), _) if t.forced() => t.constraint(),
+                (_, Some(schema)) => Some(structured::constraint(schema)),
+                (tools, None) => tools.as_ref().and_then(Tools::constraint),
+            },
         },
         stop_sequences: stops.unwrap_or_default(),
         label: None,
         exclusive: false,
+        tier: Default::default(),
     };
     Ok(Parsed {
         family: Family::AnthropicMessages,
         requests: vec![request],
         tools,
         prompt_echo: None,
+        reasoning,
     })
+}
+
+/// `output_config` (`format`, and `effort`, which is accepted and has no effect) or the older
+/// `output_format`: the schema the answer must satisfy, if any.
+fn output_schema(map: &Map<String, Value>) -> Result<Option<Value>, ApiError> {
+    if let Some(config) = map.get("output_config") {
+        if let Some(effort) = config.get("effort") {
+            if !matches!(effort.as_str(), Some("low" | "medium" | "high" | "max")) {
+                return Err(ApiError::Validation(
+                    "The model returned the following errors: output_config.effort: Input should be 'low', 'medium', 'high' or 'max'".into(),
+                ));
+            }
+        }
+        if let Some(format) = config.get("format") {
+            return structured::anthropic_output_format(format, "output_config.format").map(Some);
+        }
+    }
+    map.get("output_format")
+        .map(|f| structured::anthropic_output_format(f, "output_format"))
+        .transpose()
+}
+
+/// A `document` block as text: its title, then its text. Plain-text sources are read; PDFs and
+/// other binary media are refused.
+fn document_text(b: &Value, model_id: &str) -> Result<String, ApiError> {
+    let source = b.get("source").cloned().unwrap_or(Value::Null);
+    let media = source
+        .get("media_type")
+        .and_then(Value::as_str)
+        .unwrap_or("text/plain");
+    let text = match source.get("type").and_then(Value::as_str) {
+        Some("text") => source.get("data").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        Some("content") => match source.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        },
+        Some("base64") if media.starts_with("text/") => source
+            .get("data")
+            .and_then(Value::as_str)
+            .and_then(|d| aws_smithy_types::base64::decode(d).ok())
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .ok_or_else(|| {
+                ApiError::Validation(
+                    "The model returned the following errors: document.source.data must be base64-encoded UTF-8 text".into(),
+                )
+            })?,
+        _ => {
+            return Err(ApiError::Validation(format!(
+                "The model returned the following errors: {model_id} is served by a text-only local model and cannot read {media} documents; send the document as text."
+            )))
+        }
+    };
+    let title = b.get("title").and_then(Value::as_str).unwrap_or("document");
+    Ok(format!("Document \"{title}\":\n{text}"))
 }
 
 /// The text of a list of content blocks; media the backing model cannot read is refused.
@@ -157,7 +245,8 @@ fn blocks_text(
                 Some(t) => parts.push(t.to_owned()),
                 None => c.violation(&at, "required key [text] not found"),
             },
-            "image" | "document" => {
+            "document" => parts.push(document_text(b, &cx.entry.id)?),
+            "image" => {
                 return Err(ApiError::Validation(format!(
                     "The model returned the following errors: {} is served by a text-only local model and cannot read {kind} content.",
                     cx.entry.id
@@ -186,7 +275,13 @@ fn blocks_text(
                 let is_error = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
                 parts.push(render_result(id, &text, is_error));
             }
-            "thinking" | "redacted_thinking" => {}
+            "thinking" => {
+                // Checked, then left out: the model reasons afresh each turn.
+                let thought = b.get("thinking").and_then(Value::as_str).unwrap_or_default();
+                let at = at.replace('/', ".");
+                reasoning::verify(thought, b.get("signature").and_then(Value::as_str), &at)?;
+            }
+            "redacted_thinking" => {}
             other => c.violation(&format!("{at}/type"), &format!("{other} is not a valid enum value")),
         }
     }
@@ -264,6 +359,7 @@ fn stop(reason: &StopReason, call: bool) -> (&'static str, Value) {
         StopReason::EndOfTurn => ("end_turn", Value::Null),
         StopReason::StopSequence(s) => ("stop_sequence", json!(s)),
         StopReason::MaxTokens => ("max_tokens", Value::Null),
+        StopReason::ContextFull => ("model_context_window_exceeded", Value::Null),
     }
 }
 
@@ -271,16 +367,25 @@ fn tool_use_block(call: &ToolCall) -> Value {
     json!({ "type": "tool_use", "id": tools::new_id("toolu_bdrk_"), "name": call.name, "input": call.input })
 }
 
-pub fn message_body(model_id: &str, g: &Generated, tools: Option<&Tools>) -> Value {
-    let (text, call) = tools::split(tools, &g.text);
+pub fn message_body(
+    model_id: &str,
+    g: &Generated,
+    tools: Option<&Tools>,
+    reasoning: Reasoning,
+) -> Value {
+    let (thought, answer) = reasoning::split(&g.text);
+    let split = tools::split(tools, &answer);
     let mut content = Vec::new();
-    if !text.is_empty() || call.is_none() {
-        content.push(json!({ "type": "text", "text": text }));
+    if reasoning == Reasoning::Shown && !thought.is_empty() {
+        content.push(json!({ "type": "thinking", "thinking": thought, "signature": reasoning::signature(&thought) }));
     }
-    if let Some(call) = &call {
+    if !split.text.is_empty() || split.call.is_none() {
+        content.push(json!({ "type": "text", "text": split.text }));
+    }
+    if let Some(call) = &split.call {
         content.push(tool_use_block(call));
     }
-    let (stop_reason, stop_sequence) = stop(&g.reason, call.is_some());
+    let (stop_reason, stop_sequence) = stop(&g.reason, split.call.is_some());
     json!({
         "id": tools::new_id("msg_bdrk_"),
         "type": "message",
@@ -293,25 +398,88 @@ pub fn message_body(model_id: &str, g: &Generated, tools: Option<&Tools>) -> Val
     })
 }
 
-/// The Anthropic stream events: message_start, a text block (start, deltas, stop), a
-/// tool_use block when the model called a tool, message_delta, message_stop.
+/// The Anthropic stream events: message_start, a thinking block when the model reasoned and
+/// the request asked to see it, a text block (start, deltas, stop), a tool_use block when the
+/// model called a tool, message_delta, message_stop.
 pub struct MessageChunks {
     model: String,
+    reasoning: Reasoning,
+    thoughts: ReasoningSplit,
+    /// The reasoning shown so far, while its block is open (for its signature).
+    thought: Option<String>,
     split: StreamSplit,
-    text_open: bool,
+    next_index: usize,
+    text_index: Option<usize>,
 }
 
 impl MessageChunks {
-    pub fn new(model_id: &str, tools: Option<Tools>) -> Self {
+    pub fn new(model_id: &str, tools: Option<Tools>, reasoning: Reasoning) -> Self {
         MessageChunks {
             model: model_name(model_id).to_owned(),
+            reasoning,
+            thoughts: ReasoningSplit::default(),
+            thought: None,
             split: StreamSplit::new(tools.as_ref()),
-            text_open: false,
+            next_index: 0,
+            text_index: None,
         }
     }
 
-    fn delta(text: &str) -> Value {
-        json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": text } })
+    /// Text for the text block, opening it first if needed.
+    fn text_delta(&mut self, text: &str, always: bool) -> Vec<Value> {
+        let mut out = Vec::new();
+        if text.is_empty() && !always {
+            return out;
+        }
+        let index = match self.text_index {
+            Some(i) => i,
+            None => {
+                let i = self.next_index;
+                self.next_index += 1;
+                self.text_index = Some(i);
+                out.push(json!({ "type": "content_block_start", "index": i, "content_block": { "type": "text", "text": "" } }));
+                i
+            }
+        };
+        if !text.is_empty() {
+            out.push(json!({ "type": "content_block_delta", "index": index, "delta": { "type": "text_delta", "text": text } }));
+        }
+        out
+    }
+
+    fn close_thinking(&mut self) -> Vec<Value> {
+        let Some(thought) = self.thought.take() else {
+            return Vec::new();
+        };
+        let index = self.next_index;
+        self.next_index += 1;
+        vec![
+            json!({ "type": "content_block_delta", "index": index, "delta": { "type": "signature_delta", "signature": reasoning::signature(&thought) } }),
+            json!({ "type": "content_block_stop", "index": index }),
+        ]
+    }
+
+    fn pieces(&mut self, pieces: Vec<Piece>) -> Vec<Value> {
+        let mut out = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Reasoning(t) if self.reasoning == Reasoning::Shown => {
+                    let index = self.next_index;
+                    if self.thought.is_none() {
+                        out.push(json!({ "type": "content_block_start", "index": index, "content_block": { "type": "thinking", "thinking": "", "signature": "" } }));
+                    }
+                    self.thought.get_or_insert_with(String::new).push_str(&t);
+                    out.push(json!({ "type": "content_block_delta", "index": index, "delta": { "type": "thinking_delta", "thinking": t } }));
+                }
+                Piece::Reasoning(_) => {}
+                Piece::Answer(t) => {
+                    out.extend(self.close_thinking());
+                    let shown = self.split.push(&t);
+                    out.extend(self.text_delta(&shown, false));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -333,37 +501,23 @@ impl Chunker for MessageChunks {
     }
 
     fn text(&mut self, text: &str) -> Vec<Value> {
-        let shown = self.split.push(text);
-        if shown.is_empty() {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        if !self.text_open {
-            self.text_open = true;
-            out.push(json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }));
-        }
-        out.push(Self::delta(&shown));
-        out
+        let pieces = self.thoughts.push(text);
+        self.pieces(pieces)
     }
 
     fn end(&mut self, reason: &StopReason, usage: Usage) -> Vec<Value> {
+        let pieces = self.thoughts.finish();
+        let mut out = self.pieces(pieces);
+        out.extend(self.close_thinking());
         let (rest, call) = self.split.finish();
-        let mut out = Vec::new();
-        if !rest.is_empty() || (call.is_none() && !self.text_open) {
-            out.extend(self.text(""));
-            if !self.text_open {
-                self.text_open = true;
-                out.push(json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }));
-            }
-            if !rest.is_empty() {
-                out.push(Self::delta(&rest));
-            }
-        }
-        if self.text_open {
-            out.push(json!({ "type": "content_block_stop", "index": 0 }));
+        // A message always has a text block unless it is only a tool call.
+        let always = call.is_none() && self.text_index.is_none();
+        out.extend(self.text_delta(&rest, always));
+        if let Some(index) = self.text_index {
+            out.push(json!({ "type": "content_block_stop", "index": index }));
         }
         if let Some(call) = &call {
-            let index = usize::from(self.text_open);
+            let index = self.next_index;
             let mut block = tool_use_block(call);
             block["input"] = json!({});
             out.push(
@@ -461,7 +615,7 @@ mod tests {
                 output_tokens: 9,
             },
         };
-        let body = message_body(M, &g, parsed.tools.as_ref());
+        let body = message_body(M, &g, parsed.tools.as_ref(), parsed.reasoning);
         assert_eq!(body["stop_reason"], "tool_use");
         assert_eq!(body["content"][0]["type"], "tool_use");
         assert_eq!(body["content"][0]["input"], json!({"city": "Oslo"}));
@@ -470,7 +624,7 @@ mod tests {
 
     #[test]
     fn stream_events_in_order() {
-        let mut c = MessageChunks::new(M, None);
+        let mut c = MessageChunks::new(M, None, Reasoning::Hidden);
         let mut all = c.start(5);
         all.extend(c.text("Hel"));
         all.extend(c.text("lo"));

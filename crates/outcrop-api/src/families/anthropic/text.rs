@@ -60,6 +60,7 @@ pub fn parse_text_request(
         stop_sequences,
         label: None,
         exclusive: false,
+        tier: Default::default(),
     })
 }
 
@@ -75,7 +76,7 @@ pub fn completion_body(text: &str, reason: &StopReason) -> serde_json::Value {
     let (stop_reason, stop) = match reason {
         StopReason::EndOfTurn => ("stop_sequence", Some(HUMAN_STOP.to_owned())),
         StopReason::StopSequence(s) => ("stop_sequence", Some(s.clone())),
-        StopReason::MaxTokens => ("max_tokens", None),
+        StopReason::MaxTokens | StopReason::ContextFull => ("max_tokens", None),
     };
     json!({ "completion": completion, "stop_reason": stop_reason, "stop": stop })
 }
