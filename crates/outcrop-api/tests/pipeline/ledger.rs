@@ -136,3 +136,33 @@ async fn the_answer_is_the_scripted_one() {
     assert_eq!(text, REPLY);
     assert_eq!(app.ledger(1).await[0].output_tokens, 5);
 }
+
+#[tokio::test]
+async fn a_service_tier_prices_its_tokens_with_the_catalog_factor() {
+    use aws_sdk_bedrockruntime::types::ServiceTierType;
+    let app = App::open().await;
+    let body = claude_body("\n\nHuman: Hi\n\nAssistant:", 50);
+    for tier in [
+        None,
+        Some(ServiceTierType::Flex),
+        Some(ServiceTierType::Priority),
+    ] {
+        let out = app
+            .client()
+            .await
+            .invoke_model()
+            .model_id("anthropic.claude-v2")
+            .set_service_tier(tier.clone())
+            .body(Blob::new(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.service_tier(), tier.as_ref(), "the tier is echoed");
+    }
+    let records = app.ledger(3).await;
+    let cost = |i: usize| records[i].cost_usd.parse::<f64>().unwrap();
+    assert!(cost(0) > 0.0);
+    assert!((cost(1) - cost(0) * 0.5).abs() < 1e-12, "flex: half price");
+    assert!((cost(2) - cost(0) * 1.75).abs() < 1e-12, "priority: +75%");
+    assert_eq!(records[1].input_price_per_1k, "0.004");
+}
