@@ -41,7 +41,13 @@ def test_metrics_count_the_calls():
         tokens_out += m["outputTokenCount"]
         with pytest.raises(ClientError):
             rt.invoke_model(modelId=MODEL, body=json.dumps({"prompt": "bad", "max_tokens_to_sample": 5}))
+        for made_up in ["no.such-model-1", "no.such-model-2"]:
+            with pytest.raises(ClientError):
+                rt.invoke_model(modelId=made_up, body=b"{}")
         text = scrape(s)
+        # Identifiers that name no model share one series instead of one each.
+        assert value(text, "InvocationClientErrors", "unknown") == 2
+        assert "no.such-model" not in text
         assert value(text, "Invocations") == 3
         assert value(text, "InvocationClientErrors") == 1
         assert value(text, "InputTokenCount") == tokens_in

@@ -65,7 +65,8 @@ async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) {
         &input_price,
         &output_price,
     );
-    count(&outcome, call.started.elapsed().as_millis() as f64);
+    let label = metric_label(&state.catalog, outcome.model_id);
+    count(&outcome, label, call.started.elapsed().as_millis() as f64);
     let record = UsageRecord {
         request_id: call.request_id.clone(),
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -88,10 +89,19 @@ async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) {
     }
 }
 
+/// The `model_id` label of a call's metrics: its catalog id, or `unknown` for an identifier
+/// that names no model, so that clients cannot create a series per made-up id.
+fn metric_label(catalog: &outcrop_models::Catalog, model_id: &str) -> String {
+    if catalog.get(model_id).is_some() {
+        model_id.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
+
 /// Bedrock's CloudWatch runtime metrics, labelled by model id (the `metrics` facade: exported
 /// by whatever recorder the server installed, e.g. Prometheus at `/metrics`).
-fn count(o: &Outcome<'_>, latency_ms: f64) {
-    let model = o.model_id.to_owned();
+fn count(o: &Outcome<'_>, model: String, latency_ms: f64) {
     let outcome = match o.status {
         200..=299 => "Invocations",
         429 => "InvocationThrottles",
@@ -265,5 +275,21 @@ impl Drop for Meter {
         } else {
             tracing::error!(request_id = %call.request_id, "no runtime to record a call cut short");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_catalog_ids_label_metrics() {
+        let catalog =
+            outcrop_models::Catalog::builtin_with(&std::collections::BTreeMap::new()).unwrap();
+        assert_eq!(
+            metric_label(&catalog, "anthropic.claude-v2"),
+            "anthropic.claude-v2"
+        );
+        assert_eq!(metric_label(&catalog, "made.up-model-1234"), "unknown");
     }
 }
