@@ -9,6 +9,7 @@ mod listen;
 mod logs;
 mod mail;
 mod metrics;
+mod panics;
 pub mod tls;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
@@ -64,6 +65,7 @@ pub async fn serve(
     let app = metrics::router(engines.handles())?
         .merge(outcrop_console::router(state.clone()))
         .merge(outcrop_api::router(state))
+        .layer(panics::layer())
         .layer(tower_http::trace::TraceLayer::new_for_http());
     for endpoint in &endpoints {
         tracing::info!("listening on {}", endpoint.url());
