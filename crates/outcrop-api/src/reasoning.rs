@@ -137,8 +137,9 @@ impl Default for ReasoningSplit {
     }
 }
 
-/// How many bytes at the end of `text` could be the start of `marker`.
-fn partial_tail(text: &str, marker: &str) -> usize {
+/// How many bytes at the end of `text` could be the start of `marker` (text held back while
+/// streaming until it is known not to be a marker).
+pub(crate) fn partial_tail(text: &str, marker: &str) -> usize {
     (1..marker.len().min(text.len() + 1))
         .rev()
         .find(|&n| {

@@ -210,13 +210,7 @@ impl StreamSplit {
             return before;
         }
         // Keep back a tail that could still become the trigger.
-        let keep = (1..TRIGGER.len().min(self.held.len() + 1))
-            .rev()
-            .find(|&n| {
-                self.held.is_char_boundary(self.held.len() - n)
-                    && TRIGGER.starts_with(&self.held[self.held.len() - n..])
-            })
-            .unwrap_or(0);
+        let keep = crate::reasoning::partial_tail(&self.held, TRIGGER);
         let release = self.held.len() - keep;
         self.held.drain(..release).collect()
     }

@@ -357,9 +357,6 @@ impl Batcher {
             .active
             .store(self.active.len(), Ordering::Relaxed);
         self.gauges
-            .waiting
-            .store(self.waiting.len(), Ordering::Relaxed);
-        self.gauges
             .reserved_kv
             .store(self.reserved as usize, Ordering::Relaxed);
     }

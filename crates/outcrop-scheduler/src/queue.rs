@@ -61,7 +61,6 @@ fn waiting_limit(queue_len: usize, tier: ServiceTier) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct Gauges {
     pub active: AtomicUsize,
-    pub waiting: AtomicUsize,
     /// KV cells reserved by running sequences.
     pub reserved_kv: AtomicUsize,
     /// Requests submitted and not yet admitted (nor dropped).
