@@ -19,6 +19,12 @@ from enable_model_access import enable_model_access  # noqa: E402
 
 CLAUDE_MODELS = ["anthropic.claude-v2", "anthropic.claude-v2:1", "anthropic.claude-instant-v1"]
 
+# Most tests prove wire behaviour, which any model shows: they run on the tiny chat model,
+# several times faster than the default one. Tests of what only a capable model can do
+# (test_default_model.py) ask for the default model by name.
+DEFAULT_CHAT_MODEL = "qwen2.5-coder-0.5b-instruct"
+os.environ.setdefault("OUTCROP_CHAT_MODEL", "smollm2-135m-instruct")
+
 
 def outcrop_binary() -> str:
     explicit = os.environ.get("OUTCROP_BIN")

@@ -128,14 +128,13 @@ impl Invocation<'_> {
             .map(|t| t.specs.iter().map(|s| s.name.clone()).collect())
             .unwrap_or_default();
         for r in requests {
-            let tool_result = match &r.prompt {
-                Prompt::Chat(turns) => turns
+            let tool_result = r.prompt.turns().is_some_and(|turns| {
+                turns
                     .iter()
                     .rev()
                     .find(|t| t.role == outcrop_types::Role::User)
-                    .is_some_and(|t| crate::tools::carries_result(&t.content)),
-                Prompt::Raw(_) => false,
-            };
+                    .is_some_and(|t| crate::tools::carries_result(&t.content))
+            });
             r.exclusive = exclusive;
             r.label = Some(RequestLabel {
                 model_id: model_id.to_owned(),

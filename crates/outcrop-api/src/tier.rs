@@ -76,7 +76,8 @@ mod tests {
     #[test]
     fn tiers_a_model_does_not_serve_are_refused() {
         let catalog =
-            outcrop_models::Catalog::builtin_with(&std::collections::BTreeMap::new()).unwrap();
+            outcrop_models::Catalog::builtin_with(None, &std::collections::BTreeMap::new())
+                .unwrap();
         let mut entry = catalog.get("anthropic.claude-v2").unwrap().clone();
         assert!(check(&entry, "flex").is_ok());
         entry.service_tiers.remove("flex");

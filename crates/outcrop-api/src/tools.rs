@@ -1,17 +1,23 @@
 //! Tool use, shared by Converse, the Anthropic Messages API and Nova: the tools a request
 //! offers, how the backing model is told about them, the grammar that makes its calls valid
-//! JSON against each tool's input schema, and how a call is found in the generated text.
+//! JSON against each tool's input schema, and how calls are found in the generated text.
 //!
-//! The backing model calls a tool by writing [`TRIGGER`] followed by
-//! `{"name": ..., "input": ...}`. With a forced choice (`any`, or one named tool) the whole
-//! answer is that JSON; with `auto` the model may write text first, and the grammar takes over
-//! once the trigger appears (a lazy grammar).
+//! Calls are written in the form tool-trained open models (Qwen, Hermes) are trained on:
+//! [`TRIGGER`], a newline, `{"name": ..., "arguments": ...}`, a newline, [`CLOSE`], one block
+//! per call. A chat template that describes tools gets the definitions and tells the model
+//! this itself; other models get [`Tools::instructions`] in their system turn. With a forced
+//! choice (`any`, or one named tool) the whole answer is one call's JSON; with `auto` the model
+//! may write text first, and the grammar takes over once the trigger appears (a lazy grammar).
+//! Models also answer with a bare JSON call or a fenced json block; those are recognised too
+//! when they name an offered tool.
 
-use outcrop_types::{Constraint, Role, Turn};
+use outcrop_types::{Constraint, Prompt, ToolDefinition, ToolPrompt, Turn};
 use serde_json::{json, Value};
 
 /// What the model writes to start a tool call.
 pub const TRIGGER: &str = "<tool_call>";
+/// What ends one.
+pub const CLOSE: &str = "</tool_call>";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolSpec {
@@ -52,12 +58,13 @@ impl Tools {
         matches!(self.choice, ToolChoice::Any | ToolChoice::Tool(_))
     }
 
-    /// The text added to the system prompt so the backing model knows the tools.
+    /// The tools and how to call them, as text for the system turn of a model whose chat
+    /// template does not describe tools.
     pub fn instructions(&self) -> String {
         let mut out = String::from("You can use tools.");
         if self.choice != ToolChoice::None {
             out.push_str(&format!(
-                " To call a tool, write {TRIGGER} followed by a JSON object {{\"name\": <tool name>, \"input\": <arguments>}} and nothing else."
+                " To call a tool, write {TRIGGER} then a JSON object {{\"name\": <tool name>, \"arguments\": <arguments>}} then {CLOSE}, once per call, and nothing else."
             ));
         }
         out.push_str("\nTools:");
@@ -68,6 +75,22 @@ impl Tools {
             ));
         }
         out
+    }
+
+    /// What the engine is told about the tools.
+    pub fn prompt(&self) -> ToolPrompt {
+        ToolPrompt {
+            definitions: self
+                .specs
+                .iter()
+                .map(|t| ToolDefinition {
+                    name: t.name.clone(),
+                    description: t.description.clone(),
+                    parameters: t.input_schema.to_string(),
+                })
+                .collect(),
+            instructions: self.instructions(),
+        }
     }
 
     /// The decoding constraint: the whole answer for a forced choice, after the trigger for
@@ -85,11 +108,12 @@ impl Tools {
             Constraint::JsonAfter {
                 trigger: TRIGGER.to_owned(),
                 schema,
+                close: CLOSE.to_owned(),
             }
         })
     }
 
-    /// `{"name": <const>, "input": <the tool's schema>}`, one alternative per allowed tool.
+    /// `{"name": <const>, "arguments": <the tool's schema>}`, one alternative per allowed tool.
     fn call_schema(&self, only: Option<&str>) -> Value {
         let alternatives: Vec<Value> = self
             .specs
@@ -98,8 +122,8 @@ impl Tools {
             .map(|t| {
                 json!({
                     "type": "object",
-                    "properties": { "name": { "const": t.name }, "input": t.input_schema },
-                    "required": ["name", "input"],
+                    "properties": { "name": { "const": t.name }, "arguments": t.input_schema },
+                    "required": ["name", "arguments"],
                     "additionalProperties": false,
                 })
             })
@@ -109,78 +133,129 @@ impl Tools {
             Err(many) => json!({ "oneOf": many }),
         }
     }
+}
 
-    /// Adds the tool instructions to the conversation's system turn.
-    pub fn add_to(&self, turns: &mut Vec<Turn>) {
-        let text = self.instructions();
-        match turns.first_mut() {
-            Some(t) if t.role == Role::System => {
-                t.content.push_str("\n\n");
-                t.content.push_str(&text);
-            }
-            _ => turns.insert(0, Turn::new(Role::System, text)),
-        }
+/// The prompt of a conversation that may offer tools.
+pub fn prompt(turns: Vec<Turn>, tools: Option<&Tools>) -> Prompt {
+    match tools {
+        Some(tools) => Prompt::ChatWithTools {
+            turns,
+            tools: tools.prompt(),
+        },
+        None => Prompt::Chat(turns),
     }
 }
 
-/// How an earlier tool call appears in the conversation given to the backing model.
+/// How an earlier tool call appears in the conversation given to the backing model (as the
+/// tool-trained chat templates render an assistant's `tool_calls`).
 pub fn render_call(name: &str, input: &Value) -> String {
-    format!("{TRIGGER}{}", json!({ "name": name, "input": input }))
+    format!(
+        "{TRIGGER}\n{{\"name\": {}, \"arguments\": {input}}}\n{CLOSE}",
+        json!(name)
+    )
 }
 
-/// How a tool's result appears in the conversation given to the backing model.
-pub fn render_result(tool_use_id: &str, content: &str, is_error: bool) -> String {
-    let what = if is_error {
-        "Tool error"
-    } else {
-        "Tool result"
-    };
-    format!("{what} ({tool_use_id}): {content}")
+/// How a tool's result appears in the conversation given to the backing model: as the
+/// tool-trained chat templates render a `tool` message, introduced in words (small models
+/// otherwise repeat their call instead of using the result).
+pub fn render_result(content: &str, is_error: bool) -> String {
+    let error = if is_error { "Error: " } else { "" };
+    format!("The tool returned:\n<tool_response>\n{error}{content}\n</tool_response>")
 }
+
+/// Ends a user turn's parts that carry tool results with a request to answer: without it,
+/// the small local models echo their tool call rather than reply (measured with
+/// Qwen2.5-Coder-0.5B and 1.5B, greedy and sampled).
+pub fn close_results(parts: &mut Vec<String>) {
+    if parts.iter().any(|p| carries_result(p)) {
+        parts.push(AFTER_RESULTS.to_owned());
+    }
+}
+
+const AFTER_RESULTS: &str = "Now reply to me in plain text.";
 
 /// Whether a turn's text carries a tool's result, as [`render_result`] writes it.
 pub fn carries_result(text: &str) -> bool {
-    text.contains("Tool result (") || text.contains("Tool error (")
+    text.contains("<tool_response>\n")
 }
 
-/// Parses a call written as `{"name", "input"}`.
+/// Parses a call written as `{"name", "arguments"}` (or `"input"`, or `"parameters"`).
 fn parse_call(json_text: &str) -> Option<ToolCall> {
     let v: Value = serde_json::from_str(json_text.trim()).ok()?;
     let name = v.get("name")?.as_str()?.to_owned();
-    let input = v.get("input")?.clone();
+    let input = ["arguments", "input", "parameters"]
+        .iter()
+        .find_map(|k| v.get(*k))?
+        .clone();
+    // Some models write the arguments as a JSON string.
+    let input = match input {
+        Value::String(s) => serde_json::from_str(&s).ok()?,
+        other => other,
+    };
     input.is_object().then_some(ToolCall { name, input })
 }
 
-/// A finished generation's text and tool call.
+/// Parses the calls after the first trigger: `{json}</tool_call>` blocks separated by
+/// triggers. `None` when any of them is not a complete call.
+fn parse_calls(after_trigger: &str) -> Option<Vec<ToolCall>> {
+    after_trigger
+        .split(TRIGGER)
+        .map(|block| {
+            let block = block.trim();
+            let json = block.strip_suffix(CLOSE).unwrap_or(block);
+            parse_call(json)
+        })
+        .collect()
+}
+
+/// A whole answer that is one call written without the trigger: bare JSON, or a fenced json
+/// block, naming one of `names`.
+fn parse_untagged(text: &str, names: &[String]) -> Option<ToolCall> {
+    let text = text.trim();
+    let json = match text.strip_prefix("```") {
+        Some(fenced) => fenced
+            .strip_prefix("json")
+            .unwrap_or(fenced)
+            .strip_suffix("```")?,
+        None => text,
+    };
+    parse_call(json).filter(|c| names.contains(&c.name))
+}
+
+/// A finished generation's text and tool calls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
     pub text: String,
-    pub call: Option<ToolCall>,
+    pub calls: Vec<ToolCall>,
     /// A call was begun but is not a valid call (it stays text).
     pub malformed: bool,
 }
 
-/// Splits a finished generation into its text and its tool call, if it made one. A call that
-/// does not parse (cut short by `max_tokens`) stays text.
+/// Splits a finished generation into its text and its tool calls, if it made any. A call
+/// that does not parse (cut short by `max_tokens`) stays text.
 pub fn split(tools: Option<&Tools>, text: &str) -> Split {
     let mut s = StreamSplit::new(tools);
     let mut out = s.push(text);
-    let (rest, call) = s.finish();
+    let (rest, calls) = s.finish();
     out.push_str(&rest);
     Split {
         text: out,
-        call,
+        calls,
         malformed: s.malformed(),
     }
 }
 
 /// [`split`] for text that arrives piece by piece: text before a call is released as soon as
-/// it cannot be the start of the trigger; the call is held until the end.
+/// it cannot be the start of the trigger; calls are held until the end. An answer that opens
+/// with `{` or a code fence is held whole, as it may be an untagged call.
 #[derive(Debug, Default, Clone)]
 pub struct StreamSplit {
     active: bool,
     forced: bool,
+    names: Vec<String>,
     held: String,
+    /// Some text was shown: an untagged call can no longer be the whole answer.
+    released: bool,
     in_call: bool,
     malformed: bool,
 }
@@ -190,6 +265,9 @@ impl StreamSplit {
         StreamSplit {
             active: tools.is_some_and(|t| t.choice != ToolChoice::None),
             forced: tools.is_some_and(Tools::forced),
+            names: tools
+                .map(|t| t.specs.iter().map(|s| s.name.clone()).collect())
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -207,27 +285,48 @@ impl StreamSplit {
             self.in_call = true;
             let before = self.held[..at].to_owned();
             self.held.drain(..at + TRIGGER.len());
+            self.released |= !before.is_empty();
             return before;
+        }
+        if !self.released && may_open_untagged(&self.held) {
+            return String::new();
         }
         // Keep back a tail that could still become the trigger.
         let keep = crate::reasoning::partial_tail(&self.held, TRIGGER);
         let release = self.held.len() - keep;
+        self.released |= release > 0;
         self.held.drain(..release).collect()
     }
 
-    /// At the end: text still held back, and the call if one was made.
-    pub fn finish(&mut self) -> (String, Option<ToolCall>) {
+    /// At the end: text still held back, and the calls made.
+    pub fn finish(&mut self) -> (String, Vec<ToolCall>) {
         let held = std::mem::take(&mut self.held);
         if self.forced || self.in_call {
-            if let Some(call) = parse_call(&held) {
-                return (String::new(), Some(call));
+            let calls = if self.in_call {
+                parse_calls(&held)
+            } else {
+                parse_call(&held).map(|c| vec![c])
+            };
+            if let Some(calls) = calls {
+                return (String::new(), calls);
             }
             self.malformed = true;
             let prefix = if self.in_call { TRIGGER } else { "" };
-            return (format!("{prefix}{held}"), None);
+            return (format!("{prefix}{held}"), Vec::new());
         }
-        (held, None)
+        if !self.released {
+            if let Some(call) = parse_untagged(&held, &self.names) {
+                return (String::new(), vec![call]);
+            }
+        }
+        (held, Vec::new())
     }
+}
+
+/// Whether text at the start of an answer may still become an untagged call.
+fn may_open_untagged(held: &str) -> bool {
+    let t = held.trim_start();
+    t.is_empty() || t.starts_with('{') || t.starts_with("```") || "```".starts_with(t)
 }
 
 impl StreamSplit {
@@ -275,11 +374,15 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&schema).unwrap();
         assert_eq!(v["properties"]["name"]["const"], "time");
-        let Some(Constraint::JsonAfter { trigger, schema }) = tools(ToolChoice::Auto).constraint()
+        let Some(Constraint::JsonAfter {
+            trigger,
+            schema,
+            close,
+        }) = tools(ToolChoice::Auto).constraint()
         else {
             panic!()
         };
-        assert_eq!(trigger, TRIGGER);
+        assert_eq!((trigger.as_str(), close.as_str()), (TRIGGER, CLOSE));
         assert_eq!(
             serde_json::from_str::<Value>(&schema).unwrap()["oneOf"]
                 .as_array()
@@ -289,38 +392,103 @@ mod tests {
         );
     }
 
+    fn call(name: &str, input: Value) -> ToolCall {
+        ToolCall {
+            name: name.into(),
+            input,
+        }
+    }
+
     #[test]
     fn splits_text_and_calls() {
         let auto = tools(ToolChoice::Auto);
         let s = split(
             Some(&auto),
-            r#"Let me check. <tool_call>{"name": "weather", "input": {"city": "Oslo"}}"#,
+            "Let me check. <tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>",
         );
         assert_eq!(s.text, "Let me check. ");
-        assert_eq!(
-            s.call,
-            Some(ToolCall {
-                name: "weather".into(),
-                input: json!({"city": "Oslo"})
-            })
-        );
+        assert_eq!(s.calls, vec![call("weather", json!({"city": "Oslo"}))]);
         let s = split(Some(&auto), "Just text <tool");
         assert_eq!(
-            (s.text.as_str(), s.call, s.malformed),
-            ("Just text <tool", None, false)
+            (s.text.as_str(), s.calls, s.malformed),
+            ("Just text <tool", vec![], false)
         );
         let any = tools(ToolChoice::Any);
         assert_eq!(
-            split(Some(&any), r#"{"name": "time", "input": {}}"#)
-                .call
-                .unwrap()
-                .name,
-            "time"
+            split(Some(&any), r#"{"name": "time", "arguments": {}}"#).calls,
+            vec![call("time", json!({}))]
         );
         // Cut short: stays text, and is reported as a malformed call.
         let s = split(Some(&any), r#"{"name": "ti"#);
-        assert_eq!((s.call, s.malformed), (None, true));
+        assert_eq!((s.calls, s.malformed), (vec![], true));
         assert_eq!(split(None, "<tool_call>{}").text, "<tool_call>{}");
+    }
+
+    #[test]
+    fn several_calls_in_one_answer() {
+        let auto = tools(ToolChoice::Auto);
+        let s = split(
+            Some(&auto),
+            "<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": {}}\n</tool_call>",
+        );
+        assert_eq!(
+            s.calls,
+            vec![
+                call("weather", json!({"city": "Oslo"})),
+                call("time", json!({}))
+            ]
+        );
+        assert_eq!(s.text, "");
+        // The second call cut short: nothing is called, all of it stays text.
+        let s = split(
+            Some(&auto),
+            "<tool_call>{\"name\": \"time\", \"arguments\": {}}</tool_call><tool_call>{\"na",
+        );
+        assert_eq!((s.calls.len(), s.malformed), (0, true));
+    }
+
+    #[test]
+    fn untagged_calls_are_recognised() {
+        let auto = tools(ToolChoice::Auto);
+        for text in [
+            "{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}",
+            "```json\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}\n```",
+            " {\"name\": \"weather\", \"arguments\": \"{\\\"city\\\": \\\"Oslo\\\"}\"}",
+        ] {
+            let s = split(Some(&auto), text);
+            assert_eq!(
+                s.calls,
+                vec![call("weather", json!({"city": "Oslo"}))],
+                "{text}"
+            );
+            assert_eq!(s.text, "");
+        }
+        // JSON that names no offered tool, or follows text, is text.
+        let other = "{\"name\": \"search\", \"arguments\": {}}";
+        assert_eq!(split(Some(&auto), other).text, other);
+        let late = "Here: {\"name\": \"time\", \"arguments\": {}}";
+        assert_eq!(split(Some(&auto), late).text, late);
+    }
+
+    #[test]
+    fn history_renders_as_the_templates_do() {
+        assert_eq!(
+            render_call("time", &json!({"tz": "UTC"})),
+            "<tool_call>\n{\"name\": \"time\", \"arguments\": {\"tz\":\"UTC\"}}\n</tool_call>"
+        );
+        let result = render_result("12:00", false);
+        assert_eq!(
+            result,
+            "The tool returned:\n<tool_response>\n12:00\n</tool_response>"
+        );
+        assert!(carries_result(&result));
+        assert!(render_result("no such zone", true).contains("Error: no such zone"));
+        let mut parts = vec![result.clone(), "thanks".to_owned()];
+        close_results(&mut parts);
+        assert_eq!(parts.last().map(String::as_str), Some(AFTER_RESULTS));
+        let mut parts = vec!["no result here".to_owned()];
+        close_results(&mut parts);
+        assert_eq!(parts.len(), 1);
     }
 
     #[test]
@@ -332,16 +500,20 @@ mod tests {
             "Hi",
             " <to",
             "ol_c",
-            "all>{\"name\": \"time\", ",
-            "\"input\": {}}",
+            "all>\n{\"name\": \"time\", ",
+            "\"arguments\": {}}\n</tool_call>",
         ] {
             shown.push_str(&s.push(piece));
         }
-        let (rest, call) = s.finish();
+        let (rest, calls) = s.finish();
         assert_eq!(shown + &rest, "Hi ");
-        assert_eq!(call.unwrap().name, "time");
+        assert_eq!(calls[0].name, "time");
         // A near miss is released.
         let mut s = StreamSplit::new(Some(&auto));
         assert_eq!(s.push("a <tox"), "a <tox");
+        // An answer that opens like JSON is held, then released when it is no call.
+        let mut s = StreamSplit::new(Some(&auto));
+        assert_eq!(s.push("{\"a\": 1}"), "");
+        assert_eq!(s.finish(), ("{\"a\": 1}".to_owned(), vec![]));
     }
 }

@@ -428,7 +428,10 @@ pub async fn policies(command: PoliciesCommand) -> anyhow::Result<()> {
 }
 
 fn catalog() -> anyhow::Result<outcrop_models::Catalog> {
-    Ok(outcrop_models::Catalog::builtin_with(&Default::default())?)
+    Ok(outcrop_models::Catalog::builtin_with(
+        None,
+        &Default::default(),
+    )?)
 }
 
 pub async fn access(command: AccessCommand) -> anyhow::Result<()> {

@@ -78,6 +78,19 @@ struct ServeArgs {
     /// Answer every text model from this rules file (the script engine; see docs/scripts.md)
     #[arg(long, env = "OUTCROP_SCRIPT")]
     script: Option<PathBuf>,
+    /// The local model behind the chat and text ids [default: qwen2.5-coder-0.5b-instruct]
+    #[arg(long, env = "OUTCROP_CHAT_MODEL")]
+    chat_model: Option<String>,
+    /// A preset: `tiny` serves every chat id with SmolLM2-135M (fast, for test suites; its
+    /// answers are weak)
+    #[arg(long, env = "OUTCROP_PROFILE", value_enum)]
+    profile: Option<Profile>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Profile {
+    /// SmolLM2-135M behind every chat id
+    Tiny,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -219,6 +232,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.script.is_some() {
         config.engine.script = args.script;
+    }
+    match (args.chat_model, args.profile) {
+        (Some(name), _) => config.chat_model = Some(name),
+        (None, Some(Profile::Tiny)) => {
+            config.chat_model = Some(outcrop_models::TINY_MODEL.to_owned())
+        }
+        (None, None) => {}
     }
     // Kept alive until the server stops, then deleted.
     let mut _ephemeral = None;

@@ -1,6 +1,7 @@
-//! The AWS SDK for Rust (`aws-sdk-bedrockruntime`) against the real `outcrop` binary and the
-//! real default model. The model cache is OUTCROP_MODELS_DIR (default ~/.cache/outcrop/models);
-//! the server pulls the model there if it is missing.
+//! The AWS SDK for Rust (`aws-sdk-bedrockruntime`) against the real `outcrop` binary and real
+//! models: the tiny chat model for wire behaviour, the default one for an agent's tool loop.
+//! The model cache is OUTCROP_MODELS_DIR (default ~/.cache/outcrop/models); the server pulls
+//! a model there if it is missing.
 
 use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_bedrockruntime::primitives::Blob;
@@ -31,8 +32,9 @@ fn models_dir() -> String {
     })
 }
 
-/// Starts `outcrop serve` on a free port and waits for its "listening on" line.
-fn start_server() -> Server {
+/// Starts `outcrop serve` on a free port, its chat ids backed by `chat_model`, and waits for
+/// its "listening on" line.
+fn start_server_with(chat_model: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     // Model access is covered by the boto3 suite; these tests run with every model enabled.
     let config = dir.path().join("outcrop.toml");
@@ -44,6 +46,7 @@ fn start_server() -> Server {
         .arg(dir.path())
         .env("OUTCROP_MODELS_DIR", models_dir())
         .env("OUTCROP_LOG", "info")
+        .env("OUTCROP_CHAT_MODEL", chat_model)
         .env_remove("OUTCROP_CONFIG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -69,6 +72,10 @@ fn start_server() -> Server {
         url,
         _dir: dir,
     }
+}
+
+fn start_server() -> Server {
+    start_server_with("smollm2-135m-instruct")
 }
 
 async fn client(url: &str, key: &str, secret: &str) -> Client {
@@ -287,4 +294,141 @@ async fn aws_sdk_converse_and_converse_stream() {
         "stream equals Converse at temperature 0"
     );
     assert_eq!(whole.usage().unwrap().output_tokens(), output_tokens);
+}
+
+/// An agent's loop with the default model: it chooses to call the tool (`auto`), gets the
+/// result and answers from it, all over ConverseStream.
+#[tokio::test]
+async fn aws_sdk_agent_tool_loop_with_the_default_model() {
+    use aws_sdk_bedrockruntime::types::{
+        ContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole, ConverseStreamOutput,
+        InferenceConfiguration, Message, StopReason, Tool, ToolConfiguration, ToolInputSchema,
+        ToolResultBlock, ToolResultContentBlock, ToolSpecification, ToolUseBlock,
+    };
+    use aws_smithy_types::Document;
+    let server = start_server_with("qwen2.5-coder-0.5b-instruct");
+    let runtime = client(&server.url, "test", "test").await;
+    let schema = Document::Object(
+        [
+            ("type".to_owned(), Document::String("object".into())),
+            (
+                "properties".to_owned(),
+                Document::Object(
+                    [(
+                        "city".to_owned(),
+                        Document::Object(
+                            [("type".to_owned(), Document::String("string".into()))].into(),
+                        ),
+                    )]
+                    .into(),
+                ),
+            ),
+            (
+                "required".to_owned(),
+                Document::Array(vec![Document::String("city".into())]),
+            ),
+        ]
+        .into(),
+    );
+    let tools = ToolConfiguration::builder()
+        .tools(Tool::ToolSpec(
+            ToolSpecification::builder()
+                .name("get_weather")
+                .description("Current weather for a city.")
+                .input_schema(ToolInputSchema::Json(schema))
+                .build()
+                .unwrap(),
+        ))
+        .build()
+        .unwrap();
+    let config = InferenceConfiguration::builder()
+        .max_tokens(100)
+        .temperature(0.0)
+        .build();
+    let mut messages = vec![Message::builder()
+        .role(ConversationRole::User)
+        .content(ContentBlock::Text(
+            "What's the weather in Paris right now?".into(),
+        ))
+        .build()
+        .unwrap()];
+    let mut called = None;
+    for turn in 0..3 {
+        let mut out = runtime
+            .converse_stream()
+            .model_id("anthropic.claude-3-haiku-20240307-v1:0")
+            .set_messages(Some(messages.clone()))
+            .tool_config(tools.clone())
+            .inference_config(config.clone())
+            .send()
+            .await
+            .expect("stream starts");
+        let (mut text, mut tool, mut input, mut stop) = (String::new(), None, String::new(), None);
+        while let Some(event) = out.stream.recv().await.expect("events decode") {
+            match event {
+                ConverseStreamOutput::ContentBlockStart(s) => {
+                    if let Some(ContentBlockStart::ToolUse(t)) = s.start() {
+                        tool = Some((t.tool_use_id().to_owned(), t.name().to_owned()));
+                    }
+                }
+                ConverseStreamOutput::ContentBlockDelta(d) => match d.delta() {
+                    Some(ContentBlockDelta::Text(t)) => text.push_str(t),
+                    Some(ContentBlockDelta::ToolUse(t)) => input.push_str(t.input()),
+                    _ => {}
+                },
+                ConverseStreamOutput::MessageStop(m) => stop = Some(m.stop_reason().clone()),
+                _ => {}
+            }
+        }
+        if stop == Some(StopReason::ToolUse) {
+            let (id, name) = tool.expect("a toolUse block");
+            assert_eq!(name, "get_weather", "turn {turn}");
+            let args: serde_json::Value = serde_json::from_str(&input).unwrap();
+            assert!(args["city"].as_str().unwrap().contains("Paris"), "{args}");
+            called = Some(args);
+            let city =
+                Document::Object([("city".to_owned(), Document::String("Paris".into()))].into());
+            messages.push(
+                Message::builder()
+                    .role(ConversationRole::Assistant)
+                    .content(ContentBlock::ToolUse(
+                        ToolUseBlock::builder()
+                            .tool_use_id(&id)
+                            .name(name)
+                            .input(city)
+                            .build()
+                            .unwrap(),
+                    ))
+                    .build()
+                    .unwrap(),
+            );
+            messages.push(
+                Message::builder()
+                    .role(ConversationRole::User)
+                    .content(ContentBlock::ToolResult(
+                        ToolResultBlock::builder()
+                            .tool_use_id(id)
+                            .content(ToolResultContentBlock::Text(
+                                "18 degrees Celsius, cloudy".into(),
+                            ))
+                            .build()
+                            .unwrap(),
+                    ))
+                    .build()
+                    .unwrap(),
+            );
+            continue;
+        }
+        assert!(
+            called.is_some(),
+            "the model answered without calling the tool: {text}"
+        );
+        assert_eq!(stop, Some(StopReason::EndTurn), "{text}");
+        assert!(
+            text.contains("18"),
+            "the answer uses the tool's result: {text}"
+        );
+        return;
+    }
+    panic!("the loop did not end with an answer");
 }

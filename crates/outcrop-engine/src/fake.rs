@@ -90,7 +90,9 @@ impl FakeEngine {
     pub fn prompt_tokens(prompt: &Prompt) -> u32 {
         let n = match prompt {
             Prompt::Raw(text) => words(text).count(),
-            Prompt::Chat(turns) => turns.iter().map(|t| words(&t.content).count() + 1).sum(),
+            Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => {
+                turns.iter().map(|t| words(&t.content).count() + 1).sum()
+            }
         };
         u32::try_from(n).unwrap_or(u32::MAX)
     }

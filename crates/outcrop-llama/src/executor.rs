@@ -1,8 +1,9 @@
 use crate::grammar;
-use crate::prompt::{self, Piece};
+use crate::prompt::{self, Piece, Templates};
+use crate::template::JinjaTemplate;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use outcrop_scheduler::{Decode, Executor, Sampled, SeqId};
@@ -13,7 +14,7 @@ pub struct LlamaExecutor<'m> {
     name: String,
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
-    template: Option<LlamaChatTemplate>,
+    templates: Templates,
     batch: LlamaBatch<'static>,
     /// One sampler per sequence slot (its own seed and state).
     samplers: Vec<Option<LlamaSampler>>,
@@ -29,15 +30,24 @@ impl<'m> LlamaExecutor<'m> {
         sequences: u32,
         context_per_sequence: u32,
     ) -> Self {
-        let template = model.chat_template(None).ok();
-        if template.is_none() {
+        let builtin = model.chat_template(None).ok();
+        if builtin.is_none() {
             tracing::warn!(model = %name, "model has no chat template; chat prompts use a plain transcript");
         }
+        let with_tools = builtin
+            .as_ref()
+            .and_then(|t| t.to_str().ok())
+            .and_then(JinjaTemplate::with_tools);
+        tracing::debug!(model = %name, template_renders_tools = with_tools.is_some(), "chat template");
+        let templates = Templates {
+            builtin,
+            with_tools,
+        };
         LlamaExecutor {
             name,
             model,
             ctx,
-            template,
+            templates,
             batch: LlamaBatch::new(batch_tokens, 1),
             samplers: (0..sequences).map(|_| None).collect(),
             context_per_sequence,
@@ -80,7 +90,8 @@ impl Executor for LlamaExecutor<'_> {
     }
 
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
-        let pieces = prompt::render(self.model, self.template.as_ref(), prompt)?;
+        let pieces = prompt::render(self.model, &self.templates, prompt)?;
+        tracing::trace!(model = %self.name, ?pieces, "prompt rendered");
         let vocab = self.model.vocab();
         let mut tokens = Vec::new();
         for (i, piece) in pieces.iter().enumerate() {

@@ -18,16 +18,23 @@ pub fn sampler(
         .map_err(|e| GenerationError::Constraint(format!("unsupported JSON schema: {e}")))?;
     let built = match constraint {
         Constraint::Json { .. } => LlamaSampler::grammar(model, &gbnf, "root"),
-        Constraint::JsonAfter { trigger, .. } => {
-            // The grammar starts at the trigger, so the trigger itself is part of it.
-            let gbnf = format!(
-                "{gbnf}\ntriggered ::= {} root\n",
-                serde_json_string(trigger)
-            );
+        Constraint::JsonAfter { trigger, close, .. } => {
+            let gbnf = format!("{gbnf}\n{}", after_trigger(trigger, close));
             LlamaSampler::grammar_lazy(model, &gbnf, "triggered", [trigger.as_bytes()], &[])
         }
     };
     built.map_err(|e| GenerationError::Constraint(format!("grammar rejected: {e}")))
+}
+
+/// The rules from the trigger on (the grammar starts at the trigger, so the trigger itself is
+/// part of it): one call, or with a closing text, calls separated by whitespace.
+fn after_trigger(trigger: &str, close: &str) -> String {
+    let open = serde_json_string(trigger);
+    if close.is_empty() {
+        return format!("triggered ::= {open} root\n");
+    }
+    let close = serde_json_string(close);
+    format!("triggered ::= call ([ \\n]* call)*\ncall ::= {open} [ \\n]? root {close}\n")
 }
 
 /// A GBNF string literal (GBNF literals use JSON's escapes).
@@ -54,6 +61,15 @@ mod tests {
     #[test]
     fn literals_are_escaped() {
         assert_eq!(serde_json_string("<a \"b\">\n"), r#""<a \"b\">\n""#);
+    }
+
+    #[test]
+    fn closed_calls_may_repeat() {
+        assert_eq!(
+            after_trigger("<tool_call>", "</tool_call>"),
+            "triggered ::= call ([ \\n]* call)*\ncall ::= \"<tool_call>\" [ \\n]? root \"</tool_call>\"\n"
+        );
+        assert_eq!(after_trigger("<t>", ""), "triggered ::= \"<t>\" root\n");
     }
 
     #[test]

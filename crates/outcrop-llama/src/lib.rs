@@ -12,6 +12,7 @@
 mod executor;
 mod grammar;
 mod prompt;
+mod template;
 
 pub use executor::LlamaExecutor;
 

@@ -94,13 +94,23 @@ struct CatalogFile {
 }
 
 impl Catalog {
-    /// The catalog shipped in the binary, with `overrides` (by model id) applied.
+    /// The catalog shipped in the binary: its chat ids backed by `chat_model` (default:
+    /// [`crate::DEFAULT_MODEL`]), then `overrides` (by model id) applied.
     pub fn builtin_with(
+        chat_model: Option<&str>,
         overrides: &BTreeMap<String, CatalogOverride>,
     ) -> Result<Self, CatalogError> {
         let file: CatalogFile = toml::from_str(include_str!("../catalog.toml"))
             .map_err(|e| CatalogError::Parse(e.to_string()))?;
         let mut entries = file.model;
+        if let Some(chat) = chat_model {
+            for e in entries
+                .iter_mut()
+                .filter(|e| e.backing_model == crate::DEFAULT_MODEL)
+            {
+                e.backing_model = chat.to_owned();
+            }
+        }
         for (id, o) in overrides {
             match entries.iter_mut().find(|e| &e.id == id) {
                 Some(e) => {
@@ -197,7 +207,7 @@ mod tests {
 
     #[test]
     fn builtin_has_the_seed_models() {
-        let c = Catalog::builtin_with(&BTreeMap::new()).unwrap();
+        let c = Catalog::builtin_with(None, &BTreeMap::new()).unwrap();
         for id in [
             "anthropic.claude-v2",
             "anthropic.claude-v2:1",
@@ -216,8 +226,32 @@ mod tests {
     }
 
     #[test]
+    fn the_chat_model_backs_every_chat_id_and_overrides_win() {
+        let o = BTreeMap::from([(
+            "meta.llama3-8b-instruct-v1:0".to_owned(),
+            CatalogOverride {
+                backing_model: Some(crate::DEFAULT_MODEL.into()),
+                ..Default::default()
+            },
+        )]);
+        let c = Catalog::builtin_with(Some(crate::TINY_MODEL), &o).unwrap();
+        assert_eq!(
+            c.get("anthropic.claude-v2").unwrap().backing_model,
+            crate::TINY_MODEL
+        );
+        assert_eq!(
+            c.get("meta.llama3-8b-instruct-v1:0").unwrap().backing_model,
+            crate::DEFAULT_MODEL
+        );
+        assert_eq!(
+            c.get("amazon.titan-embed-text-v2:0").unwrap().backing_model,
+            crate::DEFAULT_EMBEDDING_MODEL
+        );
+    }
+
+    #[test]
     fn builtin_lists_every_wire_doc_id_once() {
-        let c = Catalog::builtin_with(&BTreeMap::new()).unwrap();
+        let c = Catalog::builtin_with(None, &BTreeMap::new()).unwrap();
         for id in [
             "ai21.j2-ultra-v1",
             "ai21.j2-mid-v1",
@@ -245,7 +279,7 @@ mod tests {
 
     #[test]
     fn inference_profiles_resolve_only_in_their_geographies() {
-        let c = Catalog::builtin_with(&BTreeMap::new()).unwrap();
+        let c = Catalog::builtin_with(None, &BTreeMap::new()).unwrap();
         let (geo, e) = c
             .profile("us.anthropic.claude-3-haiku-20240307-v1:0")
             .unwrap();
@@ -273,7 +307,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let c = Catalog::builtin_with(&o).unwrap();
+        let c = Catalog::builtin_with(None, &o).unwrap();
         assert_eq!(c.get("anthropic.claude-v2").unwrap().backing_model, "gemma");
         o.insert(
             "acme.new-v1".into(),
@@ -283,7 +317,7 @@ mod tests {
             },
         );
         assert!(matches!(
-            Catalog::builtin_with(&o),
+            Catalog::builtin_with(None, &o),
             Err(CatalogError::Incomplete(_))
         ));
     }

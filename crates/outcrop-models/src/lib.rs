@@ -17,5 +17,6 @@ pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogOverride};
 pub use expand::{expand_q4_1, has_q4_1, q8_0_weights};
 pub use pull::{pull, PullError};
 pub use sources::{
-    source, ModelKind, ModelSource, WheelFile, DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, SOURCES,
+    source, ModelKind, ModelSource, WheelFile, WheelPart, DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL,
+    SOURCES, TINY_MODEL,
 };

@@ -111,12 +111,14 @@ fn body(request: &GenerationRequest, model: &str) -> (&'static str, Value) {
         let schema: Value = serde_json::from_str(schema).unwrap_or(json!({}));
         body["response_format"] = json!({ "type": "json_schema", "json_schema": { "name": "output", "schema": schema, "strict": true } });
     }
-    match &request.prompt {
+    // Tools are described in the system turn: the server's own tool parsing is not used, the
+    // API layer reads the calls from the text.
+    match request.prompt.clone().instructed() {
         Prompt::Raw(text) => {
             body["prompt"] = json!(text);
             ("completions", body)
         }
-        Prompt::Chat(turns) => {
+        Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => {
             let messages: Vec<Value> = turns
                 .iter()
                 .map(|t| json!({ "role": role(t.role), "content": t.content }))

@@ -133,7 +133,7 @@ impl ScriptEngine {
 fn last_user(prompt: &Prompt) -> &str {
     match prompt {
         Prompt::Raw(text) => text,
-        Prompt::Chat(turns) => turns
+        Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => turns
             .iter()
             .rev()
             .find(|t| t.role == Role::User)
@@ -161,10 +161,12 @@ fn tool_call_text(
             format!("The script answers with a call to {:?}, which is not one of the request's tools {tools:?}.", call.name),
         ));
     }
-    let json = serde_json::json!({ "name": call.name, "input": call.input }).to_string();
+    let json = serde_json::json!({ "name": call.name, "arguments": call.input }).to_string();
     match &request.sampling.constraint {
         Some(Constraint::Json { .. }) => Ok(json),
-        Some(Constraint::JsonAfter { trigger, .. }) => Ok(format!("{trigger}{json}")),
+        Some(Constraint::JsonAfter { trigger, close, .. }) => {
+            Ok(format!("{trigger}\n{json}\n{close}"))
+        }
         None => Err(fault(
             FaultKind::Validation,
             "The script answers with a tool call, but the request allows none.",

@@ -55,6 +55,7 @@ async fn texts_tool_calls_and_declared_tokens() {
     let auto = Constraint::JsonAfter {
         trigger: "<tool_call>".into(),
         schema: "{}".into(),
+        close: "</tool_call>".into(),
     };
     let g = collect(
         engine
@@ -65,7 +66,7 @@ async fn texts_tool_calls_and_declared_tokens() {
     .unwrap();
     assert_eq!(
         g.text,
-        r#"<tool_call>{"input":{"city":"Paris"},"name":"get_weather"}"#
+        "<tool_call>\n{\"arguments\":{\"city\":\"Paris\"},\"name\":\"get_weather\"}\n</tool_call>"
     );
     let forced = Constraint::Json {
         schema: "{}".into(),

@@ -24,6 +24,10 @@ pub struct Config {
     pub models_dir: Option<PathBuf>,
     /// Pull the default model on start when it is missing.
     pub pull_missing_models: bool,
+    /// The local model behind every chat and text id of the built-in catalog (default:
+    /// `qwen2.5-coder-0.5b-instruct`; `smollm2-135m-instruct` is the small, fast one).
+    /// `[catalog."ID"] backing_model` still wins for one id.
+    pub chat_model: Option<String>,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before running
     /// generations are ended.
     pub shutdown_grace_secs: u64,
@@ -252,6 +256,7 @@ impl Default for Config {
             data_dir: None,
             models_dir: None,
             pull_missing_models: true,
+            chat_model: None,
             shutdown_grace_secs: 30,
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),

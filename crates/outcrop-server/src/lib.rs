@@ -30,7 +30,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let data_dir = config.data_dir()?;
     let store = open_store(&data_dir).await?;
-    let catalog = Catalog::builtin_with(&config.catalog)?;
+    let catalog = Catalog::builtin_with(config.chat_model.as_deref(), &config.catalog)?;
 
     store.set_dev_key(config.auth.dev_key).await?;
     let endpoints = endpoints(&config, &data_dir).await?;

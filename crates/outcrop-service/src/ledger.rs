@@ -285,7 +285,8 @@ mod tests {
     #[test]
     fn only_catalog_ids_label_metrics() {
         let catalog =
-            outcrop_models::Catalog::builtin_with(&std::collections::BTreeMap::new()).unwrap();
+            outcrop_models::Catalog::builtin_with(None, &std::collections::BTreeMap::new())
+                .unwrap();
         assert_eq!(
             metric_label(&catalog, "anthropic.claude-v2"),
             "anthropic.claude-v2"

@@ -46,8 +46,57 @@ pub enum Prompt {
     /// A conversation rendered with the backing model's own chat template. When the last turn
     /// is an assistant turn its text is a prefill: the answer continues it.
     Chat(Vec<Turn>),
+    /// A conversation that offers tools. A chat template that describes tools itself renders
+    /// `tools.definitions` its own way; otherwise `tools.instructions` join the system turn
+    /// ([`Prompt::instructed`]).
+    ChatWithTools { turns: Vec<Turn>, tools: ToolPrompt },
     /// Text given to the model as is (base models, raw completion).
     Raw(String),
+}
+
+impl Prompt {
+    /// The conversation's turns (`None` for raw text).
+    pub fn turns(&self) -> Option<&[Turn]> {
+        match self {
+            Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => Some(turns),
+            Prompt::Raw(_) => None,
+        }
+    }
+
+    /// The prompt with any tool instructions written into its system turn (opening one when
+    /// there is none): for engines that cannot render tool definitions.
+    pub fn instructed(self) -> Prompt {
+        match self {
+            Prompt::ChatWithTools { mut turns, tools } => {
+                match turns.first_mut() {
+                    Some(t) if t.role == Role::System => {
+                        t.content.push_str("\n\n");
+                        t.content.push_str(&tools.instructions);
+                    }
+                    _ => turns.insert(0, Turn::new(Role::System, tools.instructions)),
+                }
+                Prompt::Chat(turns)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The tools a conversation offers, for the backing model's prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolPrompt {
+    pub definitions: Vec<ToolDefinition>,
+    /// The same tools and how to call them, as plain text for a system turn.
+    pub instructions: String,
+}
+
+/// One tool as chat templates receive it (OpenAI's function shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolDefinition {
+    pub name: String,
+    pub description: String,
+    /// The tool's input as a JSON Schema document.
+    pub parameters: String,
 }
 
 /// How the next token is chosen. `temperature == 0` means greedy.
@@ -66,9 +115,14 @@ pub struct Sampling {
 pub enum Constraint {
     /// The whole output is one JSON value valid against `schema` (a JSON Schema document).
     Json { schema: String },
-    /// Free text until `trigger` is generated; from there on, one JSON value valid against
-    /// `schema` follows, and then the generation ends.
-    JsonAfter { trigger: String, schema: String },
+    /// Free text until `trigger` is generated; from there on, tool calls and then the end of
+    /// the generation: each call is `trigger`, an optional newline, one JSON value valid
+    /// against `schema`, then `close` (when `close` is empty, one call and no closing text).
+    JsonAfter {
+        trigger: String,
+        schema: String,
+        close: String,
+    },
 }
 
 impl Sampling {

@@ -2,7 +2,7 @@
 //! and Nova's InvokeModelWithResponseStream chunks (one `{name: payload}` chunk per event):
 //! messageStart, a reasoning block when the model reasoned and the request asked to see it
 //! (deltas, then its signature), the text block's deltas and stop, a toolUse block (start,
-//! input delta, stop) when the model called a tool, messageStop, metadata.
+//! input delta, stop) for each tool the model called, messageStop, metadata.
 
 use crate::reasoning::{self, Piece, Reasoning, ReasoningSplit};
 use crate::tools::{self, StreamSplit, ToolCall, Tools};
@@ -59,15 +59,15 @@ pub fn content(tools: Option<&Tools>, reasoning: Reasoning, text: &str) -> Conte
     if reasoning == Reasoning::Shown && !thought.is_empty() {
         blocks.push(reasoning_block(&thought));
     }
-    if !split.text.is_empty() || split.call.is_none() {
+    if !split.text.is_empty() || split.calls.is_empty() {
         blocks.push(json!({ "text": split.text }));
     }
-    if let Some(call) = &split.call {
+    for call in &split.calls {
         blocks.push(json!({ "toolUse": tool_use(call) }));
     }
     Content {
         blocks,
-        called: split.call.is_some(),
+        called: !split.calls.is_empty(),
         malformed: split.malformed,
     }
 }
@@ -165,13 +165,14 @@ impl ConverseEvents {
         let pieces = self.thoughts.finish();
         let mut out = self.pieces(pieces);
         out.extend(self.close_reasoning());
-        let (rest, call) = self.split.finish();
+        let (rest, calls) = self.split.finish();
         out.extend(self.delta(rest));
         if let Some(index) = self.text_index {
             out.push(("contentBlockStop", json!({ "contentBlockIndex": index })));
         }
-        if let Some(call) = &call {
+        for call in &calls {
             let index = self.next_index;
+            self.next_index += 1;
             let tool = tool_use(call);
             out.push((
                 "contentBlockStart",
@@ -185,7 +186,7 @@ impl ConverseEvents {
         }
         out.push((
             "messageStop",
-            json!({ "stopReason": stop_reason(reason, call.is_some(), self.split.malformed()) }),
+            json!({ "stopReason": stop_reason(reason, !calls.is_empty(), self.split.malformed()) }),
         ));
         let mut metadata = json!({ "usage": usage_json(usage) });
         if let Value::Object(extra) = extra {

@@ -225,7 +225,7 @@ pub(crate) fn parse(
         (tools, None) => tools.as_ref().and_then(Tools::constraint),
     };
     let request = GenerationRequest {
-        prompt: Prompt::Chat(conv.turns),
+        prompt: crate::tools::prompt(conv.turns, conv.tools.as_ref()),
         max_tokens: max_tokens.map_or(4096, |n| n as u32),
         sampling: Sampling {
             temperature: temperature.unwrap_or_else(|| default_temperature(entry)) as f32,
@@ -376,7 +376,7 @@ pub(crate) fn count_input(
             c.get("system"),
             c.get("toolConfig"),
         )?;
-        Prompt::Chat(conv.turns)
+        crate::tools::prompt(conv.turns, conv.tools.as_ref())
     } else {
         return Err(ApiError::Validation(
             "The input must contain exactly one of invokeModel or converse.".into(),

@@ -100,13 +100,11 @@ pub fn conversation(
                 parts.push(text);
             }
         }
+        crate::tools::close_results(&mut parts);
         turns.push(Turn::new(role, parts.join("\n")));
     }
     if messages.is_empty() {
         return Err(ApiError::Validation(MUST_START_WITH_USER.into()));
-    }
-    if let Some(tools) = &tools {
-        tools.add_to(&mut turns);
     }
     Ok(Conversation { turns, tools })
 }
@@ -139,7 +137,6 @@ fn content_block(
             if !have_tools {
                 return Err(ApiError::Validation(TOOL_CONFIG_NEEDED.into()));
             }
-            let id = value.get("toolUseId").and_then(Value::as_str).unwrap_or_default();
             let is_error = value.get("status").and_then(Value::as_str) == Some("error");
             let mut text = Vec::new();
             for part in value.get("content").and_then(Value::as_array).into_iter().flatten() {
@@ -153,7 +150,7 @@ fn content_block(
                     )));
                 }
             }
-            Ok(Some(render_result(id, &text.join("\n"), is_error)))
+            Ok(Some(render_result(&text.join("\n"), is_error)))
         }
         "guardContent" => Ok(Some(guard_text(value)?)),
         "reasoningContent" => {

@@ -193,7 +193,8 @@ pub(crate) mod tests_support {
     /// A parse context for a built-in catalog model.
     pub fn cx(model_id: &str) -> ParseContext<'static> {
         let catalog: &'static outcrop_models::Catalog = Box::leak(Box::new(
-            outcrop_models::Catalog::builtin_with(&std::collections::BTreeMap::new()).unwrap(),
+            outcrop_models::Catalog::builtin_with(None, &std::collections::BTreeMap::new())
+                .unwrap(),
         ));
         ParseContext {
             entry: catalog.get(model_id).expect("a catalog model"),
@@ -217,7 +218,8 @@ mod tests {
     #[test]
     fn every_builtin_catalog_format_is_served() {
         let catalog =
-            outcrop_models::Catalog::builtin_with(&std::collections::BTreeMap::new()).unwrap();
+            outcrop_models::Catalog::builtin_with(None, &std::collections::BTreeMap::new())
+                .unwrap();
         for e in catalog.entries() {
             let embedding = crate::embeddings::EmbedFormat::from_format(&e.format).is_some();
             assert!(

@@ -8,7 +8,7 @@ use crate::reasoning::Reasoning;
 use crate::schema::{self, Checker};
 use crate::tools::Tools;
 use crate::ApiError;
-use outcrop_types::{GenerationRequest, Prompt, Sampling, StopReason, Usage};
+use outcrop_types::{GenerationRequest, Sampling, StopReason, Usage};
 use serde_json::{json, Value};
 
 const KEYS: &[&str] = &[
@@ -63,7 +63,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         map.get("toolConfig"),
     )?;
     let request = GenerationRequest {
-        prompt: Prompt::Chat(conv.turns),
+        prompt: crate::tools::prompt(conv.turns, conv.tools.as_ref()),
         max_tokens: super::tokens(max_tokens.unwrap_or(5000)),
         sampling: Sampling {
             // Nova's documented defaults: temperature 0.7, topP 0.9.

@@ -80,7 +80,7 @@ impl App {
             .unwrap();
         store.ensure_defaults().await.unwrap();
         store.set_dev_key(true).await.unwrap();
-        let catalog = Catalog::builtin_with(&Default::default()).unwrap();
+        let catalog = Catalog::builtin_with(None, &Default::default()).unwrap();
         let mut service = Service::new(Arc::new(store), catalog);
         for entry in service.catalog.entries() {
             if entry.output_modalities.iter().any(|m| m == "EMBEDDING") {

@@ -46,7 +46,7 @@ impl Executor for FakeExecutor {
     fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
         let tokens: Vec<u32> = match prompt {
             Prompt::Raw(s) => s.split_whitespace().map(|w| w.len() as u32).collect(),
-            Prompt::Chat(turns) => vec![1; turns.len()],
+            Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => vec![1; turns.len()],
         };
         self.log.lock().unwrap().prompts.push(tokens.len());
         Ok(tokens)

@@ -10,7 +10,7 @@ use crate::tools::{
     self, render_call, render_result, StreamSplit, ToolCall, ToolChoice, ToolSpec, Tools,
 };
 use crate::ApiError;
-use outcrop_types::{GenerationRequest, Prompt, Role, Sampling, StopReason, Turn, Usage};
+use outcrop_types::{GenerationRequest, Role, Sampling, StopReason, Turn, Usage};
 use serde_json::{json, Map, Value};
 
 const KEYS: &[&str] = &[
@@ -136,11 +136,8 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
             "messages: at least one message is required".into(),
         ));
     }
-    if let Some(tools) = &tools {
-        tools.add_to(&mut turns);
-    }
     let request = GenerationRequest {
-        prompt: Prompt::Chat(turns),
+        prompt: tools::prompt(turns, tools.as_ref()),
         max_tokens: crate::families::tokens(max_tokens.unwrap_or(1)),
         sampling: Sampling {
             // Anthropic's defaults: temperature 1, top_p and top_k off.
@@ -262,7 +259,6 @@ fn blocks_text(
                         "The model returned the following errors: Requests which include `tool_use` or `tool_result` blocks must define tools.".into(),
                     ));
                 }
-                let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or_default();
                 let text = match b.get("content") {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Array(inner)) => inner
@@ -273,7 +269,7 @@ fn blocks_text(
                     _ => String::new(),
                 };
                 let is_error = b.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-                parts.push(render_result(id, &text, is_error));
+                parts.push(render_result(&text, is_error));
             }
             "thinking" => {
                 // Checked, then left out: the model reasons afresh each turn.
@@ -285,6 +281,7 @@ fn blocks_text(
             other => c.violation(&format!("{at}/type"), &format!("{other} is not a valid enum value")),
         }
     }
+    tools::close_results(&mut parts);
     Ok(parts.join("\n"))
 }
 
@@ -379,13 +376,13 @@ pub fn message_body(
     if reasoning == Reasoning::Shown && !thought.is_empty() {
         content.push(json!({ "type": "thinking", "thinking": thought, "signature": reasoning::signature(&thought) }));
     }
-    if !split.text.is_empty() || split.call.is_none() {
+    if !split.text.is_empty() || split.calls.is_empty() {
         content.push(json!({ "type": "text", "text": split.text }));
     }
-    if let Some(call) = &split.call {
+    for call in &split.calls {
         content.push(tool_use_block(call));
     }
-    let (stop_reason, stop_sequence) = stop(&g.reason, split.call.is_some());
+    let (stop_reason, stop_sequence) = stop(&g.reason, !split.calls.is_empty());
     json!({
         "id": tools::new_id("msg_bdrk_"),
         "type": "message",
@@ -509,15 +506,16 @@ impl Chunker for MessageChunks {
         let pieces = self.thoughts.finish();
         let mut out = self.pieces(pieces);
         out.extend(self.close_thinking());
-        let (rest, call) = self.split.finish();
-        // A message always has a text block unless it is only a tool call.
-        let always = call.is_none() && self.text_index.is_none();
+        let (rest, calls) = self.split.finish();
+        // A message always has a text block unless it is only tool calls.
+        let always = calls.is_empty() && self.text_index.is_none();
         out.extend(self.text_delta(&rest, always));
         if let Some(index) = self.text_index {
             out.push(json!({ "type": "content_block_stop", "index": index }));
         }
-        if let Some(call) = &call {
+        for call in &calls {
             let index = self.next_index;
+            self.next_index += 1;
             let mut block = tool_use_block(call);
             block["input"] = json!({});
             out.push(
@@ -526,7 +524,7 @@ impl Chunker for MessageChunks {
             out.push(json!({ "type": "content_block_delta", "index": index, "delta": { "type": "input_json_delta", "partial_json": call.input.to_string() } }));
             out.push(json!({ "type": "content_block_stop", "index": index }));
         }
-        let (stop_reason, stop_sequence) = stop(reason, call.is_some());
+        let (stop_reason, stop_sequence) = stop(reason, !calls.is_empty());
         out.push(json!({
             "type": "message_delta",
             "delta": { "stop_reason": stop_reason, "stop_sequence": stop_sequence },
@@ -560,7 +558,7 @@ mod tests {
         let r = &parsed.requests[0];
         assert_eq!(r.max_tokens, 50);
         assert_eq!(r.stop_sequences, vec!["END"]);
-        let Prompt::Chat(turns) = &r.prompt else {
+        let outcrop_types::Prompt::Chat(turns) = &r.prompt else {
             panic!()
         };
         assert_eq!(turns.len(), 4);
