@@ -39,14 +39,17 @@ def peak_rss_mb(pid):
                 return int(line.split()[1]) / 1024
 
 
-def start_outcrop(binary, models_dir, data_dir, threads):
+def start_outcrop(binary, model, data_dir, threads):
+    models_dir = os.path.dirname(model)
     port = free_port()
     cfg = os.path.join(data_dir, "bench.toml")
     with open(cfg, "w") as f:
         # The peer runs the stored Q4_1 file: so does Outcrop here (same weights, same kernels),
         # since this measures what Outcrop adds per request, not the weights' speed.
         f.write(f"[access]\nmode = \"open\"\n[engine]\nthreads = {threads}\nexpand_q4_1 = false\n")
-    env = dict(os.environ, OUTCROP_MODELS_DIR=models_dir, OUTCROP_LOG="warn")
+    # Every chat id backed by the measured file (a cached model found by its name).
+    name = os.path.splitext(os.path.basename(model))[0]
+    env = dict(os.environ, OUTCROP_MODELS_DIR=models_dir, OUTCROP_CHAT_MODEL=name, OUTCROP_LOG="warn")
     t0 = time.perf_counter()
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir, "--config", cfg],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,7 +109,7 @@ def main():
     peer_tokens = llm.tokenize(CHATML.encode(), add_bos=True, special=True)
 
     data_dir = tempfile.mkdtemp(prefix="outcrop-bench-")
-    proc, url, cold_start = start_outcrop(args.outcrop, os.path.dirname(args.model), data_dir, args.threads)
+    proc, url, cold_start = start_outcrop(args.outcrop, args.model, data_dir, args.threads)
     client = boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test",
                           config=Config(retries={"max_attempts": 1}))

@@ -60,7 +60,10 @@ def start_outcrop(binary, model, n, threads, kv):
         # More [engine] settings for an experiment (";" between them), e.g.
         # OUTCROP_ENGINE_EXTRA="prompts_per_step = 2".
         f.write(os.environ.get("OUTCROP_ENGINE_EXTRA", "").replace(";", "\n") + "\n")
-    env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_LOG=os.environ.get("OUTCROP_LOG", "warn"))
+    # Every chat id backed by the measured file (a cached model found by its name).
+    name = os.path.splitext(os.path.basename(model))[0]
+    env = dict(os.environ, OUTCROP_MODELS_DIR=os.path.dirname(model), OUTCROP_CHAT_MODEL=name,
+               OUTCROP_LOG=os.environ.get("OUTCROP_LOG", "warn"))
     log = open(os.path.join(data, "server.log"), "w")
     print(f"outcrop N={n} log: {log.name}", flush=True)
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--config", cfg],

@@ -118,6 +118,9 @@ enum ModelsCommand {
         /// Output format for --catalog
         #[arg(long, value_enum, default_value_t)]
         format: identities::Format,
+        /// The model behind the chat ids, as `serve --chat-model` (for the BACKS column)
+        #[arg(long, env = "OUTCROP_CHAT_MODEL")]
+        chat_model: Option<String>,
         #[command(flatten)]
         dirs: DirArgs,
     },
@@ -175,27 +178,63 @@ fn main() -> anyhow::Result<()> {
             format,
             ..
         }) => identities::print_catalog(format),
-        Command::Models(ModelsCommand::List { dirs, .. }) => {
-            let dir = dirs.models_dir()?;
-            let cached = outcrop_models::cached_models(&dir)?;
-            println!("cached in {}:", dir.display());
-            if cached.is_empty() {
-                println!("  (none)");
-            }
-            for m in &cached {
-                println!(
-                    "  {:<28} {:>8.1} MB  {}",
-                    m.name,
-                    m.size as f64 / 1e6,
-                    m.path.display()
-                );
-            }
-            println!("available to pull:");
-            for s in outcrop_models::SOURCES {
-                println!("  {:<28} {}", s.name, s.description);
-            }
-            Ok(())
-        }
+        Command::Models(ModelsCommand::List {
+            dirs, chat_model, ..
+        }) => list_models(&dirs.models_dir()?, chat_model.as_deref()),
+    }
+}
+
+/// `outcrop models list`: the cached models with what their metadata says and the catalog
+/// ids each backs, then the models that can be pulled.
+fn list_models(dir: &std::path::Path, chat_model: Option<&str>) -> anyhow::Result<()> {
+    let catalog = outcrop_models::Catalog::builtin_with(chat_model, &Default::default())?;
+    let cached = outcrop_models::cached_models(dir)?;
+    println!("cached in {}:", dir.display());
+    if cached.is_empty() {
+        println!("  (none)");
+    } else {
+        println!(
+            "  {:<28} {:>9}  {:<8} {:<7} {:>7}  BACKS",
+            "NAME", "SIZE", "ARCH", "QUANT", "CONTEXT"
+        );
+    }
+    for m in &cached {
+        let d = std::fs::File::open(&m.path)
+            .ok()
+            .and_then(|f| outcrop_models::describe(std::io::BufReader::new(f)).ok())
+            .unwrap_or_default();
+        let ids: Vec<&str> = catalog
+            .entries()
+            .iter()
+            .filter(|e| e.backing_model == m.name)
+            .map(|e| e.id.as_str())
+            .collect();
+        let backs = match ids.as_slice() {
+            [] => "-".to_owned(),
+            [one] => (*one).to_owned(),
+            [first, rest @ ..] => format!("{} ids ({first}, ...)", rest.len() + 1),
+        };
+        println!(
+            "  {:<28} {:>6.1} MB  {:<8} {:<7} {:>7}  {backs}",
+            m.name,
+            m.size as f64 / 1e6,
+            or_dash(&d.architecture),
+            or_dash(&d.quantization),
+            d.context.map_or("-".to_owned(), |c| c.to_string()),
+        );
+    }
+    println!("available to pull:");
+    for s in outcrop_models::SOURCES {
+        println!("  {:<28} {}", s.name, s.description);
+    }
+    Ok(())
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
     }
 }
 

@@ -202,6 +202,83 @@ pub fn read_header<R: Read + Seek>(file: &mut R) -> io::Result<Header> {
     })
 }
 
+/// What `outcrop models list` shows of a GGUF model, from its metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Description {
+    /// `general.architecture` (`llama`, `qwen2`, `gemma3`, ...).
+    pub architecture: String,
+    /// `general.file_type` as llama.cpp names it (`Q4_K_M`, `Q8_0`, ...).
+    pub quantization: String,
+    /// `{architecture}.context_length`: the context it was trained for.
+    pub context: Option<u32>,
+    /// Whether it has a chat template (`tokenizer.chat_template`).
+    pub chat_template: bool,
+}
+
+/// Reads the metadata of a GGUF file for [`Description`].
+pub fn describe<R: Read>(file: R) -> io::Result<Description> {
+    let mut r = Reader {
+        inner: file,
+        copy: None,
+    };
+    if r.bytes(4)? != MAGIC {
+        return Err(bad("not a GGUF file"));
+    }
+    let version = r.u32()?;
+    if !(2..=3).contains(&version) {
+        return Err(bad(format!("GGUF version {version} (2 and 3 are read)")));
+    }
+    let _tensors = r.u64()?;
+    let kv_count = r.u64()?;
+    let mut d = Description::default();
+    let mut contexts = Vec::new();
+    for _ in 0..kv_count {
+        let key = r.string()?;
+        let ty = r.u32()?;
+        match (key.as_str(), ty) {
+            ("general.architecture", VALUE_STRING) => d.architecture = r.string()?,
+            ("general.file_type", 4) => d.quantization = file_type_name(r.u32()?),
+            (k, 4) if k.ends_with(".context_length") => contexts.push((k.to_owned(), r.u32()?)),
+            ("tokenizer.chat_template", VALUE_STRING) => {
+                d.chat_template = true;
+                r.skip_value(ty)?;
+            }
+            _ => r.skip_value(ty)?,
+        }
+    }
+    let key = format!("{}.context_length", d.architecture);
+    d.context = contexts
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v);
+    Ok(d)
+}
+
+/// llama.cpp's names of `llama_ftype` values.
+fn file_type_name(t: u32) -> String {
+    let name = match t {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        other => return format!("type {other}"),
+    };
+    name.to_owned()
+}
+
 pub fn align(n: u64, alignment: u64) -> u64 {
     n.div_ceil(alignment) * alignment
 }

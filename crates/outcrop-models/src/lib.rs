@@ -15,6 +15,7 @@ mod sources;
 pub use cache::{cached_models, model_file, CachedModel};
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogOverride};
 pub use expand::{expand_q4_1, has_q4_1, q8_0_weights};
+pub use gguf::{describe, Description};
 pub use pull::{pull, PullError};
 pub use sources::{
     source, ModelKind, ModelSource, WheelFile, WheelPart, DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL,

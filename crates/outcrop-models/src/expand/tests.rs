@@ -291,3 +291,16 @@ fn broken_files_are_refused_with_a_reason() {
     long[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(refused(&long).contains("bytes"));
 }
+
+#[test]
+fn a_model_is_described_from_its_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = tiny_model(dir.path());
+    let d = crate::gguf::describe(std::fs::File::open(&path).unwrap()).unwrap();
+    assert_eq!(d.quantization, "Q4_1");
+    assert_eq!(
+        (d.architecture.as_str(), d.context, d.chat_template),
+        ("", None, false)
+    );
+    assert!(crate::gguf::describe(&b"GGUX"[..]).is_err());
+}
