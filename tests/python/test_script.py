@@ -55,6 +55,48 @@ def test_tool_call_round_trip(scripted):
     assert second["output"]["message"]["content"][0]["text"] == "It is 18 degrees in Paris."
 
 
+def test_several_tool_calls_in_one_answer(scripted):
+    """Two calls in one answer are two blocks on every surface."""
+    client = make_client(scripted)
+    question = "The weather in two cities, please."
+    r = say(client, question, toolConfig={"tools": [WEATHER]})
+    uses = [b["toolUse"] for b in r["output"]["message"]["content"] if "toolUse" in b]
+    assert [u["input"]["city"] for u in uses] == ["Paris", "Tokyo"]
+    assert len({u["toolUseId"] for u in uses}) == 2 and r["stopReason"] == "tool_use"
+
+    events = list(client.converse_stream(modelId=HAIKU, toolConfig={"tools": [WEATHER]},
+                                         messages=[{"role": "user", "content": [{"text": question}]}])["stream"])
+    starts = [e["contentBlockStart"] for e in events if "contentBlockStart" in e]
+    assert [s["contentBlockIndex"] for s in starts] == [0, 1]
+    inputs = {}
+    for e in events:
+        if "contentBlockDelta" in e:
+            d = e["contentBlockDelta"]
+            inputs[d["contentBlockIndex"]] = inputs.get(d["contentBlockIndex"], "") + d["delta"]["toolUse"]["input"]
+    assert [json.loads(inputs[i])["city"] for i in (0, 1)] == ["Paris", "Tokyo"]
+    stops = [e["contentBlockStop"]["contentBlockIndex"] for e in events if "contentBlockStop" in e]
+    assert stops == [0, 1]
+
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+                       "tools": [{"name": "get_weather", "description": "Weather for a city.",
+                                  "input_schema": WEATHER["toolSpec"]["inputSchema"]["json"]}],
+                       "messages": [{"role": "user", "content": question}]})
+    msg = json.loads(client.invoke_model(modelId=HAIKU, body=body)["body"].read())
+    assert [b["input"]["city"] for b in msg["content"] if b["type"] == "tool_use"] == ["Paris", "Tokyo"]
+    assert msg["stop_reason"] == "tool_use"
+
+    from openai import OpenAI
+    scripted.cli("users", "create", "two-calls")
+    key = json.loads(scripted.cli("keys", "create", "--user", "two-calls", "--bedrock-api-key"))
+    oa = OpenAI(base_url=scripted.url + "/openai/v1", max_retries=0,
+                api_key=key["ServiceSpecificCredential"]["ServiceCredentialSecret"])
+    chat = oa.chat.completions.create(model=HAIKU, messages=[{"role": "user", "content": question}], tools=[
+        {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER["toolSpec"]["inputSchema"]["json"]}}])
+    calls = chat.choices[0].message.tool_calls
+    assert [json.loads(c.function.arguments)["city"] for c in calls] == ["Paris", "Tokyo"]
+    assert chat.choices[0].finish_reason == "tool_calls"
+
+
 def test_structured_output(scripted):
     body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
                        "messages": [{"role": "user", "content": "Please invent a person."}]})

@@ -148,26 +148,35 @@ fn fault(kind: FaultKind, message: impl Into<String>) -> GenerationError {
     }
 }
 
-/// The text that makes the API read a tool call, as the model would write it under the
-/// request's constraint: the bare call when a tool is forced, the trigger first otherwise.
+/// The text that makes the API read tool calls, as the model would write them under the
+/// request's constraint: the bare call when a tool is forced (one call only), each call in a
+/// trigger block otherwise.
 fn tool_call_text(
-    call: &ToolCall,
+    calls: &[ToolCall],
     request: &GenerationRequest,
     tools: &[String],
 ) -> Result<String, GenerationError> {
-    if !tools.iter().any(|t| t == &call.name) {
+    if let Some(call) = calls.iter().find(|c| !tools.contains(&c.name)) {
         return Err(fault(
             FaultKind::Validation,
             format!("The script answers with a call to {:?}, which is not one of the request's tools {tools:?}.", call.name),
         ));
     }
-    let json = serde_json::json!({ "name": call.name, "arguments": call.input }).to_string();
-    match &request.sampling.constraint {
-        Some(Constraint::Json { .. }) => Ok(json),
-        Some(Constraint::JsonAfter { trigger, close, .. }) => {
-            Ok(format!("{trigger}\n{json}\n{close}"))
-        }
-        None => Err(fault(
+    let json = |call: &ToolCall| {
+        serde_json::json!({ "name": call.name, "arguments": call.input }).to_string()
+    };
+    match (&request.sampling.constraint, calls) {
+        (Some(Constraint::Json { .. }), [call]) => Ok(json(call)),
+        (Some(Constraint::Json { .. }), _) => Err(fault(
+            FaultKind::Validation,
+            "The script answers with several tool calls, but the request forces one.",
+        )),
+        (Some(Constraint::JsonAfter { trigger, close, .. }), _) => Ok(calls
+            .iter()
+            .map(|c| format!("{trigger}\n{}\n{close}", json(c)))
+            .collect::<Vec<_>>()
+            .join("\n")),
+        (None, _) => Err(fault(
             FaultKind::Validation,
             "The script answers with a tool call, but the request allows none.",
         )),
@@ -277,7 +286,7 @@ async fn run(
     let (text, end) = match &reply.answer {
         Answer::Text(text) => (text.clone(), None),
         Answer::Json(value) => (value.to_string(), None),
-        Answer::ToolCall(call) => match tool_call_text(call, &request, &tools) {
+        Answer::ToolCalls(calls) => match tool_call_text(calls, &request, &tools) {
             Ok(text) => (text, None),
             Err(e) => {
                 send(GenerationEvent::Failed(e));
@@ -334,7 +343,7 @@ async fn run(
         input_tokens,
         output_tokens: reply.output_tokens.unwrap_or(sent),
     };
-    let reason = if matches!(reply.answer, Answer::ToolCall(_)) {
+    let reason = if matches!(reply.answer, Answer::ToolCalls(_)) {
         StopReason::EndOfTurn
     } else {
         reason

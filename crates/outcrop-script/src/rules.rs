@@ -54,6 +54,7 @@ struct RawRule {
 struct RawReply {
     text: Option<String>,
     tool_call: Option<ToolCall>,
+    tool_calls: Option<Vec<ToolCall>>,
     json: Option<Value>,
     fault: Option<String>,
     message: Option<String>,
@@ -119,7 +120,8 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     Text(String),
-    ToolCall(ToolCall),
+    /// One or several tool calls, in order.
+    ToolCalls(Vec<ToolCall>),
     Json(Value),
     /// A fault, with the text streamed before it (if any).
     Fault {
@@ -149,13 +151,15 @@ fn rule(index: usize, raw: RawRule) -> Result<Rule, ScriptError> {
     let r = raw.reply;
     let given = [
         r.text.is_some() && r.fault.is_none(),
-        r.tool_call.is_some(),
+        r.tool_call.is_some() || r.tool_calls.is_some(),
         r.json.is_some(),
         r.fault.is_some(),
     ];
-    if given.iter().filter(|g| **g).count() != 1 {
+    if given.iter().filter(|g| **g).count() != 1
+        || (r.tool_call.is_some() && r.tool_calls.is_some())
+    {
         return Err(bad(
-            "reply needs exactly one of text, tool_call, json, fault".into(),
+            "reply needs exactly one of text, tool_call, tool_calls, json, fault".into(),
         ));
     }
     let answer = if let Some(name) = r.fault {
@@ -167,11 +171,14 @@ fn rule(index: usize, raw: RawRule) -> Result<Rule, ScriptError> {
             message: r.message.unwrap_or_else(|| format!("Scripted {name}.")),
             text: r.text.unwrap_or_default(),
         }
-    } else if let Some(call) = r.tool_call {
-        if !call.input.is_object() {
+    } else if let Some(calls) = r.tool_calls.or(r.tool_call.map(|c| vec![c])) {
+        if calls.is_empty() {
+            return Err(bad("tool_calls needs at least one call".into()));
+        }
+        if calls.iter().any(|c| !c.input.is_object()) {
             return Err(bad("tool_call.input must be a table".into()));
         }
-        Answer::ToolCall(call)
+        Answer::ToolCalls(calls)
     } else if let Some(json) = r.json {
         Answer::Json(json)
     } else {

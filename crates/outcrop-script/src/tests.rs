@@ -232,3 +232,41 @@ async fn a_rule_with_times_answers_that_many_requests() {
         .unwrap();
     assert_eq!(g.text, "ok");
 }
+
+#[tokio::test]
+async fn several_tool_calls_are_written_in_turn_and_refused_when_one_is_forced() {
+    let (_dir, engine) = script(
+        r#"
+        [[rule]]
+        reply = { tool_calls = [{ name = "a", input = { x = 1 } }, { name = "b" }] }
+        "#,
+    );
+    let auto = Constraint::JsonAfter {
+        trigger: "<tool_call>".into(),
+        schema: "{}".into(),
+        close: "</tool_call>".into(),
+    };
+    let g = collect(
+        engine
+            .submit(request("go", "m", &["a", "b"], Some(auto)))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        g.text,
+        "<tool_call>\n{\"arguments\":{\"x\":1},\"name\":\"a\"}\n</tool_call>\n<tool_call>\n{\"arguments\":{},\"name\":\"b\"}\n</tool_call>"
+    );
+    let forced = Constraint::Json {
+        schema: "{}".into(),
+    };
+    let err = collect(
+        engine
+            .submit(request("go", "m", &["a", "b"], Some(forced)))
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("forces one"), "{err}");
+    assert!(parse("[[rule]]\nreply = { tool_calls = [] }").is_err());
+}
