@@ -11,11 +11,48 @@ from conftest import Server, make_client
 BODY = {"prompt": "\n\nHuman: Tell me a long story about the sea.\n\nAssistant:", "max_tokens_to_sample": 60, "temperature": 0}
 
 
+def health(server):
+    import urllib.request
+    with urllib.request.urlopen(server.url + "/_outcrop/health") as r:
+        return json.load(r)
+
+
 def test_health_lists_the_loaded_model(server):
-    assert server.health["status"] == "ok"
-    assert server.health["models"][0]["name"] == "smollm2-135m-instruct"
-    assert server.health["models"][0]["context_tokens"] > 0
+    make_client(server).invoke_model(modelId="anthropic.claude-v2", body=json.dumps(dict(BODY, max_tokens_to_sample=1)))
+    h = health(server)
+    assert h["status"] == "ok"
+    (model,) = [m for m in h["models"] if m["name"] == "smollm2-135m-instruct"]
+    assert model["state"] == "ready" and model["context_tokens"] > 0 and model["memory_bytes"] > 0
     assert "listening on http://127.0.0.1:" in server.logs()
+
+
+def test_models_load_on_their_first_request():
+    """The server listens before any text model is loaded; the first request loads it (its
+    time in the logs) with the model's own settings, and health and /metrics show the state."""
+    import urllib.request
+    s = Server(config="[backing_models.smollm2-135m-instruct.settings]\ncontext_tokens = 768\nparallel = 2\n")
+    try:
+        (model,) = [m for m in s.health["models"] if m["name"] == "smollm2-135m-instruct"]
+        assert model["state"] == "unloaded" and "context_tokens" not in model, model
+        r = make_client(s).converse(modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+                                    inferenceConfig={"maxTokens": 4})
+        assert r["usage"]["outputTokens"] > 0
+        (model,) = [m for m in health(s)["models"] if m["name"] == "smollm2-135m-instruct"]
+        assert model["state"] == "ready", model
+        assert (model["context_tokens"], model["parallel"]) == (768, 2), model
+        assert "model loaded on demand" in s.logs()
+        with urllib.request.urlopen(s.url + "/metrics") as m:
+            text = m.read().decode()
+        assert 'EngineModelState{backing_model="smollm2-135m-instruct",state="ready"} 1' in text
+        assert 'EngineModelState{backing_model="smollm2-135m-instruct",state="unloaded"} 0' in text
+    finally:
+        s.stop()
+
+
+def test_a_model_over_the_memory_budget_is_refused_at_start():
+    with pytest.raises(RuntimeError) as e:
+        Server(config='[engine]\nmemory_budget = "10MiB"\n')
+    assert "memory_budget is 10 MiB" in str(e.value)
 
 
 def test_sigterm_drains_in_flight_requests():

@@ -28,7 +28,9 @@ def code_word(server, word):
 
 
 def loaded_path(server):
-    """The file the log says llama.cpp loaded (its colours taken out)."""
+    """The file the log says llama.cpp loaded (its colours taken out); a first request loads
+    the model."""
+    code_word(server, "FIRST")
     plain = re.sub(r"\x1b\[[0-9;]*m", "", server.logs())
     line = next(l for l in plain.splitlines() if "model loaded" in l and MODEL in l)
     return line.split(" path=")[1].split()[0]

@@ -2,34 +2,45 @@ use crate::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use outcrop_engine::LoadState;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// `GET /_outcrop/health`: 200 with the loaded models once every engine serves, else 503.
+/// `GET /_outcrop/health`: every backing model with its state (`unloaded`, `loading`, `ready`,
+/// `failed`) and, once loaded, its engine's figures. 200 while every model serves or can load
+/// on demand; 503 when one is starting at start-up or has failed, naming it.
 pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
     let mut models = Vec::new();
-    let mut ready = true;
+    let mut failed = Vec::new();
     for (name, handle) in &state.engines {
-        match handle.model() {
-            Some(info) => models.push(json!({
-                "name": name,
-                "context_tokens": info.context_tokens,
-                "kv_tokens": info.kv_tokens,
-                "parallel": info.max_sequences,
-                "active_sequences": handle.gauges().active_sequences,
-                "waiting": handle.gauges().waiting,
-            })),
-            None => ready = false,
+        let load = handle.load_state();
+        let mut m = json!({ "name": name, "state": load.as_str() });
+        if let Some(bytes) = handle.memory() {
+            m["memory_bytes"] = json!(bytes);
         }
+        if let Some(info) = handle.model() {
+            let g = handle.gauges();
+            m["context_tokens"] = json!(info.context_tokens);
+            m["kv_tokens"] = json!(info.kv_tokens);
+            m["parallel"] = json!(info.max_sequences);
+            m["active_sequences"] = json!(g.active_sequences);
+            m["waiting"] = json!(g.waiting);
+        }
+        if load == LoadState::Failed {
+            failed.push(name.clone());
+        }
+        models.push(m);
     }
     models.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    if failed.is_empty() {
+        return (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "models": models })),
+        );
+    }
+    failed.sort();
     (
-        status,
-        Json(json!({ "status": if ready { "ok" } else { "starting" }, "models": models })),
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "degraded", "failed": failed, "models": models })),
     )
 }

@@ -27,6 +27,28 @@ pub struct EngineGauges {
     pub reserved_kv: usize,
 }
 
+/// Whether a backing model is in memory, as health and `/metrics` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadState {
+    /// Not loaded; the first request loads it.
+    Unloaded,
+    Loading,
+    Ready,
+    /// It could not load, or its engine stopped; requests fail until it loads again.
+    Failed,
+}
+
+impl LoadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadState::Unloaded => "unloaded",
+            LoadState::Loading => "loading",
+            LoadState::Ready => "ready",
+            LoadState::Failed => "failed",
+        }
+    }
+}
+
 /// Serves one backing model. Cheap to share (`Arc<dyn Engine>`); every method is safe to call
 /// from any task.
 #[async_trait]
@@ -43,6 +65,20 @@ pub trait Engine: Send + Sync {
     async fn wait_ready(&self) -> Option<ModelInfo>;
 
     fn gauges(&self) -> EngineGauges;
+
+    /// Whether the model is in memory.
+    fn load_state(&self) -> LoadState {
+        if self.model().is_some() {
+            LoadState::Ready
+        } else {
+            LoadState::Loading
+        }
+    }
+
+    /// Bytes the model holds in memory (weights and KV cache, estimated), when known.
+    fn memory(&self) -> Option<u64> {
+        None
+    }
 
     /// Ends every generation, running or waiting, with `GenerationError::ShuttingDown` and
     /// refuses new ones: the end of a shutdown's grace period.

@@ -213,6 +213,8 @@ pub struct Description {
     pub context: Option<u32>,
     /// Whether it has a chat template (`tokenizer.chat_template`).
     pub chat_template: bool,
+    /// KV cache bytes per token of context (F16 keys and values in every layer).
+    pub kv_bytes_per_token: Option<u64>,
 }
 
 /// Reads the metadata of a GGUF file for [`Description`].
@@ -231,14 +233,16 @@ pub fn describe<R: Read>(file: R) -> io::Result<Description> {
     let _tensors = r.u64()?;
     let kv_count = r.u64()?;
     let mut d = Description::default();
-    let mut contexts = Vec::new();
+    let mut numbers = std::collections::HashMap::new();
     for _ in 0..kv_count {
         let key = r.string()?;
         let ty = r.u32()?;
         match (key.as_str(), ty) {
             ("general.architecture", VALUE_STRING) => d.architecture = r.string()?,
             ("general.file_type", 4) => d.quantization = file_type_name(r.u32()?),
-            (k, 4) if k.ends_with(".context_length") => contexts.push((k.to_owned(), r.u32()?)),
+            (k, 4) => {
+                numbers.insert(k.to_owned(), u64::from(r.u32()?));
+            }
             ("tokenizer.chat_template", VALUE_STRING) => {
                 d.chat_template = true;
                 r.skip_value(ty)?;
@@ -246,11 +250,17 @@ pub fn describe<R: Read>(file: R) -> io::Result<Description> {
             _ => r.skip_value(ty)?,
         }
     }
-    let key = format!("{}.context_length", d.architecture);
-    d.context = contexts
-        .into_iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v);
+    let get = |k: &str| numbers.get(&format!("{}.{k}", d.architecture)).copied();
+    d.context = get("context_length").and_then(|c| u32::try_from(c).ok());
+    d.kv_bytes_per_token = (|| {
+        let layers = get("block_count")?;
+        let heads = get("attention.head_count")?;
+        let kv_heads = get("attention.head_count_kv").unwrap_or(heads);
+        let head_dim = get("embedding_length")? / heads.max(1);
+        let key = get("attention.key_length").unwrap_or(head_dim);
+        let value = get("attention.value_length").unwrap_or(head_dim);
+        Some(layers * kv_heads * (key + value) * 2)
+    })();
     Ok(d)
 }
 

@@ -187,6 +187,15 @@ pub struct EngineSettings {
     /// this serves several streams and long prompts much faster, for 1.7x the weights'
     /// memory and answers within Q8_0 rounding of the stored model (docs/benchmarks.md).
     pub expand_q4_1: bool,
+    /// Load each local text model on its first request (the server listens at once) instead
+    /// of all of them before listening.
+    pub lazy_load: bool,
+    /// How long a request waits for its model to load before ModelNotReadyException.
+    pub load_wait_secs: u64,
+    /// Memory the local text models may hold together (weights plus KV cache, estimated from
+    /// each GGUF), e.g. "6GiB": idle models are unloaded, least recently used first, to load
+    /// another; a model that cannot fit alone is refused at start. Default: no limit.
+    pub memory_budget: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -204,6 +213,9 @@ impl Default for EngineSettings {
             script: None,
             deterministic: false,
             expand_q4_1: true,
+            lazy_load: true,
+            load_wait_secs: 60,
+            memory_budget: None,
         }
     }
 }
@@ -237,6 +249,50 @@ pub struct BackingModel {
     pub max_in_flight: Option<usize>,
     /// For `engine = "openai"`: the served model's context window (default 32768).
     pub context_tokens: Option<u32>,
+    /// For a local model: engine settings of its own, in place of `[engine]`'s.
+    #[serde(default)]
+    pub settings: ModelSettings,
+}
+
+/// `[backing_models.X.settings]`: the `[engine]` settings one local model may have of its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub context_tokens: Option<u32>,
+    pub parallel: Option<u32>,
+    pub kv_tokens: Option<u32>,
+    pub kv_unified: Option<bool>,
+    pub threads: Option<u32>,
+    pub batch_tokens: Option<u32>,
+    pub prompts_per_step: Option<usize>,
+    pub queue_len: Option<usize>,
+}
+
+/// Reads a size such as `6GiB`, `512MiB`, `2GB` or a number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"6GiB\" or \"512MiB\""))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    Ok((number * factor as f64) as u64)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -391,6 +447,25 @@ mod tests {
                 .auth
                 .dev_key
         );
+    }
+
+    #[test]
+    fn sizes_and_model_settings() {
+        assert_eq!(parse_size("6GiB"), Ok(6 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("3 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        let c = Config::parse(
+            "[engine]\nmemory_budget = \"2GiB\"\n[backing_models.big]\npath = \"/m.gguf\"\n[backing_models.big.settings]\nthreads = 1\nparallel = 2",
+        )
+        .unwrap();
+        assert_eq!(c.backing_models["big"].settings.threads, Some(1));
+        assert_eq!(c.backing_models["big"].settings.parallel, Some(2));
+        assert!(Config::parse("[backing_models.x.settings]\nthread = 1").is_err());
     }
 
     #[test]

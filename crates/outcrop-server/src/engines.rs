@@ -1,6 +1,8 @@
-//! One engine thread per backing model, each running the scheduler's work queue.
+//! One engine thread per loaded local model, each running the scheduler's work queue; local
+//! text models load on their first request (`lazy.rs`) unless `[engine] lazy_load = false`.
 
 use crate::config::EngineKind;
+use crate::lazy::{Budget, LazyEngine, Loaded};
 use crate::Config;
 use anyhow::{bail, Context};
 use outcrop_embed::BertEmbedder;
@@ -18,6 +20,7 @@ pub struct Engines {
     handles: HashMap<String, Arc<dyn Engine>>,
     embedders: HashMap<String, Arc<dyn Embedder>>,
     threads: Vec<JoinHandle<()>>,
+    lazies: Vec<LazyEngine>,
 }
 
 impl Engines {
@@ -29,8 +32,12 @@ impl Engines {
         self.embedders.clone()
     }
 
-    /// Drops the last handles, which ends each work queue, and waits for the threads.
-    pub fn stop(self) {
+    /// Unloads the lazily loaded models, drops the last handles, which ends each work queue,
+    /// and waits for the threads.
+    pub async fn stop(self) {
+        for lazy in &self.lazies {
+            lazy.stop().await;
+        }
         drop(self.handles);
         for t in self.threads {
             let _ = t.join();
@@ -86,6 +93,15 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             }
         }
     }
+    let limit = config
+        .engine
+        .memory_budget
+        .as_deref()
+        .map(crate::config::parse_size)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("[engine] memory_budget: {e}"))?;
+    let budget = Budget::new(limit);
+    let mut texts = Vec::new();
     for name in local {
         let path = model_path(config, name).await?;
         // A directory holds a safetensors embedding model; a file is a GGUF for llama.cpp.
@@ -107,37 +123,63 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         } else {
             path
         };
+        texts.push((name, path));
+    }
+    // The cores are shared among the local text models unless threads are configured.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let share = (cores / texts.len().max(1) as u32).max(1);
+    let mut lazies = Vec::new();
+    for (name, path) in texts {
+        let own = config
+            .backing_models
+            .get(name)
+            .map(|m| m.settings.clone())
+            .unwrap_or_default();
+        let e = &config.engine;
         let engine = EngineConfig {
             name: name.to_owned(),
             model_path: path,
-            context_tokens: config.engine.context_tokens,
-            sequences: config.engine.parallel,
-            kv_tokens: config.engine.kv_tokens,
-            kv_unified: config.engine.kv_unified,
-            threads: config.engine.threads,
-            batch_tokens: config.engine.batch_tokens,
-            gpu_layers: config.engine.gpu_layers,
+            context_tokens: own.context_tokens.or(e.context_tokens),
+            sequences: own.parallel.unwrap_or(e.parallel),
+            kv_tokens: own.kv_tokens.or(e.kv_tokens),
+            kv_unified: own.kv_unified.unwrap_or(e.kv_unified),
+            threads: Some(own.threads.or(e.threads).unwrap_or(share)),
+            batch_tokens: own.batch_tokens.unwrap_or(e.batch_tokens),
+            gpu_layers: e.gpu_layers,
         };
-        let (handle, queue) = outcrop_scheduler::channel(&SchedulerConfig {
-            queue_len: config.engine.queue_len,
-            step_tokens: config.engine.batch_tokens as usize,
-            prompts_per_step: config.engine.prompts_per_step,
-        });
-        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("engine-{name}"))
-            .spawn(move || {
-                if let Err(e) = run_engine(&engine, |exec| queue.run(exec)) {
-                    let _ = failed_tx.send(e);
-                }
-            })
-            .context("spawning an engine thread")?;
-        tokio::select! {
-            ready = handle.wait_ready() => { ready.with_context(|| format!("engine {name} stopped while starting"))?; }
-            Ok(e) = failed_rx => return Err(e).with_context(|| format!("starting engine {name}")),
+        let scheduler = SchedulerConfig {
+            queue_len: own.queue_len.unwrap_or(e.queue_len),
+            step_tokens: engine.batch_tokens as usize,
+            prompts_per_step: own.prompts_per_step.unwrap_or(e.prompts_per_step),
+        };
+        if !e.lazy_load {
+            let loaded = load(engine, scheduler).await?;
+            handles.insert(name.to_owned(), loaded.engine);
+            threads.extend(loaded.thread);
+            continue;
         }
-        handles.insert(name.to_owned(), Arc::new(handle) as Arc<dyn Engine>);
-        threads.push(thread);
+        let estimate = memory_estimate(&engine)?;
+        if let Some(limit) = limit.filter(|l| estimate > *l) {
+            bail!(
+                "model {name} needs about {} MiB (weights and KV cache) and [engine] memory_budget is {} MiB: raise the budget, or lower its context_tokens or kv_tokens",
+                estimate >> 20,
+                limit >> 20
+            );
+        }
+        let lazy = LazyEngine::new(
+            name,
+            estimate,
+            std::time::Duration::from_secs(e.load_wait_secs),
+            budget.clone(),
+            Box::new(move || Box::pin(load(engine.clone(), scheduler.clone()))),
+        );
+        tracing::info!(
+            model = name,
+            memory_mib = estimate >> 20,
+            "model loads on its first request"
+        );
+        handles.insert(name.to_owned(), Arc::new(lazy.clone()) as Arc<dyn Engine>);
+        lazies.push(lazy);
     }
     for (name, settings) in config
         .backing_models
@@ -171,7 +213,47 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         handles,
         embedders,
         threads,
+        lazies,
     })
+}
+
+/// Loads a GGUF on a new engine thread and returns once it serves.
+async fn load(engine: EngineConfig, scheduler: SchedulerConfig) -> anyhow::Result<Loaded> {
+    let name = engine.name.clone();
+    let (handle, queue) = outcrop_scheduler::channel(&scheduler);
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("engine-{name}"))
+        .spawn(move || {
+            if let Err(e) = run_engine(&engine, |exec| queue.run(exec)) {
+                let _ = failed_tx.send(e);
+            }
+        })
+        .context("spawning an engine thread")?;
+    tokio::select! {
+        ready = handle.wait_ready() => { ready.with_context(|| format!("engine {name} stopped while starting"))?; }
+        Ok(e) = failed_rx => return Err(e).with_context(|| format!("starting engine {name}")),
+    }
+    Ok(Loaded {
+        engine: Arc::new(handle),
+        thread: Some(thread),
+    })
+}
+
+/// Weights plus the KV cache the engine will allocate, from the GGUF's metadata (the file's
+/// size when its metadata says too little).
+fn memory_estimate(engine: &EngineConfig) -> anyhow::Result<u64> {
+    let file = std::fs::File::open(&engine.model_path)
+        .with_context(|| format!("opening {}", engine.model_path.display()))?;
+    let size = file.metadata()?.len();
+    let d = outcrop_models::describe(std::io::BufReader::new(file)).unwrap_or_default();
+    let per_sequence = u64::from(engine.context_tokens.or(d.context).unwrap_or(4096).max(16));
+    let cells = if engine.kv_unified {
+        u64::from(engine.kv_tokens.unwrap_or(0)).max(per_sequence)
+    } else {
+        per_sequence * u64::from(engine.sequences.max(1))
+    };
+    Ok(size + cells * d.kv_bytes_per_token.unwrap_or(0))
 }
 
 /// An OpenAI-compatible server as a backing model.

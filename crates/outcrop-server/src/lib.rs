@@ -5,6 +5,7 @@
 
 pub mod config;
 mod engines;
+mod lazy;
 mod listen;
 mod logs;
 mod mail;
@@ -109,7 +110,7 @@ pub async fn serve(
     let _ = grace_task.await;
     served?;
     tracing::info!("in-flight requests drained; stopping engines");
-    engines.stop();
+    engines.stop().await;
     Ok(())
 }
 

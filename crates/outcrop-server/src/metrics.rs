@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use outcrop_engine::Engine;
+use outcrop_engine::{Engine, LoadState};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -48,6 +48,18 @@ async fn render(State(s): State<MetricsState>) -> impl IntoResponse {
             .set(gauges.waiting as f64);
         metrics::gauge!("EngineKvCellsReserved", "backing_model" => name.clone())
             .set(gauges.reserved_kv as f64);
+        for state in [
+            LoadState::Unloaded,
+            LoadState::Loading,
+            LoadState::Ready,
+            LoadState::Failed,
+        ] {
+            let now = engine.load_state() == state;
+            metrics::gauge!("EngineModelState", "backing_model" => name.clone(), "state" => state.as_str())
+                .set(if now { 1.0 } else { 0.0 });
+        }
+        metrics::gauge!("EngineMemoryBytes", "backing_model" => name.clone())
+            .set(engine.memory().unwrap_or(0) as f64);
         if let Some(info) = engine.model() {
             metrics::gauge!("EngineKvCells", "backing_model" => name.clone())
                 .set(f64::from(info.kv_tokens));
