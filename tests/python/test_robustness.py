@@ -44,3 +44,43 @@ def test_malformed_requests_never_break_the_server(server):
     assert any(s == 200 for s in statuses) and any(s == 400 for s in statuses)
     assert server.proc.poll() is None
     assert "panicked" not in server.logs()
+
+
+def test_connection_cap_and_header_read_timeout():
+    """Connections beyond [limits] max_connections are closed at once; a request whose headers
+    never finish is closed after header_read_timeout_secs; the server serves on."""
+    import socket
+    import time
+
+    from conftest import Server, make_client
+
+    s = Server(config="[access]\nmode = \"open\"\n[limits]\nmax_connections = 3\nheader_read_timeout_secs = 2\n", enable=[])
+    try:
+        held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", s.port))
+        extra.settimeout(5)
+        assert extra.recv(1) == b"", "a fourth connection is closed"
+        # The held ones send half a request and are closed by the header-read timeout.
+        started = time.monotonic()
+        for c in held:
+            c.sendall(b"POST /model/x/invoke HTTP/1.1\r\nHost: a\r\n")
+            c.settimeout(10)
+        def closed(c):
+            try:
+                while c.recv(1024):
+                    pass  # a 408 may come first
+                return True
+            except ConnectionResetError:
+                return True
+            except socket.timeout:
+                return False
+
+        assert all(closed(c) for c in held)
+        assert time.monotonic() - started < 6
+        # Room again: a normal client is served.
+        r = make_client(s).converse(modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+                                    inferenceConfig={"maxTokens": 2})
+        assert r["usage"]["outputTokens"] > 0
+    finally:
+        s.stop()

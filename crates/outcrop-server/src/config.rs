@@ -35,6 +35,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub access: AccessConfig,
     pub validation: ValidationConfig,
+    pub limits: LimitsConfig,
     pub engine: EngineSettings,
     /// Local models by name: where the GGUF file is (default: `<models_dir>/<name>.gguf`).
     pub backing_models: BTreeMap<String, BackingModel>,
@@ -128,6 +129,27 @@ impl Default for AuthConfig {
         AuthConfig {
             dev_key: true,
             allow_dev_key_on_any_address: false,
+        }
+    }
+}
+
+/// `[limits]`: what one client can hold of the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open connections at once, all listeners together; a connection beyond it is closed
+    /// as soon as it is accepted.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this many seconds of the connection
+    /// opening, or of the previous response (a half-sent request is closed then).
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 4096,
+            header_read_timeout_secs: 30,
         }
     }
 }
@@ -318,6 +340,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             access: AccessConfig::default(),
             validation: ValidationConfig::default(),
+            limits: LimitsConfig::default(),
             engine: EngineSettings::default(),
             backing_models: BTreeMap::new(),
             catalog: BTreeMap::new(),

@@ -272,9 +272,11 @@ impl Engine for LazyEngine {
             let engine = match tokio::time::timeout(inner.load_wait, inner.ready()).await {
                 Ok(Ok(engine)) => engine,
                 Ok(Err(why)) => {
+                    // The reason (paths, the budget) is for the operator: logged, not sent.
+                    tracing::warn!(model = %inner.name, reason = %why, "request refused: the model could not be loaded");
                     let _ = tx.send(GenerationEvent::Failed(fault(
                         FaultKind::ServiceUnavailable,
-                        format!("The model is unavailable: {why}"),
+                        "The model could not be loaded. Try again later.".into(),
                     )));
                     return;
                 }
@@ -387,7 +389,8 @@ mod tests {
                     tokio::time::sleep(delay).await;
                     counter.fetch_add(1, Ordering::SeqCst);
                     Ok(Loaded {
-                        engine: Arc::new(FakeEngine::replying("fake", "one two")) as Arc<dyn Engine>,
+                        engine: Arc::new(FakeEngine::replying("fake", "one two"))
+                            as Arc<dyn Engine>,
                         thread: None,
                     })
                 })
@@ -438,7 +441,7 @@ mod tests {
         // Too big for the budget even alone: refused with the reason.
         let (big, _) = lazy("big", 11, Duration::ZERO, &budget);
         let err = collect(big.submit(request()).unwrap()).await.unwrap_err();
-        assert!(err.to_string().contains("memory budget"), "{err}");
+        assert!(err.to_string().contains("could not be loaded"), "{err}");
         assert_eq!(big.load_state(), LoadState::Failed);
         assert_eq!(b.load_state(), LoadState::Ready);
     }

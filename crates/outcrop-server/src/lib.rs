@@ -104,7 +104,7 @@ pub async fn serve(
         shutdown.await;
         let _ = signalled_tx.send(());
     };
-    let served = listen::serve(endpoints, app, shutdown).await;
+    let served = listen::serve(endpoints, app, &config.limits, shutdown).await;
     // Drained before the grace period ended: the task's handles must not keep engines alive.
     grace_task.abort();
     let _ = grace_task.await;

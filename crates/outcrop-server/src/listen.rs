@@ -9,9 +9,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use outcrop_service::Origin;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -45,8 +46,10 @@ struct Accepted {
 pub async fn serve(
     endpoints: Vec<Endpoint>,
     app: Router,
+    limits: &crate::config::LimitsConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (tx, mut rx) = mpsc::channel::<Accepted>(64);
     let mut acceptors = tokio::task::JoinSet::new();
     for endpoint in endpoints {
@@ -55,9 +58,11 @@ pub async fn serve(
     }
     drop(tx);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // With a timer, hyper closes a connection whose request headers take longer than its
-    // default header-read timeout.
-    builder.http1().timer(TokioTimer::new());
+    // A connection whose request headers take longer than the header-read timeout is closed.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs.max(1)));
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -67,10 +72,16 @@ pub async fn serve(
             accepted = rx.recv() => accepted,
         };
         let Some(accepted) = accepted else { break };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %accepted.origin.peer, max = limits.max_connections, "connection limit reached; closing a new connection");
+            metrics::counter!("ConnectionsRefused").increment(1);
+            continue;
+        };
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let app = app.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let Accepted {
                 stream,
                 origin,
