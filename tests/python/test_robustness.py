@@ -84,3 +84,32 @@ def test_connection_cap_and_header_read_timeout():
         assert r["usage"]["outputTokens"] > 0
     finally:
         s.stop()
+
+
+def test_an_unknown_key_is_refused_before_the_body_is_read(server):
+    """Headers that name an unknown key (or carry a stale date) are answered at once: the
+    server does not wait for, or buffer, a body it would refuse."""
+    import socket
+    import time
+
+    def ask(key, date):
+        c = socket.create_connection(("127.0.0.1", server.port))
+        c.settimeout(5)
+        c.sendall((
+            "POST /model/anthropic.claude-v2/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nContent-Length: 20000000\r\n"
+            f"X-Amz-Date: {date}\r\n"
+            f"Authorization: AWS4-HMAC-SHA256 Credential={key}/{date[:8]}/us-east-1/bedrock/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64 + "\r\n\r\n").encode())
+        started = time.monotonic()
+        head = c.recv(4096).decode()
+        c.close()
+        return head, time.monotonic() - started
+
+    now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    head, took = ask("AKIANOSUCHKEY0000000", now)
+    assert head.startswith("HTTP/1.1 403"), head
+    assert "UnrecognizedClientException" in head and took < 2, (head, took)
+    head, took = ask("test", "20200101T000000Z")
+    assert head.startswith("HTTP/1.1 403") and "InvalidSignatureException" in head, head
+    assert "Signature expired" in head and took < 2

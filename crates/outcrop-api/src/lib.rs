@@ -129,9 +129,11 @@ async fn run(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let operation = Operation::parse(&parts.method, parts.uri.path())?;
+    // The key, its scope and the date are checked before the body is read.
+    let screened = outcrop_service::auth::screen(state, &parts).await?;
     let mut body = read_body(&parts, body).await?;
     let operation = operation.with_body(&body);
-    let principal = outcrop_service::auth::authenticate(state, &parts, &body).await?;
+    let principal = outcrop_service::auth::authenticate(screened, &parts, &body)?;
     if matches!(operation, Operation::AnthropicMessages { .. }) {
         body = anthropic_api::invoke_body(&parts.headers, &body);
     }

@@ -2,7 +2,7 @@
 
 use crate::{ApiError, Origin, Service};
 use http::request::Parts;
-use outcrop_sigv4::{hash_payload, verify, Authorization, RequestParts, SigV4Error};
+use outcrop_sigv4::{check_headers, hash_payload, verify, Authorization, RequestParts, SigV4Error};
 use outcrop_store::Credential;
 
 /// Credential-scope services accepted: boto3 signs both clients as `bedrock`; the anthropic
@@ -51,12 +51,20 @@ impl AuthPolicy {
     }
 }
 
-/// Verifies the request's signature and returns its principal.
-pub async fn authenticate(
-    state: &Service,
-    parts: &Parts,
-    body: &[u8],
-) -> Result<Principal, ApiError> {
+/// What the headers alone established: a Bedrock API key's principal, or a SigV4 request
+/// whose key exists and may be used here, and whose scope and date are current. Only then is
+/// the body read (at most 25 MB) for the signature: an unknown key or a stale date costs the
+/// server no body.
+pub enum Screened {
+    Principal(Principal),
+    SigV4 {
+        auth: Authorization,
+        credential: Credential,
+    },
+}
+
+/// Checks what the headers say (see [`Screened`]).
+pub async fn screen(state: &Service, parts: &Parts) -> Result<Screened, ApiError> {
     let (store, policy) = (state.store.as_ref(), state.auth);
     // Anthropic's clients send their key as `x-api-key`; on that path a Bedrock API key may
     // come so.
@@ -68,7 +76,9 @@ pub async fn authenticate(
         let key = key
             .to_str()
             .map_err(|_| ApiError::InvalidApiKey(crate::api_keys::API_KEY_FORMAT.into()))?;
-        return crate::api_keys::authenticate_bearer(state, parts, key).await;
+        return crate::api_keys::authenticate_bearer(state, parts, key)
+            .await
+            .map(Screened::Principal);
     }
     let header = parts
         .headers
@@ -78,7 +88,9 @@ pub async fn authenticate(
         .to_str()
         .map_err(|_| SigV4Error::Incomplete("Authorization header is not valid ASCII.".into()))?;
     if let Some(token) = header.strip_prefix("Bearer ") {
-        return crate::api_keys::authenticate_bearer(state, parts, token).await;
+        return crate::api_keys::authenticate_bearer(state, parts, token)
+            .await
+            .map(Screened::Principal);
     }
     let auth = Authorization::parse(header)?;
     let Some(credential) = store.credential(&auth.credential.access_key_id).await? else {
@@ -98,6 +110,16 @@ pub async fn authenticate(
     if sent_token != credential.session_token.as_deref() {
         return Err(ApiError::UnrecognizedClient);
     }
+    check_headers(&auth, &parts.headers, SERVICES, chrono::Utc::now())?;
+    Ok(Screened::SigV4 { auth, credential })
+}
+
+/// Verifies the request's signature over its body and returns its principal.
+pub fn authenticate(screened: Screened, parts: &Parts, body: &[u8]) -> Result<Principal, ApiError> {
+    let (auth, credential) = match screened {
+        Screened::Principal(p) => return Ok(p),
+        Screened::SigV4 { auth, credential } => (auth, credential),
+    };
     let payload_hash = hash_payload(body);
     let request = RequestParts {
         method: parts.method.as_str(),

@@ -27,5 +27,6 @@ pub use error::SigV4Error;
 pub use presigned::{verify_presigned, Presigned};
 pub use secret::SecretKey;
 pub use verify::{
-    hash_payload, signing_key, string_to_sign, verify, RequestParts, Verified, MAX_CLOCK_SKEW,
+    check_headers, hash_payload, signing_key, string_to_sign, verify, RequestParts, Verified,
+    MAX_CLOCK_SKEW,
 };

@@ -76,6 +76,40 @@ pub fn verify(
     services: &[&str],
     now: DateTime<Utc>,
 ) -> Result<Verified, SigV4Error> {
+    let amz_date = check_headers(auth, request.headers, services, now)?;
+    let scope = &auth.credential;
+    let canonical = canonical_request(
+        request.method,
+        request.raw_path,
+        request.raw_query,
+        request.headers,
+        request.authority,
+        &auth.signed_headers,
+        request.payload_hash,
+    );
+    let to_sign = string_to_sign(amz_date, &scope.scope_string(), &canonical);
+    let key = signing_key(secret, &scope.date, &scope.region, &scope.service);
+    let expected = hex::encode(hmac(&key, to_sign.as_bytes()));
+    if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
+        Ok(Verified {
+            access_key_id: scope.access_key_id.clone(),
+            region: scope.region.clone(),
+            service: scope.service.clone(),
+        })
+    } else {
+        Err(SigV4Error::Mismatch(SIGNATURE_MISMATCH.to_owned()))
+    }
+}
+
+/// What can be checked from the headers alone, before the body is read: the scope's service,
+/// the signed headers, the date's form, the clock skew and the scope's date. Returns the
+/// request's `X-Amz-Date`.
+pub fn check_headers<'h>(
+    auth: &Authorization,
+    headers: &'h http::HeaderMap,
+    services: &[&str],
+    now: DateTime<Utc>,
+) -> Result<&'h str, SigV4Error> {
     let scope = &auth.credential;
     if !services.contains(&scope.service.as_str()) {
         return Err(SigV4Error::Mismatch(format!(
@@ -92,7 +126,7 @@ pub fn verify(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".to_owned(),
         ));
     }
-    let Some(amz_date) = header_str(request.headers, "x-amz-date") else {
+    let Some(amz_date) = header_str(headers, "x-amz-date") else {
         return Err(SigV4Error::Incomplete(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
                 .to_owned(),
@@ -127,27 +161,7 @@ pub fn verify(
             &amz_date[..8.min(amz_date.len())]
         )));
     }
-    let canonical = canonical_request(
-        request.method,
-        request.raw_path,
-        request.raw_query,
-        request.headers,
-        request.authority,
-        &auth.signed_headers,
-        request.payload_hash,
-    );
-    let to_sign = string_to_sign(amz_date, &scope.scope_string(), &canonical);
-    let key = signing_key(secret, &scope.date, &scope.region, &scope.service);
-    let expected = hex::encode(hmac(&key, to_sign.as_bytes()));
-    if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
-        Ok(Verified {
-            access_key_id: scope.access_key_id.clone(),
-            region: scope.region.clone(),
-            service: scope.service.clone(),
-        })
-    } else {
-        Err(SigV4Error::Mismatch(SIGNATURE_MISMATCH.to_owned()))
-    }
+    Ok(amz_date)
 }
 
 #[cfg(test)]
