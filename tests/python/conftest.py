@@ -48,7 +48,7 @@ def free_port() -> int:
 class Server:
     """One running `outcrop serve` process."""
 
-    def __init__(self, config: str = "", host: str = "127.0.0.1", enable=CLAUDE_MODELS, env=None):
+    def __init__(self, config: str = "", host: str = "127.0.0.1", enable=CLAUDE_MODELS, env=None, data_dir=None):
         """Starts a server; `enable` lists the models whose access is enabled first, through
         the control plane, as a user does in the console before calling them; `env` adds to
         (or overrides) its environment."""
@@ -64,7 +64,7 @@ class Server:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [outcrop_binary(), "serve", "--listen", f"{host}:{self.port}",
-             "--data-dir", str(Path(self.dir.name) / "data"), "--config", str(cfg)],
+             "--data-dir", str(data_dir or Path(self.dir.name) / "data"), "--config", str(cfg)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
         self.url = f"http://127.0.0.1:{self.port}"

@@ -166,3 +166,47 @@ def test_usage_over_http_for_the_console():
         assert status == 403
     finally:
         s.stop()
+
+
+def test_usage_the_store_refuses_is_spooled_and_written_on_the_next_start(tmp_path):
+    """A database that refuses writes (here a trigger answering as a full disk would) does not
+    lose usage: the records go to the spool file, and the next start writes them into the
+    store."""
+    import sqlite3
+
+    from conftest import Server, make_client
+
+    data = tmp_path / "data"
+    config = '[access]\nmode = "open"\n'
+
+    def call(s):
+        make_client(s).converse(modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "Hi"}]}],
+                                inferenceConfig={"maxTokens": 2})
+
+    def records():
+        with sqlite3.connect(data / "outcrop.db") as db:
+            return db.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0]
+
+    s = Server(config=config, enable=[], data_dir=data)
+    try:
+        call(s)
+        assert records() == 1
+        with sqlite3.connect(data / "outcrop.db") as db:
+            db.execute("CREATE TRIGGER refuse BEFORE INSERT ON usage_records "
+                       "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        call(s)
+        call(s)
+        assert records() == 1
+        spooled = (data / "ledger-spool.jsonl").read_text().splitlines()
+        assert len(spooled) == 2 and all('"operation":"Converse"' in line for line in spooled)
+        assert "spooled to disk" in s.logs()
+    finally:
+        s.stop()
+    with sqlite3.connect(data / "outcrop.db") as db:
+        db.execute("DROP TRIGGER refuse")
+    again = Server(config=config, enable=[], data_dir=data)
+    try:
+        assert records() == 3
+        assert not (data / "ledger-spool.jsonl").exists()
+    finally:
+        again.stop()

@@ -37,13 +37,32 @@ pub async fn serve(
     let endpoints = endpoints(&config, &data_dir).await?;
 
     let engines = engines::start(&config, &catalog).await?;
+    let store: Arc<dyn outcrop_store::Store> = Arc::new(store);
+    let spool = Arc::new(outcrop_service::spool::Spool::new(
+        data_dir.join("ledger-spool.jsonl"),
+    ));
+    // Records spooled by an earlier run, then every half minute those the store refused.
+    spool.replay(store.as_ref()).await?;
+    tokio::spawn({
+        let (spool, store) = (spool.clone(), store.clone());
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = spool.replay(store.as_ref()).await {
+                    tracing::error!(error = %e, "could not read the usage spool");
+                }
+            }
+        }
+    });
     let service = Arc::new(Service {
         catalog,
         engines: engines.handles(),
         embedders: engines.embedders(),
         embed_slots: tokio::sync::Semaphore::new(2),
-        quotas: quotas(&config, &store).await?,
-        store: Arc::new(store),
+        quotas: quotas(&config, store.as_ref()).await?,
+        store,
         auth: AuthPolicy {
             allow_dev_key_anywhere: config.auth.allow_dev_key_on_any_address,
         },
@@ -57,6 +76,7 @@ pub async fn serve(
             }
             None => None,
         },
+        spool: Some(spool),
     });
     let state = Arc::new(ApiState {
         service,
@@ -206,7 +226,10 @@ pub async fn shutdown_signal() {
 }
 
 /// The config file's quota limits, then those set from the console (the newer word) on top.
-async fn quotas(config: &Config, store: &SqliteStore) -> anyhow::Result<outcrop_service::Quotas> {
+async fn quotas(
+    config: &Config,
+    store: &dyn outcrop_store::Store,
+) -> anyhow::Result<outcrop_service::Quotas> {
     let mut limits: std::collections::HashMap<_, _> = config.quotas.clone().into_iter().collect();
     for q in store.quota_overrides().await? {
         let l = outcrop_service::Limits {

@@ -84,8 +84,21 @@ async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) {
         output_price_per_1k: output_price,
         cost_usd: cost.to_string(),
     };
-    if let Err(e) = state.store.record_usage(&record).await {
-        tracing::error!(error = %e, request_id = %call.request_id, "could not write the usage record");
+    let Err(e) = state.store.record_usage(&record).await else {
+        return;
+    };
+    match &state.spool {
+        Some(spool) => match spool.append(&record).await {
+            Ok(()) => {
+                tracing::warn!(error = %e, request_id = %call.request_id, "the store refused a usage record; spooled to disk")
+            }
+            Err(spooled) => {
+                tracing::error!(error = %e, spool_error = %spooled, request_id = %call.request_id, "usage record lost: neither the store nor the spool took it")
+            }
+        },
+        None => {
+            tracing::error!(error = %e, request_id = %call.request_id, "could not write the usage record")
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub mod logging;
 mod origin;
 pub mod quota;
 mod resolve;
+pub mod spool;
 pub mod usage;
 
 pub use access::{AccessMode, AccessStatus, AccountAccess, Mailer};
@@ -60,6 +61,8 @@ pub struct Service {
     pub log_shipper: Option<Arc<dyn LogShipper>>,
     /// Sends access notifications by e-mail too, when configured.
     pub mailer: Option<Arc<dyn Mailer>>,
+    /// Where usage records go when the store refuses them; `None`: they are lost (logged).
+    pub spool: Option<Arc<spool::Spool>>,
 }
 
 impl Service {
@@ -78,6 +81,7 @@ impl Service {
             outbox: None,
             log_shipper: None,
             mailer: None,
+            spool: None,
         }
     }
 }
