@@ -132,3 +132,22 @@ def test_shutdown_grace_ends_long_streams_with_an_exception_frame():
     assert e.value.response["Error"] == {"Code": "serviceUnavailableException",
                                          "Message": "The service is shutting down. Try again later."}
     assert s.stop() == 0
+
+
+def test_the_process_exits_by_the_shutdown_deadline_whatever_clients_do():
+    """A client that never finishes its request does not hold the process past
+    shutdown_deadline_secs."""
+    import signal
+    import socket
+
+    s = Server(config="shutdown_grace_secs = 1\nshutdown_deadline_secs = 2\n"
+                      "[limits]\nheader_read_timeout_secs = 120\n", enable=[])
+    stalled = socket.create_connection(("127.0.0.1", s.port))
+    stalled.sendall(b"POST /model/anthropic.claude-v2/invoke HTTP/1.1\r\nHost: a\r\n")
+    time.sleep(0.2)
+    started = time.monotonic()
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=30) == 0
+    assert time.monotonic() - started < 6
+    stalled.close()
+    s.stop()

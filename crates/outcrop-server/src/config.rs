@@ -31,6 +31,9 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before running
     /// generations are ended.
     pub shutdown_grace_secs: u64,
+    /// After SIGINT/SIGTERM the process exits within this many seconds whatever its clients
+    /// do (a connection that neither finishes a request nor reads its answer is dropped).
+    pub shutdown_deadline_secs: u64,
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub access: AccessConfig,
@@ -336,6 +339,7 @@ impl Default for Config {
             pull_missing_models: true,
             chat_model: None,
             shutdown_grace_secs: 30,
+            shutdown_deadline_secs: 45,
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             access: AccessConfig::default(),

@@ -124,7 +124,12 @@ pub async fn serve(
         shutdown.await;
         let _ = signalled_tx.send(());
     };
-    let served = listen::serve(endpoints, app, &config.limits, shutdown).await;
+    let deadline = std::time::Duration::from_secs(
+        config
+            .shutdown_deadline_secs
+            .max(config.shutdown_grace_secs),
+    );
+    let served = listen::serve(endpoints, app, &config.limits, shutdown, deadline).await;
     // Drained before the grace period ended: the task's handles must not keep engines alive.
     grace_task.abort();
     let _ = grace_task.await;

@@ -42,12 +42,14 @@ struct Accepted {
 }
 
 /// Serves `app` on every endpoint until `shutdown` completes, then stops accepting and waits
-/// for open connections to finish their requests (HTTP/2 connections get a GOAWAY).
+/// for open connections to finish their requests (HTTP/2 connections get a GOAWAY), for at
+/// most `deadline`.
 pub async fn serve(
     endpoints: Vec<Endpoint>,
     app: Router,
     limits: &crate::config::LimitsConfig,
     shutdown: impl Future<Output = ()>,
+    deadline: Duration,
 ) -> std::io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (tx, mut rx) = mpsc::channel::<Accepted>(64);
@@ -122,7 +124,15 @@ pub async fn serve(
     }
     acceptors.shutdown().await;
     drop(rx);
-    graceful.shutdown().await;
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            deadline_secs = deadline.as_secs(),
+            "shutdown deadline reached; dropping the connections still open"
+        );
+    }
     Ok(())
 }
 
