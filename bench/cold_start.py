@@ -26,12 +26,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_health(url, proc):
+def wait_health(url, proc, path):
+    """Polls `path` until it answers 200 (the server has loaded what it loads at start)."""
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url + "/_outcrop/health", timeout=1) as r:
+            with urllib.request.urlopen(url + path, timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -57,7 +58,7 @@ def outcrop_run(binary, model, threads):
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_health(url, proc)
+            wait_health(url, proc, "/_outcrop/health")
             ready = time.perf_counter() - t0
             client = boto3.client("bedrock-runtime", endpoint_url=url, region_name="us-east-1",
                                   aws_access_key_id="test", aws_secret_access_key="test",
@@ -80,7 +81,7 @@ def llama_run(binary, model, threads):
                              "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_llama(url, proc)
+        wait_health(url, proc, "/health")
         ready = time.perf_counter() - t0
 
         def ask():
@@ -93,18 +94,6 @@ def llama_run(binary, model, threads):
     finally:
         proc.terminate()
         proc.wait()
-
-
-def wait_llama(url, proc):
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama-server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.005)
 
 
 def main():

@@ -71,6 +71,18 @@ impl<R: Read> Reader<R> {
         Ok(buf)
     }
 
+    /// The magic and a version this module reads; returns the version.
+    fn preamble(&mut self) -> io::Result<u32> {
+        if self.bytes(4)? != MAGIC {
+            return Err(bad("not a GGUF file"));
+        }
+        let version = self.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(bad(format!("GGUF version {version} (2 and 3 are read)")));
+        }
+        Ok(version)
+    }
+
     fn u32(&mut self) -> io::Result<u32> {
         Ok(u32::from_le_bytes(
             self.bytes(4)?.try_into().expect("4 bytes"),
@@ -141,13 +153,7 @@ pub fn read_header<R: Read + Seek>(file: &mut R) -> io::Result<Header> {
         inner: &mut *file,
         copy: None,
     };
-    if r.bytes(4)? != MAGIC {
-        return Err(bad("not a GGUF file"));
-    }
-    let version = r.u32()?;
-    if !(2..=3).contains(&version) {
-        return Err(bad(format!("GGUF version {version} (2 and 3 are read)")));
-    }
+    let version = r.preamble()?;
     let tensor_count = r.u64()?;
     let kv_count = r.u64()?;
     r.copy = Some(Vec::new());
@@ -223,13 +229,7 @@ pub fn describe<R: Read>(file: R) -> io::Result<Description> {
         inner: file,
         copy: None,
     };
-    if r.bytes(4)? != MAGIC {
-        return Err(bad("not a GGUF file"));
-    }
-    let version = r.u32()?;
-    if !(2..=3).contains(&version) {
-        return Err(bad(format!("GGUF version {version} (2 and 3 are read)")));
-    }
+    r.preamble()?;
     let _tensors = r.u64()?;
     let kv_count = r.u64()?;
     let mut d = Description::default();

@@ -323,11 +323,14 @@ impl Engine for LazyEngine {
     }
 
     fn gauges(&self) -> EngineGauges {
-        let mut g = self.0.running().map(|e| e.gauges()).unwrap_or_default();
-        if self.0.running().is_none() {
-            g.waiting += self.0.in_flight.load(Ordering::SeqCst);
+        match self.0.running() {
+            Some(engine) => engine.gauges(),
+            // Requests waiting for the load.
+            None => EngineGauges {
+                waiting: self.0.in_flight.load(Ordering::SeqCst),
+                ..Default::default()
+            },
         }
-        g
     }
 
     fn abort_all(&self) {
