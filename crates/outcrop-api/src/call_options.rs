@@ -19,6 +19,8 @@ pub struct CallOptions {
     pub service_tier: Option<&'static str>,
     pub latency: Option<&'static str>,
     pub request_metadata: Option<Value>,
+    /// The headers sent on with the body when the model is served upstream.
+    pub forward: Vec<(String, String)>,
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
@@ -59,11 +61,19 @@ impl CallOptions {
                 Some(request_metadata(&v, "X-Amzn-Bedrock-Request-Metadata")?)
             }
         };
+        let forward = crate::relay::FORWARDED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.to_owned()))
+            })
+            .collect();
         Ok(CallOptions {
             deterministic,
             service_tier,
             latency,
             request_metadata,
+            forward,
         })
     }
 }

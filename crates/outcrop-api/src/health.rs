@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// `GET /_outcrop/health`: every backing model with its state (`unloaded`, `loading`, `ready`,
-/// `failed`) and, once loaded, its engine's figures. 200 while every model serves or can load
+/// `failed`; `upstream` for one served by an upstream Bedrock endpoint or a recording) and, once loaded, its engine's figures. 200 while every model serves or can load
 /// on demand; 503 when one is starting at start-up or has failed, naming it.
 pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
     let mut models = Vec::new();
@@ -30,6 +30,13 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Val
             failed.push(name.clone());
         }
         models.push(m);
+    }
+    for (name, relay) in &state.relays {
+        models.push(json!({
+            "name": name,
+            "state": "upstream",
+            "upstream": relay.upstream.describe(),
+        }));
     }
     models.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     if failed.is_empty() {

@@ -26,6 +26,7 @@ mod invoke;
 mod openai;
 mod operation;
 mod reasoning;
+mod relay;
 mod schema;
 mod stream;
 mod structured;
@@ -36,6 +37,7 @@ pub use authorize::authorize;
 pub use error::ApiError;
 pub use families::PromptMode;
 pub use operation::{Operation, Surface};
+pub use relay::Relay;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -62,6 +64,8 @@ pub struct ApiState {
     /// Every generation deterministic (`[engine] deterministic`), not only those that ask
     /// with [`DETERMINISTIC_HEADER`].
     pub deterministic: bool,
+    /// Backing models served by an upstream Bedrock endpoint or a recording, by name.
+    pub relays: std::collections::HashMap<String, Relay>,
 }
 
 /// A request header that makes one call deterministic: it runs alone on a cleared KV cache,
@@ -322,6 +326,21 @@ async fn runtime(
     authorize::authorize_resolved(state, principal, operation, resolved.as_ref().ok()).await?;
     let resolved = resolved?;
     access::check_invoke(state, principal, resolved.entry).await?;
+    if let Some(relay) = state.relays.get(&resolved.entry.backing_model) {
+        let output = relay::output_estimate(body);
+        if let Some(refused) = admit(state, principal, meter, operation, resolved.entry, body, output).await? {
+            return Ok(refused);
+        }
+        return relay::forward(
+            relay,
+            operation,
+            &resolved.entry.id,
+            bytes::Bytes::copy_from_slice(body),
+            options,
+            meter,
+        )
+        .await;
+    }
     // The body, parsed once; its errors are reported after the quotas have had their say.
     let seed = if deterministic {
         0
@@ -342,32 +361,11 @@ async fn runtime(
         }
     }
     let streaming = operation.streams();
-    // Bedrock's event streams are opened before a quota refusal; server-sent streams refuse
-    // with an HTTP error, as the OpenAI and Anthropic APIs do.
-    let event_stream = matches!(
-        operation,
-        Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
-    );
-    // Counting tokens is not throttled.
-    if !matches!(operation, Operation::CountTokens { .. }) {
-        let output = invocation.as_ref().map_or(0, Invocation::max_output_tokens);
-        let admitted = state.quotas.admit(
-            &principal.account_id,
-            &resolved.entry.id,
-            invocation::input_estimate(body) + output,
-        );
-        match (admitted, meter.as_mut()) {
-            (Ok(permit), Some(m)) => m.admitted(permit),
-            (Ok(_), None) => {}
-            // Bedrock throttles a stream inside the stream it already opened.
-            (Err(e), Some(_)) if event_stream => {
-                if let Some(m) = meter.take() {
-                    m.finish(failed(&e)).await;
-                }
-                return Ok(Answer::Stream(stream::throttled(&e)));
-            }
-            (Err(e), _) => return Err(e),
-        }
+    let output = invocation.as_ref().map_or(0, Invocation::max_output_tokens);
+    if let Some(refused) =
+        admit(state, principal, meter, operation, resolved.entry, body, output).await?
+    {
+        return Ok(refused);
     }
     let started = meter
         .as_ref()
@@ -419,6 +417,45 @@ async fn runtime(
         .await
         .map(Answer::Stream),
     }
+}
+
+/// Quota admission (counting tokens is not throttled): the permit goes to the meter; a
+/// refusal is an error, or for Bedrock's event streams, which are opened before a quota
+/// refusal, the answer to send (server-sent streams refuse with an HTTP error, as the OpenAI
+/// and Anthropic APIs do).
+async fn admit(
+    state: &ApiState,
+    principal: &Principal,
+    meter: &mut Option<Meter>,
+    operation: &Operation,
+    entry: &outcrop_models::CatalogEntry,
+    body: &[u8],
+    output: u64,
+) -> Result<Option<Answer>, ApiError> {
+    if matches!(operation, Operation::CountTokens { .. }) {
+        return Ok(None);
+    }
+    let event_stream = matches!(
+        operation,
+        Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
+    );
+    let admitted = state.quotas.admit(
+        &principal.account_id,
+        &entry.id,
+        invocation::input_estimate(body) + output,
+    );
+    match (admitted, meter.as_mut()) {
+        (Ok(permit), Some(m)) => m.admitted(permit),
+        (Ok(_), None) => {}
+        (Err(e), Some(_)) if event_stream => {
+            if let Some(m) = meter.take() {
+                m.finish(failed(&e)).await;
+            }
+            return Ok(Some(Answer::Stream(stream::throttled(&e))));
+        }
+        (Err(e), _) => return Err(e),
+    }
+    Ok(None)
 }
 
 /// The control-plane operations (catalog, model access, inference profiles).

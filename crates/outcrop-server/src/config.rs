@@ -259,15 +259,42 @@ pub struct BackingModel {
     /// counts tokens); none: such requests fail with an error naming them.
     pub fallback: Option<String>,
     /// For `engine = "openai"`: the server's base URL (ending in `/v1`), or several in `urls`
-    /// (tried in turn, the next when one cannot be reached).
+    /// (tried in turn, the next when one cannot be reached). For `engine = "bedrock"`: the
+    /// runtime endpoint (`https://bedrock-runtime.us-east-1.amazonaws.com`, or an Outcrop's
+    /// URL); for `engine = "replay"`, where misses go when `on_miss = "upstream"`.
     pub url: Option<String>,
     #[serde(default)]
     pub urls: Vec<String>,
-    /// For `engine = "openai"`: the model name the server serves.
+    /// For `engine = "openai"`: the model name the server serves. For `engine = "bedrock"`:
+    /// the model id sent upstream (default: the one the client named).
     pub model: Option<String>,
-    /// For `engine = "openai"`: the environment variable holding the server's API key.
+    /// For `engine = "openai"`: the environment variable holding the server's API key. For
+    /// `engine = "bedrock"`: one holding a Bedrock API key, sent in place of a signature.
     pub api_key_env: Option<String>,
-    /// For `engine = "openai"`: seconds for a whole answer (default 600).
+    /// For `engine = "bedrock"`: the environment variables holding the credentials calls are
+    /// signed with (default `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`).
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_env: Option<String>,
+    /// For `engine = "bedrock"`: the region signed for (default: the one in `url`, else
+    /// `us-east-1`).
+    pub region: Option<String>,
+    /// For `engine = "bedrock"`: a directory where every finished exchange is written as a
+    /// cassette file.
+    pub record: Option<PathBuf>,
+    /// For `engine = "replay"`: the directory of cassettes answered from.
+    pub cassettes: Option<PathBuf>,
+    /// For `engine = "replay"`: `fast` (every event at once, the default) or `recorded` (each
+    /// at its recorded time).
+    #[serde(default)]
+    pub pace: ReplayPace,
+    /// For `engine = "replay"`: what a request with no cassette gets: `error` (a
+    /// ValidationException naming it, the default) or `upstream` (sent to `url` and recorded
+    /// into `cassettes`).
+    #[serde(default)]
+    pub on_miss: OnMiss,
+    /// For `engine = "openai"` and `"bedrock"`: seconds for a whole answer (default 600).
     pub timeout_secs: Option<u64>,
     /// For `engine = "openai"`: generations sent at once (default 64); beyond it, requests
     /// are throttled.
@@ -322,12 +349,32 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum ReplayPace {
+    #[default]
+    Fast,
+    Recorded,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMiss {
+    #[default]
+    Error,
+    Upstream,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     #[default]
     Local,
     Script,
     /// An OpenAI-compatible server (vLLM, llama-server, SGLang, TGI, Ollama, an Outcrop).
     OpenAi,
+    /// A Bedrock runtime endpoint (AWS, or another Outcrop), calls forwarded as they came.
+    Bedrock,
+    /// Answers recorded from a Bedrock endpoint (`cassettes`).
+    Replay,
 }
 
 impl Default for Config {

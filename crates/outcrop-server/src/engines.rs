@@ -63,7 +63,7 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             Some(m) if m.engine == EngineKind::Script => {
                 Some((m.script.as_ref(), m.fallback.as_deref()))
             }
-            Some(m) if m.path.is_some() => None,
+            Some(m) if m.path.is_some() || crate::relays::is_relay(m) => None,
             _ => config
                 .engine
                 .script
@@ -78,15 +78,21 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             .get(name)
             .filter(|m| m.engine == EngineKind::OpenAi)
     };
+    let relayed = |name: &str| {
+        config
+            .backing_models
+            .get(name)
+            .is_some_and(crate::relays::is_relay)
+    };
     let mut local: Vec<&str> = catalog
         .backing_models()
         .into_iter()
-        .filter(|name| script(name).is_none() && remote(name).is_none())
+        .filter(|name| script(name).is_none() && remote(name).is_none() && !relayed(name))
         .collect();
     for name in catalog.backing_models() {
         if let Some(fallback) = script(name).and_then(|(_, f)| f) {
-            if script(fallback).is_some() {
-                bail!("[backing_models.{name}] fallback {fallback} is a script too: name a local model");
+            if script(fallback).is_some() || relayed(fallback) {
+                bail!("[backing_models.{name}] fallback {fallback} is a script or served upstream: name a local or OpenAI-compatible model");
             }
             if !local.contains(&fallback) && remote(fallback).is_none() {
                 local.push(fallback);

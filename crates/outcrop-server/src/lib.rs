@@ -11,6 +11,7 @@ mod logs;
 mod mail;
 mod metrics;
 mod panics;
+mod relays;
 pub mod tls;
 
 pub use config::{Config, ConfigError, DEFAULT_LISTEN};
@@ -36,6 +37,7 @@ pub async fn serve(
     store.set_dev_key(config.auth.dev_key).await?;
     let endpoints = endpoints(&config, &data_dir).await?;
 
+    let relays = relays::build(&config)?;
     let engines = engines::start(&config, &catalog).await?;
     let store: Arc<dyn outcrop_store::Store> = Arc::new(store);
     let spool = Arc::new(outcrop_service::spool::Spool::new(
@@ -82,6 +84,7 @@ pub async fn serve(
         service,
         prompt_mode: config.validation.claude_prompt,
         deterministic: config.engine.deterministic,
+        relays,
     });
     let app = metrics::router(engines.handles())?
         .merge(outcrop_console::router(state.clone()))

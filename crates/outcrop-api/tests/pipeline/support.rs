@@ -99,6 +99,7 @@ impl App {
             service: Arc::new(service),
             prompt_mode: PromptMode::default(),
             deterministic: false,
+            relays: Default::default(),
         });
         // Every request comes from this machine, as from a local client of the real server.
         let router = outcrop_api::router(state.clone()).layer(axum::Extension(Origin::loopback()));
