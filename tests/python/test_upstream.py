@@ -12,6 +12,9 @@ from conftest import Server, make_client
 from helpers import signed
 
 CLAUDE = "anthropic.claude-v2"
+# Answered upstream by a script (tests/python/scripts/faults.toml): faults on demand.
+SCRIPTED = "anthropic.claude-instant-v1"
+FAULTS = Path(__file__).parent / "scripts" / "faults.toml"
 PROMPT = "\n\nHuman: Name three colours.\n\nAssistant:"
 MESSAGES = [{"role": "user", "content": [{"text": "Name three colours."}]}]
 
@@ -20,7 +23,10 @@ MESSAGES = [{"role": "user", "content": [{"text": "Name three colours."}]}]
 def chain(tmp_path_factory):
     cassettes = tmp_path_factory.mktemp("cassettes")
     # Deterministic, so that a direct call and one through the gateway get the same bytes.
-    upstream = Server(config='[access]\nmode = "open"\n[engine]\ndeterministic = true\n', enable=[])
+    upstream = Server(config=(
+        '[access]\nmode = "open"\n[engine]\ndeterministic = true\n'
+        f'[backing_models.scripted]\nengine = "script"\nscript = "{FAULTS}"\nfallback = "smollm2-135m-instruct"\n'
+        f'[catalog."{SCRIPTED}"]\nbacking_model = "scripted"\n'), enable=[])
     upstream.cli("users", "create", "gateway")
     key = json.loads(upstream.cli("keys", "create", "--user", "gateway"))["AccessKey"]
     backing = "[backing_models.smollm2-135m-instruct]\n"
@@ -98,6 +104,29 @@ def test_the_upstreams_refusals_pass_through(chain):
     assert "Human:" in e.value.response["Error"]["Message"]
 
 
+def faults(server):
+    """What a throttled call and a stream that breaks after three chunks give boto3."""
+    client = make_client(server)
+    with pytest.raises(ClientError) as e:
+        client.converse(modelId=SCRIPTED, messages=[{"role": "user", "content": [{"text": "throttle me"}]}])
+    throttled = (e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"],
+                 e.value.response["Error"]["Message"])
+    deltas = []
+    with pytest.raises(ClientError) as e:
+        for event in client.converse_stream(modelId=SCRIPTED, messages=[
+                {"role": "user", "content": [{"text": "break mid-stream"}]}])["stream"]:
+            deltas += [event["contentBlockDelta"]["delta"]["text"]] if "contentBlockDelta" in event else []
+    return throttled, deltas, e.value.response["Error"]["Code"], e.value.response["Error"]["Message"]
+
+
+def test_upstream_faults_pass_through(chain):
+    upstream, gateway, _, _ = chain
+    through = faults(gateway)
+    assert through == faults(upstream)
+    assert through[0][:2] == ("ThrottlingException", 429)
+    assert len(through[1]) == 3 and through[2] == "modelStreamErrorException"
+
+
 def raw_calls(server):
     """The exact bytes of a whole answer and of a stream."""
     body = json.dumps({"prompt": PROMPT, "max_tokens_to_sample": 12}).encode()
@@ -117,8 +146,11 @@ def test_recorded_exchanges_replay_byte_for_byte_without_the_upstream(chain):
         text = f.read_text()
         assert "authorization" not in text.lower() and "x-amz-date" not in text.lower()
         assert json.loads(text)["request"]["model"]
+    recorded_faults = faults(gateway)
     upstream.stop()
     assert raw_calls(replay) == recorded
+    # Faults replay as they were recorded: the throttling answer, the stream that broke.
+    assert faults(replay) == recorded_faults
     # boto3 reads the replayed answers as it read the live ones.
     args = dict(modelId=CLAUDE, messages=MESSAGES, inferenceConfig={"maxTokens": 16})
     out = make_client(replay).converse(**args)

@@ -328,7 +328,17 @@ async fn runtime(
     access::check_invoke(state, principal, resolved.entry).await?;
     if let Some(relay) = state.relays.get(&resolved.entry.backing_model) {
         let output = relay::output_estimate(body);
-        if let Some(refused) = admit(state, principal, meter, operation, resolved.entry, body, output).await? {
+        if let Some(refused) = admit(
+            state,
+            principal,
+            meter,
+            operation,
+            resolved.entry,
+            body,
+            output,
+        )
+        .await?
+        {
             return Ok(refused);
         }
         return relay::forward(
@@ -362,8 +372,16 @@ async fn runtime(
     }
     let streaming = operation.streams();
     let output = invocation.as_ref().map_or(0, Invocation::max_output_tokens);
-    if let Some(refused) =
-        admit(state, principal, meter, operation, resolved.entry, body, output).await?
+    if let Some(refused) = admit(
+        state,
+        principal,
+        meter,
+        operation,
+        resolved.entry,
+        body,
+        output,
+    )
+    .await?
     {
         return Ok(refused);
     }

@@ -54,7 +54,8 @@ pub(crate) fn output_estimate(body: &[u8]) -> u64 {
     let Ok(Value::Object(top)) = serde_json::from_slice::<Value>(body) else {
         return 512;
     };
-    let named = |o: &serde_json::Map<String, Value>| FIELDS.iter().find_map(|f| o.get(*f)?.as_u64());
+    let named =
+        |o: &serde_json::Map<String, Value>| FIELDS.iter().find_map(|f| o.get(*f)?.as_u64());
     named(&top)
         .or_else(|| top.values().filter_map(Value::as_object).find_map(named))
         .unwrap_or(512)
@@ -423,8 +424,14 @@ mod tests {
     #[test]
     fn usage_comes_from_invoke_headers_and_converse_bodies() {
         let headers = vec![
-            ("x-amzn-bedrock-input-token-count".to_owned(), "12".to_owned()),
-            ("x-amzn-bedrock-output-token-count".to_owned(), "5".to_owned()),
+            (
+                "x-amzn-bedrock-input-token-count".to_owned(),
+                "12".to_owned(),
+            ),
+            (
+                "x-amzn-bedrock-output-token-count".to_owned(),
+                "5".to_owned(),
+            ),
         ];
         let u = whole_usage(outcrop_upstream::Operation::InvokeModel, &headers, None);
         assert_eq!((u.input_tokens, u.output_tokens), (12, 5));
@@ -472,7 +479,9 @@ mod tests {
             model: "m".into(),
             key: "0123456789abcdef0123".into(),
         });
-        assert!(matches!(&e, ApiError::Validation(m) if m.contains("0123456789abcdef") && m.contains("record")));
+        assert!(
+            matches!(&e, ApiError::Validation(m) if m.contains("0123456789abcdef") && m.contains("record"))
+        );
         assert!(matches!(
             failure(UpstreamError::Timeout),
             ApiError::ModelTimeout(_)

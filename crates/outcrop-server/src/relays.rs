@@ -34,9 +34,10 @@ pub fn build(config: &Config) -> anyhow::Result<HashMap<String, Relay>> {
                 };
                 let fallback = match m.on_miss {
                     OnMiss::Error => None,
-                    OnMiss::Upstream => Some(
-                        Arc::new(Recorder::new(bedrock(name, m)?, dir.clone())) as Arc<dyn Upstream>
-                    ),
+                    OnMiss::Upstream => {
+                        Some(Arc::new(Recorder::new(bedrock(name, m)?, dir.clone()))
+                            as Arc<dyn Upstream>)
+                    }
                 };
                 let pace = match m.pace {
                     ReplayPace::Fast => Pace::Fast,
@@ -73,7 +74,9 @@ fn bedrock(name: &str, m: &BackingModel) -> anyhow::Result<Arc<dyn Upstream>> {
         None => Credentials::SigV4 {
             access_key_id: env(
                 name,
-                m.access_key_id_env.as_deref().unwrap_or("AWS_ACCESS_KEY_ID"),
+                m.access_key_id_env
+                    .as_deref()
+                    .unwrap_or("AWS_ACCESS_KEY_ID"),
             )?,
             secret_access_key: env(
                 name,

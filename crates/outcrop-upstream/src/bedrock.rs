@@ -165,9 +165,9 @@ impl Upstream for BedrockUpstream {
             .filter(|(n, _)| kept(n.as_str()))
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let event_stream = headers
-            .iter()
-            .any(|(n, v)| n == "content-type" && v.starts_with("application/vnd.amazon.eventstream"));
+        let event_stream = headers.iter().any(|(n, v)| {
+            n == "content-type" && v.starts_with("application/vnd.amazon.eventstream")
+        });
         if !(event_stream && status == 200) {
             let body = response.bytes().await.map_err(|e| {
                 if e.is_timeout() {

@@ -155,7 +155,10 @@ struct Cassette {
 }
 
 fn pairs(headers: &[(String, String)]) -> Vec<[String; 2]> {
-    headers.iter().map(|(n, v)| [n.clone(), v.clone()]).collect()
+    headers
+        .iter()
+        .map(|(n, v)| [n.clone(), v.clone()])
+        .collect()
 }
 
 /// The cassette's file name: readable, and unique by the key.
@@ -242,7 +245,9 @@ impl Pending {
         };
         match write(&self.dir, &self.name, &cassette) {
             Ok(path) => tracing::info!(cassette = %path.display(), "exchange recorded"),
-            Err(e) => tracing::error!(dir = %self.dir.display(), error = %e, "could not write a cassette"),
+            Err(e) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "could not write a cassette")
+            }
         }
     }
 }
@@ -277,25 +282,30 @@ impl Upstream for Recorder {
                 let began = Instant::now();
                 let state = (frames, Some(pending), Vec::new());
                 ReplyBody::Frames(
-                    futures_util::stream::unfold(state, move |(mut frames, mut pending, mut events)| async move {
-                        match frames.next().await {
-                            Some(Ok(frame)) => {
-                                events.push(event(began.elapsed(), &frame));
-                                Some((Ok(frame), (frames, pending, events)))
-                            }
-                            Some(Err(e)) => {
-                                pending = None;
-                                Some((Err(e), (frames, pending, events)))
-                            }
-                            None => {
-                                if let Some(p) = pending.take() {
-                                    let events = std::mem::take(&mut events);
-                                    tokio::task::spawn_blocking(move || p.finish(None, Some(events)));
+                    futures_util::stream::unfold(
+                        state,
+                        move |(mut frames, mut pending, mut events)| async move {
+                            match frames.next().await {
+                                Some(Ok(frame)) => {
+                                    events.push(event(began.elapsed(), &frame));
+                                    Some((Ok(frame), (frames, pending, events)))
                                 }
-                                None
+                                Some(Err(e)) => {
+                                    pending = None;
+                                    Some((Err(e), (frames, pending, events)))
+                                }
+                                None => {
+                                    if let Some(p) = pending.take() {
+                                        let events = std::mem::take(&mut events);
+                                        tokio::task::spawn_blocking(move || {
+                                            p.finish(None, Some(events))
+                                        });
+                                    }
+                                    None
+                                }
                             }
-                        }
-                    })
+                        },
+                    )
                     .boxed(),
                 )
             }
@@ -351,14 +361,17 @@ impl Replay {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 tracing::error!(cassette = %path.display(), error = %e, "could not read a cassette");
-                return Err(UpstreamError::Protocol("a recording could not be read".into()));
+                return Err(UpstreamError::Protocol(
+                    "a recording could not be read".into(),
+                ));
             }
         };
         let unreadable = |e: String| {
             tracing::error!(cassette = %path.display(), error = %e, "unreadable cassette");
             UpstreamError::Protocol("a recording could not be read".into())
         };
-        let cassette: Cassette = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+        let cassette: Cassette =
+            serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
         if cassette.key != key {
             return Err(unreadable(format!("it holds key {}", cassette.key)));
         }
@@ -405,11 +418,7 @@ impl Upstream for Replay {
             });
         };
         let response = cassette.response;
-        let headers = response
-            .headers
-            .into_iter()
-            .map(|[n, v]| (n, v))
-            .collect();
+        let headers = response.headers.into_iter().map(|[n, v]| (n, v)).collect();
         let unreadable = |e: String| {
             tracing::error!(key = %key, error = %e, "unreadable cassette");
             UpstreamError::Protocol("a recording could not be read".into())
@@ -453,7 +462,11 @@ impl Upstream for Replay {
 
     fn describe(&self) -> String {
         match &self.fallback {
-            Some(f) => format!("replay from {} (misses: {})", self.dir.display(), f.describe()),
+            Some(f) => format!(
+                "replay from {} (misses: {})",
+                self.dir.display(),
+                f.describe()
+            ),
             None => format!("replay from {}", self.dir.display()),
         }
     }
@@ -580,6 +593,38 @@ mod tests {
             .unwrap();
         assert_eq!(reply.status, 200);
         assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stream_replays_at_its_recorded_pace_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = exchange(Operation::ConverseStream, "{}");
+        let key = stream.key();
+        let cassette = serde_json::json!({
+            "key": key,
+            "recorded_at": "2026-01-01T00:00:00Z",
+            "request": {"operation": "ConverseStream", "model": "m", "headers": {}, "body": {}},
+            "response": {"status": 200, "headers": {}, "events": [
+                {"after_ms": 0, "headers": {":event-type": "messageStart"}, "payload": {"json": {"role": "assistant"}}},
+                {"after_ms": 300, "headers": {":event-type": "messageStop"}, "payload": {"text": "{}"}},
+            ]},
+        });
+        std::fs::write(
+            dir.path().join(file_name(&stream, &key)),
+            cassette.to_string(),
+        )
+        .unwrap();
+        for (pace, slow) in [(Pace::Fast, false), (Pace::Recorded, true)] {
+            let replay = Replay::new(dir.path().to_owned(), pace, None);
+            let began = Instant::now();
+            let frames = collect(replay.send(stream.clone()).await.unwrap()).await;
+            assert_eq!(frames.len(), 2);
+            assert_eq!(
+                decode_frame(&frames[1]).unwrap().header(":event-type"),
+                Some("messageStop")
+            );
+            assert_eq!(began.elapsed() >= Duration::from_millis(300), slow);
+        }
     }
 
     #[test]

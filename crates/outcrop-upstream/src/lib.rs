@@ -154,7 +154,11 @@ pub enum UpstreamError {
     /// The answer was not what Bedrock sends (a broken frame, a cut stream).
     Protocol(String),
     /// A replay has no recording of this exchange.
-    NotRecorded { operation: Operation, model: String, key: String },
+    NotRecorded {
+        operation: Operation,
+        model: String,
+        key: String,
+    },
 }
 
 impl std::fmt::Display for UpstreamError {
