@@ -59,7 +59,7 @@ def test_count_tokens_is_refused_clearly(pair):
         make_client(gateway).count_tokens(modelId=HAIKU, input={"converse": {"messages": [
             {"role": "user", "content": [{"text": "x"}]}]}})
     assert e.value.response["Error"]["Code"] == "ValidationException"
-    assert "remote engine" in e.value.response["Error"]["Message"]
+    assert "tokenize endpoint" in e.value.response["Error"]["Message"]
 
 
 def test_a_stopped_upstream_is_a_clear_503(pair):

@@ -25,6 +25,10 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Val
             m["parallel"] = json!(info.max_sequences);
             m["active_sequences"] = json!(g.active_sequences);
             m["waiting"] = json!(g.waiting);
+            if g.endpoints > 0 {
+                m["endpoints"] = json!(g.endpoints);
+                m["healthy_endpoints"] = json!(g.healthy_endpoints);
+            }
         }
         if load == LoadState::Failed {
             failed.push(name.clone());

@@ -159,6 +159,7 @@ impl Engine for FakeEngine {
             active_sequences: stalled.iter().filter(|s| !s.is_closed()).count(),
             waiting: 0,
             reserved_kv: 0,
+            ..Default::default()
         }
     }
 

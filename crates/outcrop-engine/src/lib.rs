@@ -25,6 +25,10 @@ pub struct EngineGauges {
     pub waiting: usize,
     /// KV cells reserved by running sequences.
     pub reserved_kv: usize,
+    /// For an engine that is other servers: how many, and how many are healthy (0 for a
+    /// local engine).
+    pub endpoints: usize,
+    pub healthy_endpoints: usize,
 }
 
 /// Whether a backing model is in memory, as health and `/metrics` show it.

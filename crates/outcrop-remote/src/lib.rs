@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod openai;
+mod pool;
 mod sse;
 
 pub use openai::{OpenAiConfig, OpenAiEngine};

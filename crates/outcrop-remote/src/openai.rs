@@ -1,5 +1,6 @@
 //! A backing model served by an OpenAI-compatible server.
 
+use crate::pool::{Lease, NoEndpoint, Pool};
 use crate::sse::Events;
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -14,15 +15,16 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
     /// The backing model's name in Outcrop (logs, health).
     pub name: String,
-    /// Base URLs ending in `/v1` (`http://gpu-1:8000/v1`); tried in turn, the next one when
-    /// one cannot be reached.
+    /// Base URLs ending in `/v1` (`http://gpu-1:8000/v1`): each generation goes to the
+    /// healthy one with the fewest outstanding requests, and to another when the first cannot
+    /// be reached or fails before answering.
     pub endpoints: Vec<String>,
     /// The model name the server serves.
     pub model: String,
@@ -31,8 +33,16 @@ pub struct OpenAiConfig {
     /// Connecting, and the whole answer.
     pub connect_timeout: Duration,
     pub timeout: Duration,
-    /// Generations sent at once; beyond it, requests are throttled.
+    /// Generations sent at once to each endpoint; beyond it on all, requests are throttled.
     pub max_in_flight: usize,
+    /// Consecutive failures (unreachable, 5xx, a broken stream, a failed check) that eject
+    /// an endpoint until a check succeeds; 0: never ejected.
+    pub eject_after: u32,
+    /// How often each endpoint's `GET /models` is checked; `None`: never.
+    pub health_interval: Option<Duration>,
+    /// Prompts that start alike go to the same endpoint (its KV cache may hold the prefix)
+    /// while it is not much busier than the others.
+    pub prefix_affinity: bool,
     /// The context the server's model has (for health and CountTokens limits).
     pub context_tokens: u32,
 }
@@ -40,13 +50,14 @@ pub struct OpenAiConfig {
 pub struct OpenAiEngine {
     config: OpenAiConfig,
     client: reqwest::Client,
-    next: AtomicUsize,
-    slots: Arc<Semaphore>,
+    pool: Arc<Pool>,
     active: Arc<AtomicUsize>,
     aborted: Arc<AtomicBool>,
 }
 
 impl OpenAiEngine {
+    /// The engine, and (inside a Tokio runtime) its endpoints' health checks, which stop
+    /// when the engine is dropped.
     pub fn new(config: OpenAiConfig) -> Result<Self, String> {
         if config.endpoints.is_empty() {
             return Err(format!("backing model {}: no url", config.name));
@@ -56,24 +67,82 @@ impl OpenAiEngine {
             .timeout(config.timeout)
             .build()
             .map_err(|e| e.to_string())?;
+        let pool = Arc::new(Pool::new(
+            &config.endpoints,
+            config.max_in_flight,
+            config.eject_after,
+            config.prefix_affinity,
+        ));
+        if let (Some(every), Ok(runtime)) = (
+            config.health_interval,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            runtime.spawn(check_health(
+                Arc::downgrade(&pool),
+                client.clone(),
+                config.api_key.clone(),
+                every,
+            ));
+        }
         Ok(OpenAiEngine {
-            slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            pool,
             client,
-            next: AtomicUsize::new(0),
             active: Arc::new(AtomicUsize::new(0)),
             aborted: Arc::new(AtomicBool::new(false)),
             config,
         })
     }
+}
 
-    /// The endpoints, starting with the next in turn.
-    fn endpoints(&self) -> Vec<String> {
-        let n = self.config.endpoints.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
-            .map(|i| self.config.endpoints[(start + i) % n].clone())
-            .collect()
+/// Checks every endpoint's `GET /models` each `every` while the pool lives.
+async fn check_health(
+    pool: std::sync::Weak<Pool>,
+    client: reqwest::Client,
+    api_key: Option<String>,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let urls: Vec<(usize, String)> = pool.urls().map(|(i, u)| (i, u.to_owned())).collect();
+        for (i, url) in urls {
+            let mut check = client
+                .get(format!("{}/models", url.trim_end_matches('/')))
+                .timeout(every.clamp(Duration::from_secs(1), Duration::from_secs(5)));
+            if let Some(key) = &api_key {
+                check = check.bearer_auth(key);
+            }
+            match check.send().await {
+                Ok(r) if r.status().is_success() => pool.succeeded(i),
+                Ok(r) => {
+                    tracing::debug!(endpoint = %url, status = %r.status(), "health check failed");
+                    pool.failed(i);
+                }
+                Err(e) => {
+                    tracing::debug!(endpoint = %url, error = %e, "health check failed");
+                    pool.failed(i);
+                }
+            }
+        }
     }
+}
+
+/// What a prompt starts with, hashed: its system turn and first user turn (or its first
+/// 1,024 bytes of raw text), for prefix affinity.
+fn prefix_hash(prompt: &Prompt) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match prompt {
+        Prompt::Raw(text) => text.as_bytes()[..text.len().min(1024)].hash(&mut h),
+        Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => {
+            for t in turns.iter().take(2) {
+                t.content.hash(&mut h);
+            }
+        }
+    }
+    h.finish()
 }
 
 fn role(r: Role) -> &'static str {
@@ -82,6 +151,13 @@ fn role(r: Role) -> &'static str {
         Role::User => "user",
         Role::Assistant => "assistant",
     }
+}
+
+fn messages(turns: &[outcrop_types::Turn]) -> Vec<Value> {
+    turns
+        .iter()
+        .map(|t| json!({ "role": role(t.role), "content": t.content }))
+        .collect()
 }
 
 /// The request body and the path it goes to.
@@ -119,10 +195,7 @@ fn body(request: &GenerationRequest, model: &str) -> (&'static str, Value) {
             ("completions", body)
         }
         Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => {
-            let messages: Vec<Value> = turns
-                .iter()
-                .map(|t| json!({ "role": role(t.role), "content": t.content }))
-                .collect();
+            let messages = messages(&turns);
             // A trailing assistant turn is a prefill: the answer continues it (vLLM's
             // `continue_final_message`; servers without it read it as history).
             if turns.last().is_some_and(|t| t.role == Role::Assistant) {
@@ -133,6 +206,13 @@ fn body(request: &GenerationRequest, model: &str) -> (&'static str, Value) {
             ("chat/completions", body)
         }
     }
+}
+
+fn unavailable() -> GenerationError {
+    fault(
+        FaultKind::ServiceUnavailable,
+        "The model is not available right now. Try again later.",
+    )
 }
 
 fn fault(kind: FaultKind, message: impl Into<String>) -> GenerationError {
@@ -190,11 +270,6 @@ impl Engine for OpenAiEngine {
         if self.aborted.load(Ordering::Relaxed) {
             return Err(SubmitError::Stopped);
         }
-        let permit = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| SubmitError::QueueFull)?;
         let (tx, rx) = mpsc::unbounded_channel();
         if request.max_tokens == 0 {
             // Nothing to generate; the prompt's size is the server's to tell (CountTokens).
@@ -206,9 +281,19 @@ impl Engine for OpenAiEngine {
             });
             return Ok(rx);
         }
+        let prefix = prefix_hash(&request.prompt);
+        let lease = match self.pool.choose(Some(prefix), &[]) {
+            Ok(lease) => lease,
+            Err(NoEndpoint::Busy) => return Err(SubmitError::QueueFull),
+            Err(NoEndpoint::Unhealthy) => {
+                let _ = tx.send(GenerationEvent::Failed(unavailable()));
+                return Ok(rx);
+            }
+        };
         let call = Call {
             client: self.client.clone(),
-            endpoints: self.endpoints(),
+            pool: self.pool.clone(),
+            prefix,
             api_key: self.config.api_key.clone(),
             model: self.config.model.clone(),
             aborted: self.aborted.clone(),
@@ -216,7 +301,7 @@ impl Engine for OpenAiEngine {
         let active = self.active.clone();
         active.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            call.run(request, tx, permit).await;
+            call.run(request, tx, lease).await;
             active.fetch_sub(1, Ordering::Relaxed);
         });
         Ok(rx)
@@ -226,7 +311,7 @@ impl Engine for OpenAiEngine {
         Some(ModelInfo {
             name: self.config.name.clone(),
             context_tokens: self.config.context_tokens,
-            max_sequences: self.config.max_in_flight as u32,
+            max_sequences: (self.config.max_in_flight * self.config.endpoints.len()) as u32,
             kv_tokens: self.config.context_tokens,
         })
     }
@@ -236,10 +321,13 @@ impl Engine for OpenAiEngine {
     }
 
     fn gauges(&self) -> EngineGauges {
+        let standing = self.pool.standing();
         EngineGauges {
             active_sequences: self.active.load(Ordering::Relaxed),
             waiting: 0,
             reserved_kv: 0,
+            endpoints: standing.total,
+            healthy_endpoints: standing.healthy,
         }
     }
 
@@ -247,10 +335,64 @@ impl Engine for OpenAiEngine {
         self.aborted.store(true, Ordering::Relaxed);
     }
 
-    async fn count_tokens(&self, _prompt: Prompt) -> Result<u32, EngineError> {
+    /// The server's own count: vLLM's `/tokenize` (messages rendered with its template), else
+    /// llama-server's `/apply-template` then `/tokenize`; a server with neither is a clear
+    /// ValidationException.
+    async fn count_tokens(&self, prompt: Prompt) -> Result<u32, EngineError> {
+        let lease = self.pool.choose(None, &[]).ok();
+        let base = lease
+            .as_ref()
+            .map_or_else(|| self.config.endpoints[0].clone(), |l| l.url().to_owned());
+        let root = base
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_owned();
+        let post = |path: &str, body: Value| {
+            let mut req = self.client.post(format!("{root}/{path}")).json(&body);
+            if let Some(key) = &self.config.api_key {
+                req = req.bearer_auth(key);
+            }
+            async move {
+                let r = req.send().await.ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                r.json::<Value>().await.ok()
+            }
+        };
+        let model = &self.config.model;
+        let (vllm, text) = match prompt.instructed() {
+            Prompt::Raw(text) => (json!({ "model": model, "prompt": text }), Some(text)),
+            Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => (
+                json!({ "model": model, "messages": messages(&turns), "add_generation_prompt": true }),
+                None,
+            ),
+        };
+        if let Some(count) = post("tokenize", vllm.clone())
+            .await
+            .and_then(|v| v["count"].as_u64())
+        {
+            return Ok(count as u32);
+        }
+        let content = match text {
+            Some(text) => Some(text),
+            None => post("apply-template", json!({ "messages": vllm["messages"] }))
+                .await
+                .and_then(|v| v["prompt"].as_str().map(str::to_owned)),
+        };
+        if let Some(content) = content {
+            let tokens = post(
+                "tokenize",
+                json!({ "content": content, "add_special": true, "parse_special": true }),
+            )
+            .await;
+            if let Some(tokens) = tokens.as_ref().and_then(|v| v["tokens"].as_array()) {
+                return Ok(tokens.len() as u32);
+            }
+        }
         Err(EngineError::Generation(fault(
             FaultKind::Validation,
-            format!("CountTokens is not available for this model: it is served by a remote engine ({}) that does not count tokens for Outcrop.", self.config.name),
+            format!("CountTokens is not available for this model: its server ({}) has no tokenize endpoint that Outcrop knows (vLLM's or llama-server's).", self.config.name),
         )))
     }
 }
@@ -258,76 +400,102 @@ impl Engine for OpenAiEngine {
 /// One generation sent to the server.
 struct Call {
     client: reqwest::Client,
-    endpoints: Vec<String>,
+    pool: Arc<Pool>,
+    prefix: u64,
     api_key: Option<String>,
     model: String,
     aborted: Arc<AtomicBool>,
 }
 
 impl Call {
-    /// The streamed response of the first endpoint that answers.
-    async fn send(&self, path: &str, body: &Value) -> Result<reqwest::Response, GenerationError> {
-        let mut last = None;
-        for base in &self.endpoints {
-            let url = format!("{}/{path}", base.trim_end_matches('/'));
+    /// The streamed response of the first endpoint that answers, starting with `lease`'s;
+    /// another is tried only while no byte of an answer has come (unreachable, 5xx, 429).
+    async fn send(
+        &self,
+        path: &str,
+        body: &Value,
+        mut lease: Lease,
+    ) -> Result<(reqwest::Response, Lease), GenerationError> {
+        let mut tried = Vec::new();
+        loop {
+            let url = format!("{}/{path}", lease.url().trim_end_matches('/'));
             let mut req = self.client.post(&url).json(body);
             if let Some(key) = &self.api_key {
                 req = req.bearer_auth(key);
             }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => return Ok(r),
+            let error = match req.send().await {
+                Ok(r) if r.status().is_success() => return Ok((r, lease)),
                 Ok(r) => {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
                     // A server that is up but refuses is the answer; only unreachable or
                     // overloaded servers are passed over.
-                    if !(status.is_server_error() || status.as_u16() == 429)
-                        || self.endpoints.len() == 1
-                    {
+                    if !(status.is_server_error() || status.as_u16() == 429) {
+                        self.pool.succeeded(lease.index());
                         return Err(refused(status, &text));
                     }
-                    last = Some(refused(status, &text));
+                    if status.is_server_error() {
+                        self.pool.failed(lease.index());
+                    }
+                    refused(status, &text)
+                }
+                Err(e) if e.is_timeout() => {
+                    // A server that hangs is not asked twice: the client has waited enough.
+                    tracing::warn!(endpoint = %url, "remote engine did not answer in time");
+                    self.pool.failed(lease.index());
+                    return Err(fault(
+                        FaultKind::ModelTimeout,
+                        "The model did not answer in time.",
+                    ));
                 }
                 Err(e) => {
-                    tracing::warn!(endpoint = %url, error = %e, "remote engine unreachable; trying the next");
-                    last = Some(if e.is_timeout() {
-                        fault(FaultKind::ModelTimeout, "The model did not answer in time.")
-                    } else {
-                        fault(
-                            FaultKind::ServiceUnavailable,
-                            "The model is not available right now. Try again later.",
-                        )
-                    });
+                    tracing::warn!(endpoint = %url, error = %e, "remote engine unreachable; trying another");
+                    self.pool.failed(lease.index());
+                    unavailable()
                 }
-            }
+            };
+            tried.push(lease.index());
+            lease = match self.pool.choose(Some(self.prefix), &tried) {
+                Ok(next) => next,
+                Err(_) => return Err(error),
+            };
         }
-        Err(last
-            .unwrap_or_else(|| fault(FaultKind::ServiceUnavailable, "No endpoint is configured.")))
     }
 
     async fn run(
         self,
         request: GenerationRequest,
         tx: mpsc::UnboundedSender<GenerationEvent>,
-        _permit: OwnedSemaphorePermit,
+        lease: Lease,
     ) {
         let (path, body) = body(&request, &self.model);
         let response = tokio::select! {
-            r = self.send(path, &body) => r,
+            r = self.send(path, &body, lease) => r,
             () = tx.closed() => return,
         };
-        let response = match response {
+        // The lease is held until the answer has been read.
+        let (response, lease) = match response {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(GenerationEvent::Failed(e));
                 return;
             }
         };
+        let broke = |reason: &str| {
+            tracing::warn!(endpoint = %lease.url(), reason, "remote engine stream broke");
+            self.pool.failed(lease.index());
+            GenerationEvent::Failed(fault(
+                FaultKind::ModelStreamError,
+                "The model failed while generating the response.",
+            ))
+        };
         let mut bytes = response.bytes_stream();
         let mut events = Events::default();
         let (mut started, mut finish, mut usage, mut pieces) =
             (false, None::<String>, None::<Usage>, 0u32);
         let mut matched = None::<String>;
+        // `[DONE]` or a finish reason: an answer that has neither was cut off.
+        let mut done = false;
         loop {
             let chunk = tokio::select! {
                 c = bytes.next() => c,
@@ -337,12 +505,7 @@ impl Call {
             let chunk = match chunk {
                 Some(Ok(c)) => c,
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "remote engine stream broke");
-                    let message = "The model failed while generating the response.";
-                    let _ = tx.send(GenerationEvent::Failed(fault(
-                        FaultKind::ModelStreamError,
-                        message,
-                    )));
+                    let _ = tx.send(broke(&e.to_string()));
                     return;
                 }
                 None => break,
@@ -353,6 +516,7 @@ impl Call {
             }
             for data in events.push(&chunk) {
                 if data == "[DONE]" {
+                    done = true;
                     continue;
                 }
                 let Ok(v) = serde_json::from_str::<Value>(&data) else {
@@ -400,6 +564,11 @@ impl Call {
                 }
             }
         }
+        if !done && finish.is_none() {
+            let _ = tx.send(broke("the answer ended without a finish reason"));
+            return;
+        }
+        self.pool.succeeded(lease.index());
         if !started {
             let _ = tx.send(GenerationEvent::Started {
                 input_tokens: usage.map_or(0, |u| u.input_tokens),

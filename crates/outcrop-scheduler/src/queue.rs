@@ -155,6 +155,7 @@ impl Engine for SchedulerHandle {
             active_sequences: self.gauges.active.load(Ordering::Relaxed),
             waiting: self.gauges.queued.load(Ordering::Relaxed),
             reserved_kv: self.gauges.reserved_kv.load(Ordering::Relaxed),
+            ..Default::default()
         }
     }
 

@@ -296,9 +296,19 @@ pub struct BackingModel {
     pub on_miss: OnMiss,
     /// For `engine = "openai"` and `"bedrock"`: seconds for a whole answer (default 600).
     pub timeout_secs: Option<u64>,
-    /// For `engine = "openai"`: generations sent at once (default 64); beyond it, requests
-    /// are throttled.
+    /// For `engine = "openai"`: generations sent at once to each endpoint (default 64);
+    /// beyond it on every endpoint, requests are throttled.
     pub max_in_flight: Option<usize>,
+    /// For `engine = "openai"`: consecutive failures that eject an endpoint until its health
+    /// check passes (default 3; 0: never).
+    pub eject_after: Option<u32>,
+    /// For `engine = "openai"`: seconds between checks of each endpoint's `GET /models`
+    /// (default 5; 0: no checks).
+    pub health_interval_secs: Option<f64>,
+    /// For `engine = "openai"`: prompts that start alike (system and first user turn) go to
+    /// the same endpoint, whose KV cache may hold them, unless it is much busier.
+    #[serde(default)]
+    pub prefix_affinity: bool,
     /// For `engine = "openai"`: the served model's context window (default 32768).
     pub context_tokens: Option<u32>,
     /// For a local model: engine settings of its own, in place of `[engine]`'s.

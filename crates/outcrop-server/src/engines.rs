@@ -292,6 +292,12 @@ fn openai_engine(
         connect_timeout: std::time::Duration::from_secs(10),
         timeout: std::time::Duration::from_secs(m.timeout_secs.unwrap_or(600)),
         max_in_flight: m.max_in_flight.unwrap_or(64),
+        eject_after: m.eject_after.unwrap_or(3),
+        health_interval: match m.health_interval_secs.unwrap_or(5.0) {
+            s if s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+            _ => None,
+        },
+        prefix_affinity: m.prefix_affinity,
         context_tokens: m.context_tokens.unwrap_or(32768),
     })
     .map_err(anyhow::Error::msg)

@@ -48,6 +48,12 @@ async fn render(State(s): State<MetricsState>) -> impl IntoResponse {
             .set(gauges.waiting as f64);
         metrics::gauge!("EngineKvCellsReserved", "backing_model" => name.clone())
             .set(gauges.reserved_kv as f64);
+        if gauges.endpoints > 0 {
+            metrics::gauge!("EngineEndpoints", "backing_model" => name.clone())
+                .set(gauges.endpoints as f64);
+            metrics::gauge!("EngineHealthyEndpoints", "backing_model" => name.clone())
+                .set(gauges.healthy_endpoints as f64);
+        }
         for state in [
             LoadState::Unloaded,
             LoadState::Loading,

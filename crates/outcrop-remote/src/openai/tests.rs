@@ -47,6 +47,9 @@ fn engine(endpoints: Vec<String>) -> OpenAiEngine {
         connect_timeout: Duration::from_secs(2),
         timeout: Duration::from_secs(10),
         max_in_flight: 4,
+        eject_after: 3,
+        health_interval: None,
+        prefix_affinity: false,
         context_tokens: 4096,
     })
     .unwrap()
