@@ -19,6 +19,9 @@ from conftest import ROOT, Server, free_port, make_client, shared_models_dir
 from test_families import FAMILIES
 
 MODEL_FILE = shared_models_dir() / "smollm2-135m-instruct.gguf"
+# A model trained for tool calls, whose template llama-server renders tools with.
+TOOL_MODEL_FILE = shared_models_dir() / "qwen2.5-coder-0.5b-instruct.gguf"
+TOOL_MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
 HANGING = "amazon.titan-text-lite-v1"
 
 
@@ -31,12 +34,12 @@ def llama_server_binary() -> str:
 
 
 class LlamaServer:
-    def __init__(self, binary, port=None):
+    def __init__(self, binary, port=None, model=MODEL_FILE):
         self.binary, self.port = binary, port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{self.port}.log", "w")
         self.proc = subprocess.Popen(
-            [binary, "-m", str(MODEL_FILE), "--host", "127.0.0.1", "--port", str(self.port),
+            [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
              "-c", "8192", "-np", "4", "-t", "1", "--jinja", "--no-webui"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
@@ -84,6 +87,7 @@ class Hanging(http.server.BaseHTTPRequestHandler):
 def setup():
     binary = llama_server_binary()
     engines = [LlamaServer(binary), LlamaServer(binary)]
+    qwen = LlamaServer(binary, model=TOOL_MODEL_FILE)
     hanging = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
     threading.Thread(target=hanging.serve_forever, daemon=True).start()
     urls = ", ".join(f'"{e.url}/v1"' for e in engines)
@@ -91,12 +95,14 @@ def setup():
         '[access]\nmode = "open"\n'
         f'[backing_models.smollm2-135m-instruct]\nengine = "openai"\nurls = [{urls}]\nmodel = "smollm2"\n'
         'health_interval_secs = 0.5\neject_after = 2\n'
+        f'[catalog."{TOOL_MODEL}"]\nbacking_model = "qwen-remote"\n'
+        f'[backing_models.qwen-remote]\nengine = "openai"\nurl = "{qwen.url}/v1"\nmodel = "qwen"\nnative_tools = true\n'
         f'[catalog."{HANGING}"]\nbacking_model = "stuck"\n'
         f'[backing_models.stuck]\nengine = "openai"\nurl = "http://127.0.0.1:{hanging.server_port}/v1"\n'
         'model = "stuck"\ntimeout_secs = 2\n'), enable=[])
-    yield engines, gateway
+    yield engines, gateway, qwen
     gateway.stop()
-    for e in engines:
+    for e in [*engines, qwen]:
         if e.proc.poll() is None:
             e.kill()
     hanging.shutdown()
@@ -110,7 +116,7 @@ def health(gateway):
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_streams_through_llama_server(setup, family):
-    _, gateway = setup
+    _, gateway, _ = setup
     model_id, body, text_of, chunk_text = FAMILIES[family]
     rt = make_client(gateway)
     r = rt.invoke_model(modelId=model_id, body=json.dumps(body))
@@ -124,7 +130,7 @@ def test_every_family_streams_through_llama_server(setup, family):
 
 
 def test_token_counts_are_the_engines_own(setup):
-    engines, gateway = setup
+    engines, gateway, _ = setup
     r = make_client(gateway).converse(
         modelId="anthropic.claude-3-haiku-20240307-v1:0", messages=[{"role": "user", "content": [{"text": "Name a colour."}]}],
         inferenceConfig={"maxTokens": 12, "temperature": 0})
@@ -141,7 +147,7 @@ def test_token_counts_are_the_engines_own(setup):
 
 
 def test_converse_tool_use_is_valid_for_its_schema(setup):
-    _, gateway = setup
+    _, gateway, _ = setup
     tool = {"toolSpec": {"name": "get_weather", "description": "The weather in a city.", "inputSchema": {"json": {
         "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
         "required": ["city", "days"], "additionalProperties": False}}}}
@@ -157,8 +163,34 @@ def test_converse_tool_use_is_valid_for_its_schema(setup):
     assert set(call["input"]) == {"city", "days"}
 
 
+def test_a_tool_call_the_model_chooses_on_a_remote_engine_is_tool_use(setup):
+    _, gateway, qwen = setup
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tool = {"toolSpec": {"name": "get_weather", "description": "The current weather in a city.", "inputSchema": {"json": schema}}}
+    question = "What is the weather in Paris right now?"
+    r = make_client(gateway).converse(modelId=TOOL_MODEL, messages=[{"role": "user", "content": [{"text": question}]}],
+                                      toolConfig={"tools": [tool]}, inferenceConfig={"maxTokens": 64, "temperature": 0})
+    # The same request straight to llama-server, with the tool as OpenAI's `tools`.
+    direct = qwen.chat({"model": "qwen", "max_tokens": 64, "temperature": 0,
+                        "messages": [{"role": "user", "content": question}],
+                        "tools": [{"type": "function", "function": {"name": "get_weather",
+                                                                    "description": "The current weather in a city.", "parameters": schema}}]})
+    # This model writes its call as bare JSON, which llama-server leaves as text; Outcrop reads
+    # it as the call it names (its OpenAI-form `tool_calls` are unit-tested in outcrop-remote).
+    message = direct["choices"][0]["message"]
+    if message.get("tool_calls"):
+        expected = {"name": message["tool_calls"][0]["function"]["name"],
+                    "arguments": json.loads(message["tool_calls"][0]["function"]["arguments"])}
+    else:
+        expected = json.loads(message["content"])
+    assert r["stopReason"] == "tool_use", r
+    call = next(c["toolUse"] for c in r["output"]["message"]["content"] if "toolUse" in c)
+    assert call["name"] == expected["name"] == "get_weather"
+    assert call["input"] == expected["arguments"] and isinstance(call["input"]["city"], str)
+
+
 def test_a_killed_endpoint_fails_its_streams_then_rejoins(setup):
-    engines, gateway = setup
+    engines, gateway, _ = setup
     assert health(gateway)["healthy_endpoints"] == 2
     prompt = {"prompt": "\n\nHuman: Count from one to five hundred in words.\n\nAssistant:", "max_tokens_to_sample": 600}
     outcomes, started = [], threading.Barrier(3)
@@ -208,7 +240,7 @@ def test_a_killed_endpoint_fails_its_streams_then_rejoins(setup):
 
 
 def test_an_engine_that_hangs_times_out(setup):
-    _, gateway = setup
+    _, gateway, _ = setup
     began = time.time()
     with pytest.raises(ClientError) as e:
         make_client(gateway).converse(modelId=HANGING, messages=[{"role": "user", "content": [{"text": "Hi"}]}])

@@ -43,6 +43,10 @@ pub struct OpenAiConfig {
     /// Prompts that start alike go to the same endpoint (its KV cache may hold the prefix)
     /// while it is not much busier than the others.
     pub prefix_affinity: bool,
+    /// Tools the model may choose to call go to the server as OpenAI `tools`, so that its
+    /// own tool-call parsing (and llama-server's grammar) applies; otherwise they are
+    /// instructions in the system turn and the calls are read from the text.
+    pub native_tools: bool,
     /// The context the server's model has (for health and CountTokens limits).
     pub context_tokens: u32,
 }
@@ -161,7 +165,19 @@ fn messages(turns: &[outcrop_types::Turn]) -> Vec<Value> {
 }
 
 /// The request body and the path it goes to.
-fn body(request: &GenerationRequest, model: &str) -> (&'static str, Value) {
+/// A call the model may choose to make, as the server's `tools`: how its calls are written
+/// back into the text (`trigger` and `close` of the request's constraint), for the API layer
+/// to split them out as it does a local model's.
+struct NativeCalls {
+    trigger: String,
+    close: String,
+}
+
+fn body(
+    request: &GenerationRequest,
+    model: &str,
+    native_tools: bool,
+) -> (&'static str, Value, Option<NativeCalls>) {
     let s = &request.sampling;
     let mut body = json!({
         "model": model,
@@ -187,9 +203,37 @@ fn body(request: &GenerationRequest, model: &str) -> (&'static str, Value) {
         let schema: Value = serde_json::from_str(schema).unwrap_or(json!({}));
         body["response_format"] = json!({ "type": "json_schema", "json_schema": { "name": "output", "schema": schema, "strict": true } });
     }
-    // Tools are described in the system turn: the server's own tool parsing is not used, the
-    // API layer reads the calls from the text.
-    match request.prompt.clone().instructed() {
+    let native = match (&request.prompt, &s.constraint) {
+        (
+            Prompt::ChatWithTools { tools, .. },
+            Some(Constraint::JsonAfter { trigger, close, .. }),
+        ) if native_tools => {
+            let tools: Vec<Value> = tools
+                .definitions
+                .iter()
+                .map(|d| {
+                    let parameters: Value =
+                        serde_json::from_str(&d.parameters).unwrap_or(json!({"type": "object"}));
+                    json!({ "type": "function", "function": {
+                        "name": d.name, "description": d.description, "parameters": parameters } })
+                })
+                .collect();
+            body["tools"] = json!(tools);
+            body["tool_choice"] = json!("auto");
+            Some(NativeCalls {
+                trigger: trigger.clone(),
+                close: close.clone(),
+            })
+        }
+        _ => None,
+    };
+    // Otherwise tools are described in the system turn: the server's own tool parsing is not
+    // used, the API layer reads the calls from the text.
+    let prompt = match (&native, request.prompt.clone()) {
+        (Some(_), Prompt::ChatWithTools { turns, .. }) => Prompt::Chat(turns),
+        (_, prompt) => prompt.instructed(),
+    };
+    let (path, body) = match prompt {
         Prompt::Raw(text) => {
             body["prompt"] = json!(text);
             ("completions", body)
@@ -205,7 +249,8 @@ fn body(request: &GenerationRequest, model: &str) -> (&'static str, Value) {
             body["messages"] = json!(messages);
             ("chat/completions", body)
         }
-    }
+    };
+    (path, body, native)
 }
 
 fn unavailable() -> GenerationError {
@@ -213,6 +258,68 @@ fn unavailable() -> GenerationError {
         FaultKind::ServiceUnavailable,
         "The model is not available right now. Try again later.",
     )
+}
+
+/// Streamed tool calls, put together: each arrives in fragments (its id and name, then pieces
+/// of its arguments' text) under an `index`. Some servers and proxies give every call index 0;
+/// a fragment with an id other than the open call's then starts a new call.
+#[derive(Default)]
+struct ToolCalls(Vec<ToolCall>);
+
+#[derive(Default)]
+struct ToolCall {
+    index: u64,
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+impl ToolCalls {
+    fn add(&mut self, fragment: &Value) {
+        let index = fragment["index"].as_u64().unwrap_or(0);
+        let id = fragment["id"].as_str().unwrap_or("");
+        let open = self.0.iter().rposition(|c| c.index == index);
+        let at = match open {
+            Some(i) if id.is_empty() || self.0[i].id.is_empty() || self.0[i].id == id => i,
+            _ => {
+                self.0.push(ToolCall {
+                    index,
+                    ..ToolCall::default()
+                });
+                self.0.len() - 1
+            }
+        };
+        let call = &mut self.0[at];
+        if call.id.is_empty() {
+            call.id = id.to_owned();
+        }
+        let f = &fragment["function"];
+        call.name.push_str(f["name"].as_str().unwrap_or(""));
+        call.arguments
+            .push_str(f["arguments"].as_str().unwrap_or(""));
+    }
+}
+
+/// The server's tool calls in the text form a local model writes them in.
+fn written_calls(native: &NativeCalls, calls: &[ToolCall]) -> String {
+    calls
+        .iter()
+        .filter(|c| !c.name.is_empty())
+        .map(
+            |ToolCall {
+                 name, arguments, ..
+             }| {
+                // Arguments that are not JSON stay as the server wrote them: the API layer then
+                // reads no call from them, rather than a call with made-up input.
+                let call = match serde_json::from_str::<Value>(arguments) {
+                    Ok(arguments) => json!({ "name": name, "arguments": arguments }).to_string(),
+                    Err(_) => format!("{{\"name\": {}, \"arguments\": {arguments}}}", json!(name)),
+                };
+                format!("{}\n{call}\n{}", native.trigger, native.close)
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn fault(kind: FaultKind, message: impl Into<String>) -> GenerationError {
@@ -291,6 +398,7 @@ impl Engine for OpenAiEngine {
             }
         };
         let call = Call {
+            native_tools: self.config.native_tools,
             client: self.client.clone(),
             pool: self.pool.clone(),
             prefix,
@@ -399,6 +507,7 @@ impl Engine for OpenAiEngine {
 
 /// One generation sent to the server.
 struct Call {
+    native_tools: bool,
     client: reqwest::Client,
     pool: Arc<Pool>,
     prefix: u64,
@@ -468,7 +577,7 @@ impl Call {
         tx: mpsc::UnboundedSender<GenerationEvent>,
         lease: Lease,
     ) {
-        let (path, body) = body(&request, &self.model);
+        let (path, body, native) = body(&request, &self.model, self.native_tools);
         let response = tokio::select! {
             r = self.send(path, &body, lease) => r,
             () = tx.closed() => return,
@@ -496,6 +605,7 @@ impl Call {
         let mut matched = None::<String>;
         // `[DONE]` or a finish reason: an answer that has neither was cut off.
         let mut done = false;
+        let mut calls = ToolCalls::default();
         loop {
             let chunk = tokio::select! {
                 c = bytes.next() => c,
@@ -556,6 +666,13 @@ impl Call {
                         return;
                     }
                 }
+                for fragment in choice["delta"]["tool_calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    calls.add(fragment);
+                }
                 if let Some(f) = choice["finish_reason"].as_str() {
                     finish = Some(f.to_owned());
                 }
@@ -569,6 +686,11 @@ impl Call {
             return;
         }
         self.pool.succeeded(lease.index());
+        if let (Some(native), false) = (&native, calls.0.is_empty()) {
+            let text = written_calls(native, &calls.0);
+            pieces += 1;
+            let _ = tx.send(GenerationEvent::Text(text));
+        }
         if !started {
             let _ = tx.send(GenerationEvent::Started {
                 input_tokens: usage.map_or(0, |u| u.input_tokens),

@@ -309,6 +309,12 @@ pub struct BackingModel {
     /// the same endpoint, whose KV cache may hold them, unless it is much busier.
     #[serde(default)]
     pub prefix_affinity: bool,
+    /// For `engine = "openai"`: tools the model may choose to call go to the server as
+    /// OpenAI `tools` (its own tool-call parsing; llama-server constrains calls with a
+    /// grammar; vLLM needs `--enable-auto-tool-choice` and a `--tool-call-parser`), instead
+    /// of instructions in the system turn.
+    #[serde(default)]
+    pub native_tools: bool,
     /// For `engine = "openai"`: the served model's context window (default 32768).
     pub context_tokens: Option<u32>,
     /// For a local model: engine settings of its own, in place of `[engine]`'s.

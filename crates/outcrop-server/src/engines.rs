@@ -298,6 +298,7 @@ fn openai_engine(
             _ => None,
         },
         prefix_affinity: m.prefix_affinity,
+        native_tools: m.native_tools,
         context_tokens: m.context_tokens.unwrap_or(32768),
     })
     .map_err(anyhow::Error::msg)

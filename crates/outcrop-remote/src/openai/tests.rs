@@ -50,6 +50,7 @@ fn engine(endpoints: Vec<String>) -> OpenAiEngine {
         eject_after: 3,
         health_interval: None,
         prefix_affinity: false,
+        native_tools: true,
         context_tokens: 4096,
     })
     .unwrap()
@@ -133,4 +134,106 @@ async fn refusals_become_bedrock_exceptions() {
         ),
         "{err:?}"
     );
+}
+
+/// A stream in vLLM's format (its protocol's field names): an empty priming delta, a tool
+/// call's id and name, its arguments in pieces, `finish_reason: "tool_calls"` with
+/// `stop_reason: null`, then the usage alone in a last chunk whose `choices` is empty.
+const VLLM_TOOL_STREAM: &str = concat!(
+    r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[{"index":0,"delta":{"tool_calls":[{"id":"chatcmpl-tool-a1","type":"function","index":0,"function":{"name":"get_weather"}}]},"logprobs":null,"finish_reason":null}]}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": \"Par"}}]},"logprobs":null,"finish_reason":null}]}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"is\"}"}}]},"logprobs":null,"finish_reason":null}]}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[{"index":0,"delta":{"tool_calls":[{"id":"chatcmpl-tool-b2","type":"function","index":0,"function":{"name":"get_time","arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":"tool_calls","stop_reason":null}]}"#,
+    "\n\n",
+    r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"Qwen/Qwen2.5-1.5B-Instruct","choices":[],"usage":{"prompt_tokens":181,"total_tokens":201,"completion_tokens":20}}"#,
+    "\n\n",
+    "data: [DONE]\n\n",
+);
+
+async fn serve_sse(sse: &'static str, seen: Seen) -> String {
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                sse
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn native_tool_calls_come_back_in_the_local_text_form() {
+    let seen = Seen::default();
+    let url = serve_sse(VLLM_TOOL_STREAM, seen.clone()).await;
+    let mut r = request(Some(Constraint::JsonAfter {
+        trigger: "<tool_call>".into(),
+        schema: "{}".into(),
+        close: "</tool_call>".into(),
+    }));
+    r.prompt = Prompt::ChatWithTools {
+        turns: vec![Turn::new(Role::User, "Weather and time in Paris?")],
+        tools: outcrop_types::ToolPrompt {
+            definitions: vec![outcrop_types::ToolDefinition {
+                name: "get_weather".into(),
+                description: "The weather.".into(),
+                parameters: r#"{"type":"object","properties":{"city":{"type":"string"}}}"#.into(),
+            }],
+            instructions: "Call tools like this...".into(),
+        },
+    };
+    let g = collect(engine(vec![url]).submit(r).unwrap()).await.unwrap();
+    assert_eq!(
+        g.text,
+        "<tool_call>\n{\"arguments\":{\"city\":\"Paris\"},\"name\":\"get_weather\"}\n</tool_call>\n<tool_call>\n{\"arguments\":{},\"name\":\"get_time\"}\n</tool_call>"
+    );
+    // The usage is the last chunk's, which has no choices.
+    assert_eq!((g.usage.input_tokens, g.usage.output_tokens), (181, 20));
+    let body = seen.lock().unwrap()[0].clone();
+    assert_eq!(body["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(body["tool_choice"], "auto");
+    // The tools went as tools, not as instructions in a system turn.
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "user", "content": "Weather and time in Paris?"}])
+    );
+}
+
+#[tokio::test]
+async fn count_tokens_uses_vllms_tokenize() {
+    let seen = Seen::default();
+    let app = Router::new().route(
+        "/tokenize",
+        post({
+            let seen = seen.clone();
+            move |Json(body): Json<Value>| async move {
+                seen.lock().unwrap().push(body);
+                Json(json!({"count": 42, "max_model_len": 32768, "tokens": [1, 2], "token_strs": null}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let n = engine(vec![url])
+        .count_tokens(Prompt::Chat(vec![Turn::new(Role::User, "Hi")]))
+        .await
+        .unwrap();
+    assert_eq!(n, 42);
+    let body = seen.lock().unwrap()[0].clone();
+    assert_eq!(body["model"], "served");
+    assert_eq!(body["messages"], json!([{"role": "user", "content": "Hi"}]));
+    assert_eq!(body["add_generation_prompt"], true);
 }
