@@ -108,6 +108,15 @@ def setup():
     hanging.shutdown()
 
 
+def test_a_gateway_of_remote_models_loads_no_model(setup):
+    _, gateway, _ = setup
+    with urllib.request.urlopen(gateway.url + "/_outcrop/health", timeout=5) as r:
+        models = json.load(r)["models"]
+    assert {m["name"] for m in models} == {"smollm2-135m-instruct", "stuck", "qwen-remote"}
+    assert all("endpoints" in m for m in models), models
+    assert "model loaded" not in gateway.logs() and "llama" not in gateway.logs().lower(), gateway.logs()
+
+
 def health(gateway):
     with urllib.request.urlopen(gateway.url + "/_outcrop/health", timeout=5) as r:
         models = json.load(r)["models"]

@@ -111,6 +111,14 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
     for name in local {
         let path = model_path(config, name).await?;
         // A directory holds a safetensors embedding model; a file is a GGUF for llama.cpp.
+        if path.is_dir() && config.engine.lazy_load {
+            tracing::info!(model = name, "embedding model loads on its first request");
+            embedders.insert(
+                name.to_owned(),
+                Arc::new(crate::lazy_embed::LazyEmbedder::new(name, path)),
+            );
+            continue;
+        }
         if path.is_dir() {
             let owned = name.to_owned();
             let embedder = tokio::task::spawn_blocking(move || BertEmbedder::load(&owned, &path))

@@ -6,6 +6,7 @@
 pub mod config;
 mod engines;
 mod lazy;
+mod lazy_embed;
 mod listen;
 mod logs;
 mod mail;
