@@ -526,7 +526,13 @@ impl Call {
         mut lease: Lease,
     ) -> Result<(reqwest::Response, Lease), GenerationError> {
         let mut tried = Vec::new();
+        // A kept-alive connection the server closed as it was reused fails the send without
+        // any answer; such a request is sent once more to the same endpoint.
+        let mut resent = false;
+        // Whether the last try could not reach its endpoint (and by a refused connection).
+        let mut unreachable: Option<bool>;
         loop {
+            unreachable = None;
             let url = format!("{}/{path}", lease.url().trim_end_matches('/'));
             let mut req = self.client.post(&url).json(body);
             if let Some(key) = &self.api_key {
@@ -557,17 +563,40 @@ impl Call {
                         "The model did not answer in time.",
                     ));
                 }
+                Err(e) if !e.is_connect() && !resent => {
+                    tracing::debug!(endpoint = %url, error = %e, "request not sent; sending it again");
+                    resent = true;
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(endpoint = %url, error = %e, "remote engine unreachable; trying another");
-                    self.pool.failed(lease.index());
+                    tracing::warn!(endpoint = %url, error = %e, "remote engine unreachable");
+                    unreachable = Some(e.is_connect());
                     unavailable()
                 }
             };
             tried.push(lease.index());
-            lease = match self.pool.choose(Some(self.prefix), &tried) {
-                Ok(next) => next,
-                Err(_) => return Err(error),
-            };
+            match self.pool.choose(Some(self.prefix), &tried) {
+                Ok(next) => {
+                    if unreachable.take().is_some() {
+                        self.pool.failed(lease.index());
+                    }
+                    lease = next;
+                    resent = false;
+                }
+                // The only endpoint refused a connection: a server whose accept queue was
+                // full for a moment gets one more try before the request fails.
+                Err(_) if unreachable == Some(true) && !resent => {
+                    tried.pop();
+                    resent = true;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(_) => {
+                    if unreachable.is_some() {
+                        self.pool.failed(lease.index());
+                    }
+                    return Err(error);
+                }
+            }
         }
     }
 
