@@ -95,7 +95,10 @@ def peak_rss_mib(pid):
 def start_llama_server(binary, model, parallel, threads, log):
     port = free_port()
     proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-np", str(parallel),
-                             "-c", str(parallel * 256), "-t", str(threads), "--no-webui", "--jinja"],
+                             "-c", str(parallel * 256), "-t", str(threads), "--no-webui", "--jinja",
+                             # A thread per connection, idle kept-alive ones included: the
+                             # gateways' pools hold some, which must not starve new requests.
+                             "--threads-http", str(4 * parallel + 16)],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_ok(url + "/health", proc)

@@ -69,6 +69,10 @@ impl OpenAiEngine {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
+            // Idle connections are let go before the servers' own keep-alive timeouts (5 s for
+            // llama-server and uvicorn) close them: a connection the server closed is only
+            // found out when a request is sent on it.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| e.to_string())?;
         let pool = Arc::new(Pool::new(
@@ -251,6 +255,18 @@ fn body(
         }
     };
     (path, body, native)
+}
+
+/// An error with its causes ("error sending request" alone does not say what happened).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn unavailable() -> GenerationError {
@@ -564,12 +580,12 @@ impl Call {
                     ));
                 }
                 Err(e) if !e.is_connect() && !resent => {
-                    tracing::debug!(endpoint = %url, error = %e, "request not sent; sending it again");
+                    tracing::debug!(endpoint = %url, error = %causes(&e), "request not sent; sending it again");
                     resent = true;
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(endpoint = %url, error = %e, "remote engine unreachable");
+                    tracing::warn!(endpoint = %url, error = %causes(&e), "remote engine unreachable");
                     unreachable = Some(e.is_connect());
                     unavailable()
                 }

@@ -59,6 +59,8 @@ impl BedrockUpstream {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
+            // Let idle connections go before a server's keep-alive timeout closes them.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(BedrockUpstream { config, client })
