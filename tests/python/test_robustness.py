@@ -113,3 +113,76 @@ def test_an_unknown_key_is_refused_before_the_body_is_read(server):
     head, took = ask("test", "20200101T000000Z")
     assert head.startswith("HTTP/1.1 403") and "InvalidSignatureException" in head, head
     assert "Signature expired" in head and took < 2
+
+
+def test_a_principal_is_held_to_its_concurrency_cap(tmp_path):
+    """[limits] max_concurrent_requests_per_principal: a caller with that many calls running
+    (a stream counts until it ends) is throttled; another caller is not; places free up as
+    calls end."""
+    import threading
+    import time
+
+    import pytest
+
+    from botocore.exceptions import ClientError
+    from conftest import Server, make_client
+
+    rules = tmp_path / "slow.toml"
+    rules.write_text('[[rule]]\nreply = { text = "a slow answer", ttft_ms = 1500 }\n')
+    s = Server(config=f'[limits]\nmax_concurrent_requests_per_principal = 2\n[engine]\nscript = "{rules}"\n'
+                      '[access]\nmode = "open"\n', enable=[])
+    try:
+        s.cli("users", "create", "bob")
+        bob = json.loads(s.cli("keys", "create", "--user", "bob"))["AccessKey"]
+        messages = [{"role": "user", "content": [{"text": "Hi"}]}]
+        model = "anthropic.claude-v2"
+        done = []
+
+        def slow():
+            stream = make_client(s).converse_stream(modelId=model, messages=messages)["stream"]
+            done.append("".join(e["contentBlockDelta"]["delta"]["text"] for e in stream if "contentBlockDelta" in e))
+
+        threads = [threading.Thread(target=slow) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.7)
+        with pytest.raises(ClientError) as e:
+            make_client(s).converse(modelId=model, messages=messages)
+        assert e.value.response["Error"]["Code"] == "ThrottlingException"
+        assert "at once" in e.value.response["Error"]["Message"]
+        # Another caller has places of its own.
+        other = make_client(s, key=bob["AccessKeyId"], secret=bob["SecretAccessKey"])
+        assert other.converse(modelId=model, messages=messages)["output"]["message"]["content"][0]["text"]
+        for t in threads:
+            t.join(30)
+        assert done == ["a slow answer"] * 2
+        assert make_client(s).converse(modelId=model, messages=messages)["stopReason"]
+    finally:
+        s.stop()
+
+
+def test_a_call_past_its_deadline_times_out(tmp_path):
+    """[limits] request_timeout_secs: a call not answered in time ends with
+    ModelTimeoutException (its generation cancelled); the server serves on."""
+    import time
+
+    import pytest
+    from botocore.exceptions import ClientError
+    from conftest import Server, make_client
+
+    rules = tmp_path / "slow.toml"
+    rules.write_text('[[rule]]\ncontains = "slow"\nreply = { text = "late", ttft_ms = 5000 }\n'
+                     '[[rule]]\nreply = { text = "on time" }\n')
+    s = Server(config=f'[limits]\nrequest_timeout_secs = 1\n[engine]\nscript = "{rules}"\n[access]\nmode = "open"\n',
+               enable=[])
+    try:
+        began = time.time()
+        with pytest.raises(ClientError) as e:
+            make_client(s).converse(modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "slow"}]}])
+        assert e.value.response["Error"]["Code"] == "ModelTimeoutException"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 408
+        assert time.time() - began < 4
+        r = make_client(s).converse(modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "now"}]}])
+        assert r["output"]["message"]["content"][0]["text"] == "on time"
+    finally:
+        s.stop()

@@ -210,3 +210,36 @@ def test_usage_the_store_refuses_is_spooled_and_written_on_the_next_start(tmp_pa
         assert not (data / "ledger-spool.jsonl").exists()
     finally:
         again.stop()
+
+
+def test_an_answer_whose_usage_can_be_kept_nowhere_is_not_given(tmp_path):
+    """When the store refuses a usage record and the spool cannot take it either (here the
+    spool's path is a directory), the call is answered InternalServerException (a stream ends
+    with its exception frame) instead of an answer that would not be billed."""
+    import sqlite3
+
+    import pytest
+    from botocore.exceptions import ClientError, EventStreamError
+    from conftest import Server, make_client
+
+    data = tmp_path / "data"
+    s = Server(config='[access]\nmode = "open"\n', enable=[], data_dir=data)
+    try:
+        messages = [{"role": "user", "content": [{"text": "Hi"}]}]
+        args = dict(modelId="anthropic.claude-v2", messages=messages, inferenceConfig={"maxTokens": 2})
+        assert make_client(s).converse(**args)["output"]
+        with sqlite3.connect(data / "outcrop.db") as db:
+            db.execute("CREATE TRIGGER refuse BEFORE INSERT ON usage_records "
+                       "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+        (data / "ledger-spool.jsonl").mkdir()
+        with pytest.raises(ClientError) as e:
+            make_client(s).converse(**args)
+        assert e.value.response["Error"]["Code"] == "InternalServerException"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        with pytest.raises(EventStreamError) as e:
+            list(make_client(s).converse_stream(**args)["stream"])
+        assert e.value.response["Error"]["Code"] == "internalServerException"
+        assert "neither the store nor the spool took it" in s.logs()
+        (data / "ledger-spool.jsonl").rmdir()
+    finally:
+        s.stop()

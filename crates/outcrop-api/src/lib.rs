@@ -66,6 +66,9 @@ pub struct ApiState {
     pub deterministic: bool,
     /// Backing models served by an upstream Bedrock endpoint or a recording, by name.
     pub relays: std::collections::HashMap<String, Relay>,
+    /// How long a runtime call may take to be answered (a stream: to open); beyond it the
+    /// call ends with ModelTimeoutException. `None`: no limit.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// A request header that makes one call deterministic: it runs alone on a cleared KV cache,
@@ -216,9 +219,21 @@ async fn perform(
     // cut short if this future is dropped (the client went away).
     // The meter keeps the body (a shared buffer, not a copy) for invocation logging.
     let mut meter = Some(Meter::new(state.service.clone(), call, body.clone()));
-    let result = runtime(state, principal, &mut meter, &operation, &body, &options)
-        .await
-        .map(|answer| echo_headers(answer, &operation, &options));
+    let answered = runtime(state, principal, &mut meter, &operation, &body, &options);
+    let result = match state.request_timeout {
+        // Dropping the call at the deadline cancels its generation.
+        Some(limit) => tokio::time::timeout(limit, answered)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(seconds = limit.as_secs_f64(), "request deadline passed");
+                Err(ApiError::ModelTimeout(format!(
+                    "The request was not answered within {} seconds. Ask for fewer tokens, or try again later.",
+                    limit.as_secs_f64()
+                )))
+            }),
+        None => answered.await,
+    }
+    .map(|answer| echo_headers(answer, &operation, &options));
     let Some(meter) = meter else {
         return result.map(Answer::into_response);
     };
@@ -241,7 +256,11 @@ async fn perform(
         },
         Err(e) => failed(e),
     };
-    meter.finish(ended).await;
+    let answered = result.is_ok();
+    if !meter.finish(ended).await && answered {
+        // Not billed anywhere, so not given: the client sees the failure and may retry.
+        return Err(ApiError::Internal);
+    }
     result.map(Answer::into_response)
 }
 
@@ -437,7 +456,8 @@ async fn runtime(
     }
 }
 
-/// Quota admission (counting tokens is not throttled): the permit goes to the meter; a
+/// Admission under the caller's concurrency cap and the quotas (counting tokens is neither
+/// capped nor throttled): the place and permit go to the meter; a
 /// refusal is an error, or for Bedrock's event streams, which are opened before a quota
 /// refusal, the answer to send (server-sent streams refuse with an HTTP error, as the OpenAI
 /// and Anthropic APIs do).
@@ -457,17 +477,24 @@ async fn admit(
         operation,
         Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
     );
-    let admitted = state.quotas.admit(
-        &principal.account_id,
-        &entry.id,
-        invocation::input_estimate(body) + output,
-    );
+    let admitted = state.concurrency.enter(&principal.arn).and_then(|running| {
+        let permit = state.quotas.admit(
+            &principal.account_id,
+            &entry.id,
+            invocation::input_estimate(body) + output,
+        )?;
+        Ok((running, permit))
+    });
     match (admitted, meter.as_mut()) {
-        (Ok(permit), Some(m)) => m.admitted(permit),
+        (Ok((running, permit)), Some(m)) => {
+            m.admitted(permit);
+            m.holds(running);
+        }
         (Ok(_), None) => {}
         (Err(e), Some(_)) if event_stream => {
             if let Some(m) = meter.take() {
-                m.finish(failed(&e)).await;
+                // A refusal is sent whether or not its record was kept.
+                let _ = m.finish(failed(&e)).await;
             }
             return Ok(Some(Answer::Stream(stream::throttled(&e))));
         }

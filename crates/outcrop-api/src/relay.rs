@@ -143,13 +143,15 @@ pub(crate) async fn forward(
                     .find(|(n, _)| n == "x-amzn-errortype")
                     .map_or("", |(_, v)| v.split(':').next().unwrap_or(""));
                 if let Some(m) = meter.take() {
-                    m.finish(Ended {
-                        status,
-                        error_code: Some(error_code(code)),
-                        usage,
-                        output: None,
-                    })
-                    .await;
+                    // The upstream's refusal is passed on whether or not its record was kept.
+                    let _ = m
+                        .finish(Ended {
+                            status,
+                            error_code: Some(error_code(code)),
+                            usage,
+                            output: None,
+                        })
+                        .await;
                 }
                 // Recorded here: an answer whose meter has already been taken.
                 return Ok(Answer::Stream(response));
@@ -271,13 +273,15 @@ impl Relayed {
         }
     }
 
+    /// Records the stream at its end. Its messages have already been passed on, so a record
+    /// that could be kept nowhere is only logged (by the meter).
     async fn finish(&mut self) {
         if let Some(meter) = self.meter.take() {
             let (status, output) = match self.error_code {
                 None => (200, Some(Value::Array(std::mem::take(&mut self.logged)))),
                 Some(code) => (status_of(code), None),
             };
-            meter
+            let _ = meter
                 .finish(Ended {
                     status,
                     error_code: self.error_code,

@@ -157,18 +157,27 @@ struct Frames<S: Shaper> {
 }
 
 impl<S: Shaper> Frames<S> {
-    /// Writes the stream's usage record (and invocation log), once.
-    async fn record(&mut self, usage: Usage, status: u16, error_code: Option<&'static str>) {
-        if let Some(meter) = self.meter.take() {
-            let output = (status == 200).then(|| self.shaper.logged());
-            meter
-                .finish(Ended {
-                    status,
-                    error_code,
-                    usage,
-                    output,
-                })
-                .await;
+    /// Writes the stream's usage record (and invocation log), once; `false` when it could be
+    /// made durable nowhere.
+    async fn record(
+        &mut self,
+        usage: Usage,
+        status: u16,
+        error_code: Option<&'static str>,
+    ) -> bool {
+        match self.meter.take() {
+            Some(meter) => {
+                let output = (status == 200).then(|| self.shaper.logged());
+                meter
+                    .finish(Ended {
+                        status,
+                        error_code,
+                        usage,
+                        output,
+                    })
+                    .await
+            }
+            None => true,
         }
     }
 
@@ -218,8 +227,11 @@ impl<S: Shaper> Frames<S> {
                         ms = latency_ms,
                         "streamed"
                     );
-                    // On disk before the client can see the end of the stream.
-                    self.record(usage, 200, None).await;
+                    // On disk before the client can see the end of the stream; a stream whose
+                    // record could be kept nowhere ends in an error instead.
+                    if !self.record(usage, 200, None).await {
+                        return Some(self.shaper.failure(&ApiError::Internal));
+                    }
                     self.shaper.end(&reason, usage, timing)
                 }
                 Some(GenerationEvent::Failed(e)) => {
@@ -238,7 +250,8 @@ impl<S: Shaper> Frames<S> {
                         input_tokens: self.input_tokens,
                         output_tokens: self.pieces,
                     };
-                    self.record(usage, wire.status.as_u16(), Some(wire.code))
+                    let _ = self
+                        .record(usage, wire.status.as_u16(), Some(wire.code))
                         .await;
                     vec![self.shaper.failure(&error)]
                 }
@@ -250,7 +263,8 @@ impl<S: Shaper> Frames<S> {
                         input_tokens: self.input_tokens,
                         output_tokens: self.pieces,
                     };
-                    self.record(usage, wire.status.as_u16(), Some(wire.code))
+                    let _ = self
+                        .record(usage, wire.status.as_u16(), Some(wire.code))
                         .await;
                     vec![self.shaper.failure(&ApiError::Internal)]
                 }

@@ -146,6 +146,12 @@ pub struct LimitsConfig {
     /// A client must send a request's headers within this many seconds of the connection
     /// opening, or of the previous response (a half-sent request is closed then).
     pub header_read_timeout_secs: u64,
+    /// Runtime calls one principal may have running at once (streams until they end);
+    /// beyond it, ThrottlingException. 0: no cap.
+    pub max_concurrent_requests_per_principal: usize,
+    /// Seconds a runtime call may take to be answered (a stream: to open); beyond it,
+    /// ModelTimeoutException and the generation is cancelled. 0: no limit.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -153,6 +159,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: 4096,
             header_read_timeout_secs: 30,
+            max_concurrent_requests_per_principal: 128,
+            request_timeout_secs: 600,
         }
     }
 }

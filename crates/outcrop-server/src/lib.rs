@@ -65,6 +65,9 @@ pub async fn serve(
         embedders: engines.embedders(),
         embed_slots: tokio::sync::Semaphore::new(2),
         quotas: quotas(&config, store.as_ref()).await?,
+        concurrency: Arc::new(outcrop_service::concurrency::Concurrency::new(
+            Some(config.limits.max_concurrent_requests_per_principal).filter(|n| *n > 0),
+        )),
         store,
         auth: AuthPolicy {
             allow_dev_key_anywhere: config.auth.allow_dev_key_on_any_address,
@@ -86,6 +89,9 @@ pub async fn serve(
         prompt_mode: config.validation.claude_prompt,
         deterministic: config.engine.deterministic,
         relays,
+        request_timeout: Some(config.limits.request_timeout_secs)
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs),
     });
     let app = metrics::router(engines.handles())?
         .merge(outcrop_console::router(state.clone()))

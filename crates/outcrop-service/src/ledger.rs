@@ -39,7 +39,9 @@ pub struct Outcome<'a> {
 }
 
 /// Writes the record; a failing ledger is logged, never shown to the client.
-async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) {
+/// Writes the call's usage record; `false` when it could be made durable nowhere (the store
+/// refused it and so did the spool).
+async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) -> bool {
     tracing::debug!(
         model = outcome.model_id,
         status = outcome.status,
@@ -85,19 +87,22 @@ async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) {
         cost_usd: cost.to_string(),
     };
     let Err(e) = state.store.record_usage(&record).await else {
-        return;
+        return true;
     };
     match &state.spool {
         Some(spool) => match spool.append(&record).await {
             Ok(()) => {
-                tracing::warn!(error = %e, request_id = %call.request_id, "the store refused a usage record; spooled to disk")
+                tracing::warn!(error = %e, request_id = %call.request_id, "the store refused a usage record; spooled to disk");
+                true
             }
             Err(spooled) => {
-                tracing::error!(error = %e, spool_error = %spooled, request_id = %call.request_id, "usage record lost: neither the store nor the spool took it")
+                tracing::error!(error = %e, spool_error = %spooled, request_id = %call.request_id, "usage record lost: neither the store nor the spool took it");
+                false
             }
         },
         None => {
-            tracing::error!(error = %e, request_id = %call.request_id, "could not write the usage record")
+            tracing::error!(error = %e, request_id = %call.request_id, "could not write the usage record");
+            false
         }
     }
 }
@@ -156,6 +161,8 @@ pub struct Meter {
     model_id: String,
     embedding: bool,
     permit: Option<Permit>,
+    /// The call's place under its principal's concurrency cap, freed with the meter.
+    running: Option<crate::concurrency::Running>,
     input_body: bytes::Bytes,
     /// Tokens seen so far (a stream counts as it goes).
     usage: Usage,
@@ -172,6 +179,7 @@ impl Meter {
             model_id,
             embedding: false,
             permit: None,
+            running: None,
             input_body,
             usage: Usage::default(),
             first_byte_ms: None,
@@ -208,6 +216,11 @@ impl Meter {
         self.permit = Some(permit);
     }
 
+    /// Holds the call's place under its principal's concurrency cap until the call ends.
+    pub fn holds(&mut self, running: crate::concurrency::Running) {
+        self.running = Some(running);
+    }
+
     /// Tokens used so far, recorded if the call is cut short.
     pub fn progress(&mut self, usage: Usage) {
         self.usage = usage;
@@ -224,7 +237,10 @@ impl Meter {
     }
 
     /// Writes the call's record (and its invocation log for a success with output).
-    pub async fn finish(mut self, ended: Ended) {
+    /// Records the call; `false` when its usage record could be made durable nowhere, and the
+    /// caller answers with an error instead of what it would have sent (an answer that is not
+    /// billed is not given).
+    pub async fn finish(mut self, ended: Ended) -> bool {
         self.done = true;
         self.settle(ended.usage);
         let outcome = Outcome {
@@ -234,8 +250,8 @@ impl Meter {
             status: ended.status,
             error_code: ended.error_code,
         };
-        record(&self.service, &self.call, outcome).await;
-        if let (200, Some(output)) = (ended.status, ended.output) {
+        let durable = record(&self.service, &self.call, outcome).await;
+        if let (200, Some(output), true) = (ended.status, ended.output, durable) {
             let invocation = Invocation {
                 model_id: &self.model_id,
                 embedding: self.embedding,
@@ -246,6 +262,7 @@ impl Meter {
             };
             logging::log(&self.service, &self.call, invocation).await;
         }
+        durable
     }
 
     fn settle(&self, usage: Usage) {
@@ -283,7 +300,7 @@ impl Drop for Meter {
                     status: 499,
                     error_code: Some(error_code),
                 };
-                record(&service, &call, outcome).await;
+                let _ = record(&service, &call, outcome).await;
             });
         } else {
             tracing::error!(request_id = %call.request_id, "no runtime to record a call cut short");

@@ -12,6 +12,7 @@
 pub mod access;
 pub mod api_keys;
 pub mod auth;
+pub mod concurrency;
 pub mod embed;
 pub mod error;
 pub mod iam;
@@ -50,6 +51,8 @@ pub struct Service {
     pub embedders: HashMap<String, Arc<dyn Embedder>>,
     /// Requests and tokens per minute (and day), per account and model.
     pub quotas: Quotas,
+    /// Runtime calls each principal may have running at once.
+    pub concurrency: Arc<concurrency::Concurrency>,
     /// Embedding requests computed at once (each is a blocking task); others wait.
     pub embed_slots: tokio::sync::Semaphore,
     pub store: Arc<dyn Store>,
@@ -74,6 +77,7 @@ impl Service {
             engines: HashMap::new(),
             embedders: HashMap::new(),
             quotas: Quotas::default(),
+            concurrency: Arc::new(concurrency::Concurrency::new(None)),
             embed_slots: tokio::sync::Semaphore::new(2),
             store,
             auth: AuthPolicy::default(),

@@ -100,6 +100,7 @@ impl App {
             prompt_mode: PromptMode::default(),
             deterministic: false,
             relays: Default::default(),
+            request_timeout: None,
         });
         // Every request comes from this machine, as from a local client of the real server.
         let router = outcrop_api::router(state.clone()).layer(axum::Extension(Origin::loopback()));
