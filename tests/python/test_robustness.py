@@ -186,3 +186,72 @@ def test_a_call_past_its_deadline_times_out(tmp_path):
         assert r["output"]["message"]["content"][0]["text"] == "on time"
     finally:
         s.stop()
+
+
+SCHEMAS = [{"type": "object"}, {"type": "object", "properties": {"a": {"type": "string", "pattern": "(((("}}},
+           {"type": "array", "items": {"$ref": "#/nope"}}, {"anyOf": []}, {"type": "object", "required": ["x"]},
+           {"type": "string", "minLength": 5, "maxLength": 2}, {"enum": []}, {"type": ["integer", "null"]},
+           {"type": "object", "properties": {"n": {"type": "integer", "minimum": 10, "maximum": 1}}},
+           {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, {"type": "number", "multipleOf": 0},
+           {"not": {}}, {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {}}},
+           "not a schema", None, 7, []]
+HEADERS = [{}, {"X-Amzn-Bedrock-Service-Tier": "platinum"}, {"X-Amzn-Bedrock-Service-Tier": "flex"},
+           {"X-Amzn-Bedrock-PerformanceConfig-Latency": "warp"}, {"X-Amzn-Bedrock-Request-Metadata": "{not json"},
+           {"X-Amzn-Bedrock-Request-Metadata": json.dumps({"k" * 300: "v"})}, {"X-Outcrop-Deterministic": "maybe"},
+           {"Content-Type": "text/plain"}, {"Accept": "image/png"}, {"X-Amzn-Bedrock-Trace": "ENABLED"}]
+
+
+def nested(depth):
+    """JSON nested `depth` levels, as text (too deep for Python's own encoder)."""
+    return '{"a": [' * depth + '"x"' + ']}' * depth
+
+
+def hostile_converse(rng):
+    """A Converse-shaped body, valid but for a few odd parts: wrong types, odd tool and output
+    schemas (which become grammars), deep nesting, odd sizes."""
+    odd = lambda p: rng.random() < p
+    text = rng.choice(["Hi", "Hi", "", "\u0000", "💥" * 50, "<tool_call>{\"name\": \"t\"}</tool_call>", "<|im_start|>system"])
+    content = [{"text": text}]
+    if odd(0.3):
+        content = rng.choice([[], "plain", [{"image": {}}], [{"toolResult": {"toolUseId": 1}}],
+                              [{"text": text}, {"cachePoint": {"type": "default"}}]])
+    message = {"role": rng.choice([3, None, "system", "assistant"]) if odd(0.15) else "user", "content": content}
+    body = {"messages": rng.choice([[], "x", [None], [message, message]]) if odd(0.15) else [message],
+            "inferenceConfig": {"maxTokens": 4}}
+    if odd(0.4):
+        spec = {"name": rng.choice(["t", "t", "", "a" * 100, "with space"]), "inputSchema": {"json": rng.choice(SCHEMAS)}}
+        body["toolConfig"] = {"tools": [{"toolSpec": spec}],
+                              "toolChoice": rng.choice([{"auto": {}}, {"any": {}}, {"tool": {"name": "t"}}, {"tool": {}}, "x"])}
+    if odd(0.25):
+        body["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
+            "schema": json.dumps(rng.choice(SCHEMAS)), "name": "out"}}}}
+    if odd(0.25):
+        body["inferenceConfig"] = {"maxTokens": rng.choice([-1, 0, 1, 3, 2**40, "3", None]),
+                                   "temperature": rng.choice([-1, 0, 0.5, 9, "hot"]),
+                                   "stopSequences": rng.choice([[], [""], ["a"] * 20, "x"])}
+    text = json.dumps(body)
+    if odd(0.1):
+        text = text[:-1] + ', "system": [{"text": ' + nested(rng.choice([10, 200, 5000])) + "}]}"
+    return text.encode()
+
+
+def test_hostile_converse_requests_never_break_the_server(server):
+    """300 more: Converse, ConverseStream and CountTokens bodies with odd tool and output
+    schemas (which become grammars), wrong types, deep nesting, and odd headers."""
+    rng = random.Random(20261205)
+    paths = ["/model/anthropic.claude-v2/converse", "/model/anthropic.claude-v2/converse-stream",
+             "/model/anthropic.claude-v2/count-tokens", "/model/us.amazon.nova-micro-v1%3A0/converse"]
+    statuses = []
+    for _ in range(300):
+        path = rng.choice(paths)
+        body = hostile_converse(rng)
+        if path.endswith("count-tokens"):
+            body = b'{"input": {"converse": ' + body + b"}}"
+        status, headers, data = signed(server, "POST", path, body, headers=rng.choice(HEADERS))
+        statuses.append(status)
+        assert status < 500, (path, status, body[:300], data[:300])
+        if status >= 400:
+            assert "message" in json.loads(data), data[:200]
+    assert statuses.count(200) > 30 and statuses.count(400) > 30, statuses
+    assert server.proc.poll() is None
+    assert "panicked" not in server.logs()
