@@ -20,6 +20,8 @@ mod embeddings;
 pub mod error;
 mod eventstream;
 mod families;
+#[cfg(test)]
+mod fuzz;
 mod health;
 mod invocation;
 mod invoke;

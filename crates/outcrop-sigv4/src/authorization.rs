@@ -101,6 +101,21 @@ pub(crate) fn parse_credential(value: &str) -> Result<CredentialScope, SigV4Erro
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 5000, ..Default::default() })]
+
+        /// Whatever a client puts in the header, it is parsed or refused, never a panic.
+        #[test]
+        fn any_header_parses_or_is_refused(
+            value in "(AWS4-HMAC-SHA256 )?(Credential=[A-Za-z0-9/_=-]{0,60})?(, ?SignedHeaders=[a-z;-]{0,30})?(, ?Signature=[0-9a-f]{0,70})?[ ,=/]{0,3}",
+            raw in ".{0,80}",
+        ) {
+            let _ = Authorization::parse(&value);
+            let _ = Authorization::parse(&raw);
+            let _ = crate::Presigned::parse(&raw);
+        }
+    }
+
     #[test]
     fn parses_boto3_header() {
         let a = Authorization::parse(
