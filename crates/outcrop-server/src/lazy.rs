@@ -4,15 +4,17 @@
 //! A [`LazyEngine`] stands for one backing model from the start, so the server listens at
 //! once whatever the number of models. The first request starts the load; requests that
 //! arrive meanwhile wait up to `load_wait`, then get Bedrock's ModelNotReadyException (which
-//! the AWS SDKs retry on their own). An engine that stopped (its thread ended) reports
-//! `failed` and loads again on the next request.
+//! the AWS SDKs retry on their own). A model that could not load, or whose engine stopped (its
+//! thread ended), reports `failed`; it is loaded again by a request after a backoff that
+//! doubles with each failure in a row (1 s to 60 s), and until then requests are refused at
+//! once.
 
 use futures_util::future::BoxFuture;
 use outcrop_engine::{
     Engine, EngineGauges, GenerationEvent, GenerationStream, LoadState, SubmitError,
 };
 use outcrop_types::{FaultKind, GenerationError, GenerationRequest, ModelInfo};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -30,7 +32,13 @@ enum Slot {
     Unloaded,
     Loading,
     Ready(Arc<dyn Engine>, Option<std::thread::JoinHandle<()>>),
-    Failed(String),
+    /// Why, and when a request may try again.
+    Failed(String, Instant),
+}
+
+/// The wait before loading again after `failures` failures in a row.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 /// The memory the lazily loaded models share.
@@ -111,6 +119,8 @@ pub struct Inner {
     last_used: Mutex<Instant>,
     aborted: AtomicBool,
     budget: Arc<Budget>,
+    /// Loads that failed, or engines that stopped, in a row.
+    failures: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,7 +171,18 @@ impl Inner {
             match &*slot {
                 Slot::Loading => return,
                 Slot::Ready(engine, _) if engine.model().is_some() => return,
+                Slot::Failed(_, retry_at) if Instant::now() < *retry_at => return,
                 _ if self.aborted.load(Ordering::SeqCst) => return,
+                Slot::Ready(..) => {
+                    // Its engine stopped: a failure like a failed load, waited out the same way.
+                    let failures = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                    let wait = backoff(failures);
+                    tracing::error!(model = %self.name, failures, retry_secs = wait.as_secs(), "the model's engine stopped; it loads again after a pause");
+                    *slot = Slot::Failed("its engine stopped".into(), Instant::now() + wait);
+                    drop(slot);
+                    self.changed.send_replace(());
+                    return;
+                }
                 _ => *slot = Slot::Loading,
             }
         }
@@ -176,11 +197,14 @@ impl Inner {
             let next = match result {
                 Ok(loaded) => {
                     tracing::info!(model = %inner.name, seconds = started.elapsed().as_secs_f64(), "model loaded on demand");
+                    inner.failures.store(0, Ordering::SeqCst);
                     Slot::Ready(loaded.engine, loaded.thread)
                 }
                 Err(e) => {
-                    tracing::error!(model = %inner.name, error = %e, "model could not be loaded");
-                    Slot::Failed(e)
+                    let failures = inner.failures.fetch_add(1, Ordering::SeqCst) + 1;
+                    let wait = backoff(failures);
+                    tracing::error!(model = %inner.name, error = %e, failures, retry_secs = wait.as_secs(), "model could not be loaded");
+                    Slot::Failed(e, Instant::now() + wait)
                 }
             };
             *lock(&inner.slot) = next;
@@ -194,7 +218,7 @@ impl Inner {
         loop {
             match &*lock(&self.slot) {
                 Slot::Ready(engine, _) => return Ok(engine.clone()),
-                Slot::Failed(e) => return Err(e.clone()),
+                Slot::Failed(e, _) => return Err(e.clone()),
                 Slot::Unloaded | Slot::Loading => {}
             }
             if changes.changed().await.is_err() {
@@ -227,6 +251,7 @@ impl LazyEngine {
             last_used: Mutex::new(Instant::now()),
             aborted: AtomicBool::new(false),
             budget: budget.clone(),
+            failures: AtomicU32::new(0),
         });
         lock(&budget.members).push(Arc::downgrade(&inner));
         LazyEngine(inner)
@@ -345,7 +370,7 @@ impl Engine for LazyEngine {
             Slot::Unloaded => LoadState::Unloaded,
             Slot::Loading => LoadState::Loading,
             Slot::Ready(engine, _) if engine.model().is_some() => LoadState::Ready,
-            Slot::Ready(..) | Slot::Failed(_) => LoadState::Failed,
+            Slot::Ready(..) | Slot::Failed(..) => LoadState::Failed,
         }
     }
 
@@ -457,5 +482,62 @@ mod tests {
         engine.stop().await;
         assert!(engine.submit(request()).is_err());
         assert_eq!(engine.load_state(), LoadState::Unloaded);
+    }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+    use outcrop_engine::collect;
+    use outcrop_types::{Prompt, Role, Turn};
+
+    #[test]
+    fn the_wait_doubles_up_to_a_minute() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[tokio::test]
+    async fn a_model_that_cannot_load_is_not_loaded_again_until_its_backoff_has_passed() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counter = loads.clone();
+        let engine = LazyEngine::new(
+            "broken",
+            1,
+            Duration::from_millis(500),
+            Budget::new(None),
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Err(anyhow::anyhow!("no such file")) })
+            }),
+        );
+        let request = || GenerationRequest {
+            prompt: Prompt::Chat(vec![Turn::new(Role::User, "hi")]),
+            max_tokens: 2,
+            sampling: Default::default(),
+            stop_sequences: Vec::new(),
+            label: None,
+            exclusive: false,
+            tier: Default::default(),
+        };
+        for _ in 0..3 {
+            let err = collect(engine.submit(request()).unwrap())
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("could not be loaded"), "{err}");
+        }
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            1,
+            "refused at once while backing off"
+        );
+        assert_eq!(engine.load_state(), LoadState::Failed);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let _ = collect(engine.submit(request()).unwrap()).await;
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            2,
+            "tried again after a second"
+        );
     }
 }
