@@ -109,12 +109,43 @@ impl Batcher {
                     self.on_sampled(exec, s);
                 }
             }
+            Err(e) if plan.len() == 1 => {
+                drop(work);
+                tracing::error!(error = %e, "decode step failed; failing its sequence");
+                let seq = self.active[plan[0].0].seq;
+                self.finish(exec, seq, Err(e));
+            }
             Err(e) => {
                 drop(work);
-                tracing::error!(error = %e, "decode step failed; failing its sequences");
-                let seqs: Vec<SeqId> = plan.iter().map(|(i, _)| self.active[*i].seq).collect();
-                for seq in seqs {
-                    self.finish(exec, seq, Err(e.clone()));
+                // llama.cpp leaves the KV cache as it was when a batch fails, so each
+                // sequence is decoded again on its own: only those that fail alone fail.
+                tracing::warn!(error = %e, sequences = plan.len(), "decode step failed; decoding its sequences one by one");
+                let plan: Vec<(SeqId, Chunk)> = plan
+                    .into_iter()
+                    .map(|(i, chunk)| (self.active[i].seq, chunk))
+                    .collect();
+                self.step_alone(exec, plan);
+            }
+        }
+    }
+
+    /// Decodes each planned sequence in a step of its own, failing those whose step fails.
+    fn step_alone<E: Executor>(&mut self, exec: &mut E, plan: Vec<(SeqId, Chunk)>) {
+        for (seq, chunk) in plan {
+            let Some(i) = self.index_of(seq) else {
+                continue;
+            };
+            let result = exec.step(&[chunk.bind(&self.active[i])]);
+            match result {
+                Ok(sampled) => {
+                    self.active[i].prefilled += chunk.prompt_tokens;
+                    for s in sampled {
+                        self.on_sampled(exec, s);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, seq, "decode failed for this sequence alone; failing it");
+                    self.finish(exec, seq, Err(e));
                 }
             }
         }

@@ -31,6 +31,9 @@ struct FakeExecutor {
     said: HashMap<SeqId, usize>,
     next_pos: HashMap<SeqId, u32>,
     log: Arc<Mutex<Log>>,
+    /// A step with this token in it fails and changes nothing, as llama.cpp's decode leaves
+    /// the KV cache when a batch fails.
+    poison: Option<u32>,
 }
 
 impl Executor for FakeExecutor {
@@ -69,6 +72,11 @@ impl Executor for FakeExecutor {
 
     fn step(&mut self, work: &[Decode<'_>]) -> Result<Vec<Sampled>, GenerationError> {
         std::thread::sleep(self.step_delay);
+        if let Some(p) = self.poison {
+            if work.iter().any(|d| d.tokens.contains(&p)) {
+                return Err(GenerationError::Engine("decode failed".into()));
+            }
+        }
         let mut out = Vec::new();
         let mut record = Vec::new();
         for d in work {
@@ -127,6 +135,7 @@ struct Setup {
     prompts_per_step: usize,
     queue_len: usize,
     step_delay: Duration,
+    poison: Option<u32>,
 }
 
 impl Default for Setup {
@@ -140,6 +149,7 @@ impl Default for Setup {
             prompts_per_step: 4,
             queue_len: 8,
             step_delay: Duration::ZERO,
+            poison: None,
         }
     }
 }
@@ -167,6 +177,7 @@ impl Setup {
             said: HashMap::new(),
             next_pos: HashMap::new(),
             log: log.clone(),
+            poison: self.poison,
         };
         let thread = std::thread::spawn(move || queue.run(&mut exec));
         (handle, log, thread)
@@ -760,4 +771,29 @@ async fn flex_is_refused_first_and_priority_last() {
     held.pop();
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(priority(&h).is_ok());
+}
+
+#[tokio::test]
+async fn a_failed_step_fails_only_the_sequences_that_fail_alone() {
+    // A word of 13 letters is token 13, which the fake cannot decode.
+    let (h, _, _) = Setup {
+        poison: Some(13),
+        step_delay: Duration::from_millis(5),
+        ..Setup::default()
+    }
+    .start();
+    let (good, bad, other) = tokio::join!(
+        collect(h.submit(request("a fine prompt", 3, &[])).unwrap()),
+        collect(h.submit(request("an extraordinary word", 3, &[])).unwrap()),
+        collect(h.submit(request("also fine", 3, &[])).unwrap()),
+    );
+    assert_eq!(text(&good), "Hello there");
+    assert_eq!(text(&other), "Hello there");
+    assert!(
+        matches!(
+            bad.last(),
+            Some(GenerationEvent::Failed(GenerationError::Engine(_)))
+        ),
+        "{bad:?}"
+    );
 }
