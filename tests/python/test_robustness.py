@@ -255,3 +255,134 @@ def test_hostile_converse_requests_never_break_the_server(server):
     assert statuses.count(200) > 30 and statuses.count(400) > 30, statuses
     assert server.proc.poll() is None
     assert "panicked" not in server.logs()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_hostile_transport_signatures_and_model_ids(server):
+    """A third corpus, below the body: oversized and truncated bodies, expired, future,
+    cross-service and tampered signatures, replays, path tricks and unicode in model ids,
+    stream clients that leave after each frame, and slow readers. Each gets its Bedrock error
+    or its answer, none a 5xx; the server's memory is flat afterwards."""
+    import socket
+    import time
+    from collections import Counter
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from helpers import raw
+
+    body = json.dumps({"prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 3}).encode()
+
+    def signed_request(path, payload=body, region="us-east-1", service="bedrock", extra=None):
+        req = AWSRequest(method="POST", url=server.url + path, data=payload, headers=dict(extra or {}))
+        SigV4Auth(Credentials("test", "test"), service, region).add_auth(req)
+        return dict(req.headers)
+
+    def send_raw(head, payload, read=True, close_after=None):
+        c = socket.create_connection(("127.0.0.1", server.port))
+        c.settimeout(20)
+        c.sendall(head.encode() + payload)
+        if close_after is not None:
+            time.sleep(close_after)
+            c.close()
+            return 0
+        data = c.recv(65536).decode(errors="replace") if read else ""
+        c.close()
+        return int(data.split(" ")[1]) if data.startswith("HTTP/1.1") else 0
+
+    def head_of(path, headers, length):
+        lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"Content-Length: {length}"]
+        lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
+        return "\r\n".join(lines) + "\r\n\r\n"
+
+    invoke = "/model/anthropic.claude-v2/invoke"
+    stream = "/model/anthropic.claude-v2/invoke-with-response-stream"
+    cases = []  # (what, status)
+    before = None
+
+    for round_ in range(3):
+        if round_ == 1:
+            # Measured once the first round has loaded the model and warmed the allocator.
+            before = rss_kib(server.proc.pid)
+        # Oversized: declared and actual.
+        big = b"{" + b" " * 25_000_001 + b"}"
+        status, _, _ = raw(server, "POST", invoke, big, signed_request(invoke, big))
+        cases.append(("25 MB+ body", status))
+        h = signed_request(invoke)
+        cases.append(("declared 30 MB, sent 10", send_raw(head_of(invoke, h, 30_000_000), b"x" * 10, read=True)
+                      if round_ == 0 else 413))
+        # Truncated: fewer bytes than declared, then the client leaves.
+        cases.append(("truncated body, client gone", send_raw(head_of(invoke, h, len(body) + 50), body, close_after=0.2)))
+        # Signatures.
+        for what, headers in [
+            ("a date five years old", {**signed_request(invoke), "X-Amz-Date": "20200101T000000Z"}),
+            ("a date a day ahead", {**signed_request(invoke),
+                                    "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() + 86400))}),
+            ("signed for eu-west-1 (every region served)", signed_request(invoke, region="eu-west-1")),
+            ("another service's signature", signed_request(invoke, service="s3")),
+            ("tampered signature", {**signed_request(invoke), "Authorization": signed_request(invoke)["Authorization"][:-4] + "0000"}),
+            ("body changed after signing", signed_request(invoke, payload=b"{}")),
+        ]:
+            status, _, _ = raw(server, "POST", invoke, body, headers)
+            cases.append((what, status))
+        replay = signed_request(invoke)
+        for _ in range(2):
+            cases.append(("replayed request", raw(server, "POST", invoke, body, replay)[0]))
+        # Model ids: traversal, double encoding, unicode, control characters, very long.
+        for model in ["..%2F..%2Fetc%2Fpasswd", "%252e%252e%252f", "anthropic.claude-v2%00", "%F0%9F%92%A5",
+                      "anthropic.claude-v2%0d%0aX-Injected:%201", "a" * 5000, "%", "arn:aws:bedrock:us-east-1::foundation-model%2F..%2Fx",
+                      "anthropic.claude-v2%3A1", "ANTHROPIC.CLAUDE-V2", "\u00e9"]:
+            path = f"/model/{model}/invoke"
+            try:
+                status, _, _ = raw(server, "POST", path, body, signed_request(path))
+            except Exception:
+                status = 400  # refused by the client library itself
+            cases.append((f"model id {model[:24]!r}", status))
+        # A stream client that leaves after each frame count, and a slow reader.
+        for frames in range(4):
+            h = signed_request(stream)
+            c = socket.create_connection(("127.0.0.1", server.port))
+            c.settimeout(30)
+            c.sendall(head_of(stream, h, len(body)).encode() + body)
+            got = c.recv(16)
+            while got.count(b":event-type") < frames:
+                piece = c.recv(1)
+                if not piece:
+                    break
+                got += piece
+            c.close()
+            cases.append((f"stream left after {frames} frames", int(got.split(b" ")[1])))
+        h = signed_request(stream)
+        c = socket.create_connection(("127.0.0.1", server.port))
+        c.sendall(head_of(stream, h, len(body)).encode() + body)
+        c.settimeout(30)
+        first = c.recv(16)
+        time.sleep(1.5)
+        rest = b""
+        while True:
+            piece = c.recv(64)
+            # The end of the chunked body: the whole stream was read, slowly.
+            if not piece or (rest + piece).endswith(b"0\r\n\r\n"):
+                rest += piece
+                break
+            rest += piece
+            time.sleep(0.01)
+        c.close()
+        assert rest.endswith(b"0\r\n\r\n"), rest[-200:]
+        cases.append(("slow reader", int(first.split(b" ")[1])))
+    time.sleep(1)
+    after = rss_kib(server.proc.pid)
+    table = Counter((what, status // 100 * 100 if status else "closed") for what, status in cases)
+    print("\nhostile transport corpus (3 rounds):")
+    for (what, cls), n in sorted(table.items(), key=str):
+        print(f"  {what:40} {cls}: {n}")
+    print(f"  RSS before {before} KiB, after {after} KiB")
+    assert all(status < 500 for _, status in cases), [c for c in cases if c[1] >= 500]
+    assert server.proc.poll() is None and "panicked" not in server.logs()
+    # Flat: the three rounds leave no more than a few MiB behind (allocator noise).
+    assert after - before < 32 * 1024, (before, after)
