@@ -123,6 +123,15 @@ impl BedrockUpstream {
     }
 }
 
+/// A transport failure: a timeout, or no (or a broken) connection.
+fn transport(e: reqwest::Error) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout
+    } else {
+        UpstreamError::Unreachable(e.to_string())
+    }
+}
+
 /// Response headers worth passing on; the rest (dates, request ids, connection) are this
 /// gateway's own.
 pub(crate) fn kept(name: &str) -> bool {
@@ -153,13 +162,7 @@ impl Upstream for BedrockUpstream {
                 request = request.header(name, value);
             }
         }
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                UpstreamError::Timeout
-            } else {
-                UpstreamError::Unreachable(e.to_string())
-            }
-        })?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers: Vec<(String, String)> = response
             .headers()
@@ -171,13 +174,7 @@ impl Upstream for BedrockUpstream {
             n == "content-type" && v.starts_with("application/vnd.amazon.eventstream")
         });
         if !(event_stream && status == 200) {
-            let body = response.bytes().await.map_err(|e| {
-                if e.is_timeout() {
-                    UpstreamError::Timeout
-                } else {
-                    UpstreamError::Unreachable(e.to_string())
-                }
-            })?;
+            let body = response.bytes().await.map_err(transport)?;
             return Ok(Reply {
                 status,
                 headers,
@@ -204,12 +201,7 @@ impl Upstream for BedrockUpstream {
                         Some(Ok(bytes)) => splitter.push(&bytes),
                         Some(Err(e)) => {
                             ended = true;
-                            let e = if e.is_timeout() {
-                                UpstreamError::Timeout
-                            } else {
-                                UpstreamError::Unreachable(e.to_string())
-                            };
-                            return Some((Err(e), (chunks, splitter, ended)));
+                            return Some((Err(transport(e)), (chunks, splitter, ended)));
                         }
                         None if splitter.rest() > 0 => {
                             ended = true;
