@@ -225,6 +225,7 @@ pub(crate) async fn invoke(
     let usage = outcrop_types::Usage {
         input_tokens: tokens,
         output_tokens: 0,
+        ..Default::default()
     };
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/json"));

@@ -95,6 +95,7 @@ pub(crate) async fn invoke_model(
         // Several answers share one prompt: it is counted once.
         input_tokens: g.usage.input_tokens,
         output_tokens: acc.output_tokens + g.usage.output_tokens,
+        ..g.usage
     });
     let body = families::response_body(&prepared.parsed, &prepared.model_id, &generated);
     tracing::info!(

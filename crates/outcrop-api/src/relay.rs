@@ -309,6 +309,7 @@ fn usage(input: u64, output: u64) -> Usage {
     Usage {
         input_tokens: u32::try_from(input).unwrap_or(u32::MAX),
         output_tokens: u32::try_from(output).unwrap_or(u32::MAX),
+        ..Default::default()
     }
 }
 

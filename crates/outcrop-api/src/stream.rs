@@ -186,6 +186,7 @@ impl<S: Shaper> Frames<S> {
         let usage = Usage {
             input_tokens: self.input_tokens,
             output_tokens: self.pieces,
+            ..Default::default()
         };
         if let Some(m) = self.meter.as_mut() {
             m.progress(usage);
@@ -249,6 +250,7 @@ impl<S: Shaper> Frames<S> {
                     let usage = Usage {
                         input_tokens: self.input_tokens,
                         output_tokens: self.pieces,
+                        ..Default::default()
                     };
                     let _ = self
                         .record(usage, wire.status.as_u16(), Some(wire.code))
@@ -262,6 +264,7 @@ impl<S: Shaper> Frames<S> {
                     let usage = Usage {
                         input_tokens: self.input_tokens,
                         output_tokens: self.pieces,
+                        ..Default::default()
                     };
                     let _ = self
                         .record(usage, wire.status.as_u16(), Some(wire.code))

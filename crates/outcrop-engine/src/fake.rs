@@ -129,6 +129,7 @@ impl Engine for FakeEngine {
                 let usage = Usage {
                     input_tokens,
                     output_tokens,
+                    ..Default::default()
                 };
                 let _ = tx.send(GenerationEvent::Finished { reason, usage });
             }
@@ -236,6 +237,7 @@ mod tests {
             label: None,
             exclusive: false,
             tier: Default::default(),
+            cache: Default::default(),
         }
     }
 

@@ -29,6 +29,15 @@ pub struct EngineGauges {
     /// local engine).
     pub endpoints: usize,
     pub healthy_endpoints: usize,
+    /// KV cells and entries kept for prefix reuse (the prompt cache).
+    pub cached_kv: usize,
+    pub prefix_entries: usize,
+    /// Counters: admissions that reused a stored prefix, that found none, stored prefixes
+    /// evicted, and prompt tokens not computed thanks to reuse.
+    pub prefix_hits: u64,
+    pub prefix_misses: u64,
+    pub prefix_evictions: u64,
+    pub prefix_reused_tokens: u64,
 }
 
 /// Whether a backing model is in memory, as health and `/metrics` show it.
@@ -100,6 +109,7 @@ pub trait Engine: Send + Sync {
             label: None,
             exclusive: false,
             tier: Default::default(),
+            cache: Default::default(),
         })?;
         loop {
             match events.recv().await {

@@ -6,8 +6,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use outcrop_scheduler::{Decode, Executor, Sampled, SeqId};
-use outcrop_types::{GenerationError, ModelInfo, Prompt, Sampling};
+use outcrop_scheduler::{Decode, Executor, PromptTokens, Sampled, SeqId};
+use outcrop_types::{CacheAt, GenerationError, ModelInfo, Prompt, Sampling};
 
 /// One model and one multi-sequence context, owned by the engine thread.
 pub struct LlamaExecutor<'m> {
@@ -19,6 +19,7 @@ pub struct LlamaExecutor<'m> {
     /// One sampler per sequence slot (its own seed and state).
     samplers: Vec<Option<LlamaSampler>>,
     context_per_sequence: u32,
+    kv_unified: bool,
 }
 
 impl<'m> LlamaExecutor<'m> {
@@ -29,6 +30,7 @@ impl<'m> LlamaExecutor<'m> {
         batch_tokens: usize,
         sequences: u32,
         context_per_sequence: u32,
+        kv_unified: bool,
     ) -> Self {
         let builtin = model.chat_template(None).ok();
         if builtin.is_none() {
@@ -51,6 +53,7 @@ impl<'m> LlamaExecutor<'m> {
             batch: LlamaBatch::new(batch_tokens, 1),
             samplers: (0..sequences).map(|_| None).collect(),
             context_per_sequence,
+            kv_unified,
         }
     }
 
@@ -89,21 +92,39 @@ impl Executor for LlamaExecutor<'_> {
         }
     }
 
-    fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
-        let pieces = prompt::render(self.model, &self.templates, prompt)?;
+    fn tokenize_prompt(
+        &mut self,
+        prompt: &Prompt,
+        points: &[CacheAt],
+    ) -> Result<PromptTokens, GenerationError> {
+        let pieces = prompt::render(self.model, &self.templates, prompt, points)?;
         tracing::trace!(model = %self.name, ?pieces, "prompt rendered");
         let vocab = self.model.vocab();
         let mut tokens = Vec::new();
-        for (i, piece) in pieces.iter().enumerate() {
+        // 0: not in the prompt (a checkpoint in a prefill): caches nothing.
+        let mut checkpoints = vec![0u32; points.len()];
+        let mut first = true;
+        for piece in &pieces {
             // BOS (when the model wants one) before the first piece only; special tokens
-            // parsed in the template's markup only.
+            // parsed in the template's markup only. Each piece is tokenized on its own, so a
+            // checkpoint between pieces falls on a token boundary.
             let (text, special) = match piece {
                 Piece::Markup(text) => (text, true),
                 Piece::Text(text) => (text, false),
+                Piece::Checkpoint(n) => {
+                    if let Some(at) = checkpoints.get_mut(*n).filter(|at| **at == 0) {
+                        *at = tokens.len() as u32;
+                    }
+                    continue;
+                }
             };
-            vocab.tokenize_into(text.as_bytes(), &mut tokens, i == 0, special);
+            vocab.tokenize_into(text.as_bytes(), &mut tokens, first, special);
+            first = false;
         }
-        Ok(tokens.into_iter().map(|t| t.0 as u32).collect())
+        Ok(PromptTokens {
+            tokens: tokens.into_iter().map(|t| t.0 as u32).collect(),
+            checkpoints,
+        })
     }
 
     fn begin(&mut self, seq: SeqId, sampling: &Sampling) -> Result<(), GenerationError> {
@@ -168,5 +189,26 @@ impl Executor for LlamaExecutor<'_> {
 
     fn reset(&mut self) {
         self.ctx.clear_kv_cache();
+    }
+
+    /// With one KV pool (unified), sequences share cells by id; llama.cpp takes ids up to
+    /// its `LLAMA_MAX_SEQ` (256) there, whatever `n_seq_max`. Separate streams per sequence
+    /// would need copies: no sharing then.
+    fn shared_sequences(&self) -> usize {
+        if self.kv_unified {
+            256usize.saturating_sub(self.samplers.len())
+        } else {
+            0
+        }
+    }
+
+    fn share(&mut self, from: SeqId, to: SeqId, start: u32, end: u32) {
+        let _ = self
+            .ctx
+            .copy_kv_cache_seq(from as i32, to as i32, Some(start), Some(end));
+    }
+
+    fn forget(&mut self, seq: SeqId) {
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
     }
 }

@@ -132,6 +132,7 @@ pub fn run_engine<R>(
         batch as usize,
         sequences,
         per_sequence,
+        config.kv_unified,
     );
     Ok(serve(&mut exec))
 }

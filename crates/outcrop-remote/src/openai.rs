@@ -452,6 +452,7 @@ impl Engine for OpenAiEngine {
             reserved_kv: 0,
             endpoints: standing.total,
             healthy_endpoints: standing.healthy,
+            ..Default::default()
         }
     }
 
@@ -692,6 +693,7 @@ impl Call {
                     usage = Some(Usage {
                         input_tokens: u["prompt_tokens"].as_u64().unwrap_or(0) as u32,
                         output_tokens: u["completion_tokens"].as_u64().unwrap_or(0) as u32,
+                        ..Default::default()
                     });
                 }
                 let choice = &v["choices"][0];
@@ -744,6 +746,7 @@ impl Call {
         let usage = usage.unwrap_or(Usage {
             input_tokens: 0,
             output_tokens: pieces,
+            ..Default::default()
         });
         let reason = stop_reason(finish.as_deref(), matched);
         let _ = tx.send(GenerationEvent::Finished { reason, usage });

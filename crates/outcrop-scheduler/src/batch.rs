@@ -1,20 +1,22 @@
 //! Continuous batching: which sequences hold slots, and what each step decodes.
 
+use crate::prefix::{Hit, PrefixStore};
 use crate::queue::{Gauges, Job, SchedulerConfig};
-use crate::{Decode, Executor, Sampled, SeqId, StopMatcher, Utf8Assembler};
+use crate::{Decode, Executor, PromptTokens, Sampled, SeqId, StopMatcher, Utf8Assembler};
 use outcrop_engine::GenerationEvent;
-use outcrop_types::{GenerationError, ModelInfo, StopReason, Usage};
+use outcrop_types::{CacheAt, GenerationError, ModelInfo, PromptCache, StopReason, Usage};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// A sequence holding a slot.
 /// A request waiting for a slot; its prompt is tokenized once, on first consideration.
 struct Waiting {
     job: Job,
-    prompt: Option<Vec<u32>>,
+    prompt: Option<PromptTokens>,
 }
 
+/// A sequence holding a slot.
 struct Active {
     job: Job,
     /// KV cells reserved for this sequence.
@@ -28,6 +30,16 @@ struct Active {
     generated: u32,
     utf8: Utf8Assembler,
     stops: StopMatcher,
+    /// The stored prefix whose cells hold this sequence's first positions (pinned), and how
+    /// many positions.
+    anchor: Option<(SeqId, u32)>,
+    /// A checkpoint to store once the prompt is computed this far (a cache write), and its
+    /// TTL.
+    write_at: Option<(u32, Duration)>,
+    cache_read: u32,
+    cache_write: u32,
+    /// Whether the whole prompt is in the prefix store (or is not to be stored).
+    stored: bool,
 }
 
 impl Active {
@@ -37,8 +49,10 @@ impl Active {
 
     fn usage(&self) -> Usage {
         Usage {
-            input_tokens: self.prompt.len() as u32,
+            input_tokens: self.prompt.len() as u32 - self.cache_read - self.cache_write,
             output_tokens: self.generated,
+            cache_read_input_tokens: self.cache_read,
+            cache_write_input_tokens: self.cache_write,
         }
     }
 }
@@ -53,12 +67,26 @@ pub(crate) struct Batcher {
     waiting: VecDeque<Waiting>,
     /// In admission order: older sequences get their prompt chunks first.
     active: Vec<Active>,
+    store: PrefixStore,
     gauges: Arc<Gauges>,
 }
 
+/// What admission decided about a prompt and the prefix store.
+struct CachePlan {
+    hit: Option<Hit>,
+    read: u32,
+    write_at: Option<(u32, Duration)>,
+}
+
 impl Batcher {
-    pub fn new(info: &ModelInfo, config: &SchedulerConfig, gauges: Arc<Gauges>) -> Self {
+    pub fn new(
+        info: &ModelInfo,
+        config: &SchedulerConfig,
+        shared_sequences: usize,
+        gauges: Arc<Gauges>,
+    ) -> Self {
         let slots = info.max_sequences.max(1) as usize;
+        let entries = config.prefix_entries.min(shared_sequences);
         Batcher {
             context_tokens: info.context_tokens,
             kv_tokens: u64::from(info.kv_tokens.max(info.context_tokens)),
@@ -69,6 +97,7 @@ impl Batcher {
             free: (0..slots).rev().collect(),
             waiting: VecDeque::new(),
             active: Vec::new(),
+            store: PrefixStore::new(slots, entries, config.prefix_min_tokens),
             gauges,
         }
     }
@@ -105,6 +134,11 @@ impl Batcher {
                 for (i, chunk) in &plan {
                     self.active[*i].prefilled += chunk.prompt_tokens;
                 }
+                for (i, chunk) in &plan {
+                    if chunk.prompt_tokens > 0 {
+                        self.remember(exec, *i);
+                    }
+                }
                 for s in sampled {
                     self.on_sampled(exec, s);
                 }
@@ -139,6 +173,9 @@ impl Batcher {
             match result {
                 Ok(sampled) => {
                     self.active[i].prefilled += chunk.prompt_tokens;
+                    if chunk.prompt_tokens > 0 {
+                        self.remember(exec, i);
+                    }
                     for s in sampled {
                         self.on_sampled(exec, s);
                     }
@@ -209,12 +246,21 @@ impl Batcher {
                     }
                 },
             };
-            let need = (prompt.len() as u64 + u64::from(head.job.request.max_tokens))
+            let need = (prompt.tokens.len() as u64 + u64::from(head.job.request.max_tokens))
                 .min(u64::from(self.context_tokens));
-            if self.reserved + need > self.kv_tokens {
-                head.prompt = Some(prompt);
+            let cached = !exclusive && head.job.request.max_tokens > 0 && self.store.enabled();
+            let cache = head.job.request.cache.clone();
+            let Some((mut plan, need)) = self.make_room(exec, &prompt, need, cached) else {
+                if let Some(head) = self.waiting.front_mut() {
+                    head.prompt = Some(prompt);
+                }
                 break;
+            };
+            if cached {
+                self.plan_checkpoints(&cache, &prompt, &mut plan);
             }
+            let read = plan.read;
+            let prompt = prompt.tokens;
             let mut job = self.waiting.pop_front().expect("head exists").job;
             job.queued = None; // admitted: no longer counts against the queue
             self.publish();
@@ -223,6 +269,7 @@ impl Batcher {
                 let usage = Usage {
                     input_tokens,
                     output_tokens: 0,
+                    ..Default::default()
                 };
                 let _ = job.events.send(GenerationEvent::Started { input_tokens });
                 let _ = job.events.send(GenerationEvent::Finished {
@@ -233,6 +280,7 @@ impl Batcher {
             }
             if exclusive {
                 exec.reset();
+                self.store.clear();
             }
             // The lowest free id keeps running ids contiguous: with a KV stream per sequence,
             // llama.cpp decodes a run of consecutive ids in one ubatch.
@@ -256,18 +304,39 @@ impl Batcher {
                 continue;
             }
             self.reserved += need;
+            let mut prefilled = 0;
+            if let Some(hit) = plan.hit {
+                exec.share(hit.entry, seq, 0, hit.len);
+                self.store.pin(hit.entry);
+                prefilled = hit.len as usize;
+                self.gauges.prefix_hits.fetch_add(1, Ordering::Relaxed);
+                self.gauges
+                    .reused_tokens
+                    .fetch_add(u64::from(hit.len), Ordering::Relaxed);
+            } else if cached {
+                self.gauges.prefix_misses.fetch_add(1, Ordering::Relaxed);
+            }
+            let write = plan.write_at.map_or(0, |(at, _)| at - read);
             let stops = StopMatcher::new(&job.request.stop_sequences);
             self.active.push(Active {
                 job,
                 reserved: need,
                 seq,
                 prompt,
-                prefilled: 0,
+                prefilled,
                 next: None,
                 generated: 0,
                 utf8: Utf8Assembler::default(),
                 stops,
+                anchor: plan.hit.map(|h| (h.entry, h.len)),
+                write_at: plan.write_at,
+                cache_read: read,
+                cache_write: write,
+                stored: !cached,
             });
+            // A prompt reused whole but for its last token may be done with already.
+            let i = self.active.len() - 1;
+            self.remember(exec, i);
         }
         self.publish();
     }
@@ -377,6 +446,9 @@ impl Batcher {
         let i = self.index_of(seq)?;
         let a = self.active.remove(i);
         self.reserved -= a.reserved;
+        if let Some((entry, _)) = a.anchor {
+            self.store.unpin(entry);
+        }
         exec.end(seq);
         self.free.push(seq);
         self.publish();
@@ -390,6 +462,192 @@ impl Batcher {
         self.gauges
             .reserved_kv
             .store(self.reserved as usize, Ordering::Relaxed);
+        self.gauges
+            .cached_kv
+            .store(self.store.held() as usize, Ordering::Relaxed);
+        self.gauges
+            .prefix_entries
+            .store(self.store.len(), Ordering::Relaxed);
+    }
+
+    fn fits(&self, need: u64) -> bool {
+        self.reserved + self.store.held() + need <= self.kv_tokens
+    }
+
+    /// Evicts stored prefixes nobody holds (except `keep`) until `need` more cells fit.
+    fn evict_for<E: Executor>(&mut self, exec: &mut E, need: u64, keep: Option<SeqId>) -> bool {
+        while !self.fits(need) {
+            let Some(id) = self.store.evict(keep) else {
+                return false;
+            };
+            exec.forget(id);
+            self.gauges.prefix_evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Finds the stored prefix the prompt can reuse and makes room for the cells it still
+    /// needs (`need` without reuse), evicting stored prefixes as needed; `None` when it does
+    /// not fit yet. Returns the plan and the cells to reserve.
+    fn make_room<E: Executor>(
+        &mut self,
+        exec: &mut E,
+        prompt: &PromptTokens,
+        need: u64,
+        cached: bool,
+    ) -> Option<(CachePlan, u64)> {
+        let mut hit = if cached {
+            self.store.expire(Instant::now());
+            self.store.longest(&prompt.tokens)
+        } else {
+            None
+        };
+        let with = |h: Option<Hit>| need - h.map_or(0, |h| u64::from(h.len)).min(need);
+        if !self.evict_for(exec, with(hit), hit.map(|h| h.entry)) {
+            // The reused entry itself may have to go for the rest to fit.
+            if !self.evict_for(exec, need, None) {
+                return None;
+            }
+            hit = self.store.longest(&prompt.tokens);
+            if !self.fits(with(hit)) {
+                hit = None;
+            }
+        }
+        let plan = CachePlan {
+            hit,
+            read: 0,
+            write_at: None,
+        };
+        Some((plan, with(hit)))
+    }
+
+    /// Decides the cache read and write of a prompt with explicit checkpoints: the longest
+    /// prefix ending at a checkpoint that a live checkpoint holds (and this prompt reuses) is
+    /// read; the rest up to its last checkpoint is written.
+    fn plan_checkpoints(
+        &mut self,
+        cache: &PromptCache,
+        prompt: &PromptTokens,
+        plan: &mut CachePlan,
+    ) {
+        let min = cache.min_tokens.max(1);
+        let points: Vec<(u32, Duration)> = prompt
+            .checkpoints
+            .iter()
+            .zip(&cache.points)
+            .filter(|(&at, _)| at >= min && at as usize <= prompt.tokens.len())
+            .map(|(&at, p)| (at, p.ttl.duration()))
+            .collect();
+        let Some(&(last, ttl)) = points.iter().max_by_key(|(at, _)| *at) else {
+            return;
+        };
+        let now = Instant::now();
+        let offsets: Vec<u32> = points.iter().map(|(at, _)| *at).collect();
+        let mut read = self.store.checkpointed(&prompt.tokens, &offsets, now);
+        // Read only what this prompt really reuses (all but the last token at most).
+        let reused = plan.hit.map_or(0, |h| h.len);
+        if read > reused + 1 {
+            read = 0;
+        }
+        if read > 0 {
+            self.store.refresh(&prompt.tokens, read, now);
+        }
+        plan.read = read;
+        plan.write_at = (last > read).then_some((last, ttl));
+    }
+
+    /// Keeps what a sequence has computed of its prompt in the prefix store: a pending
+    /// checkpoint once the prompt is computed that far, the whole prompt once it is done.
+    fn remember<E: Executor>(&mut self, exec: &mut E, i: usize) {
+        let a = &self.active[i];
+        if let Some((at, ttl)) = a.write_at {
+            if a.prefilled >= at as usize {
+                self.active[i].write_at = None;
+                self.store_prefix(exec, i, at, Some(ttl));
+            }
+        }
+        let a = &self.active[i];
+        if !a.stored && a.prefilled == a.prompt.len() {
+            let len = a.prompt.len() as u32;
+            self.active[i].stored = true;
+            self.store_prefix(exec, i, len, None);
+        }
+    }
+
+    /// Stores the first `len` positions of a sequence, sharing its cells: as a checkpoint
+    /// when `ttl` is given. The cells move from the sequence's reservation to the store.
+    fn store_prefix<E: Executor>(
+        &mut self,
+        exec: &mut E,
+        i: usize,
+        len: u32,
+        ttl: Option<Duration>,
+    ) {
+        let checkpoint = ttl.map(|ttl| (Instant::now() + ttl, ttl));
+        let a = &self.active[i];
+        let seq = a.seq;
+        let tokens = a.prompt[..len as usize].to_vec();
+        if let Some((anchor, base)) = a.anchor {
+            let (anchor_len, automatic) = self.store.describe(anchor).unwrap_or((0, false));
+            if self.store.holds(anchor, &tokens) {
+                // Stored already: a checkpoint marks it, or a part of it.
+                if let Some((until, ttl)) = checkpoint {
+                    if anchor_len == len {
+                        self.store.mark_checkpoint(anchor, until, ttl);
+                    } else if let Some(id) =
+                        self.insert(exec, &tokens, Some((anchor, len)), checkpoint)
+                    {
+                        exec.share(anchor, id, 0, len);
+                    }
+                }
+                return;
+            }
+            if checkpoint.is_none()
+                && automatic
+                && anchor_len == base
+                && self.store.extend(anchor, &tokens)
+            {
+                exec.share(seq, anchor, base, len);
+                self.moved_to_store(i, anchor, len - base, len);
+                return;
+            }
+        }
+        let anchor = self.active[i].anchor;
+        let Some(id) = self.insert(exec, &tokens, anchor, checkpoint) else {
+            return;
+        };
+        exec.share(seq, id, 0, len);
+        self.store.pin(id);
+        if let Some((old, _)) = anchor {
+            self.store.unpin(old);
+        }
+        let base = anchor.map_or(0, |(_, b)| b);
+        self.moved_to_store(i, id, len - base.min(len), len);
+    }
+
+    /// A new entry, evicting the least useful one when every id is taken.
+    fn insert<E: Executor>(
+        &mut self,
+        exec: &mut E,
+        tokens: &[u32],
+        parent: Option<(SeqId, u32)>,
+        checkpoint: Option<(Instant, Duration)>,
+    ) -> Option<SeqId> {
+        if !self.store.has_room() {
+            let id = self.store.evict(parent.map(|p| p.0))?;
+            exec.forget(id);
+            self.gauges.prefix_evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        self.store.insert(tokens, parent, checkpoint)
+    }
+
+    fn moved_to_store(&mut self, i: usize, entry: SeqId, cells: u32, len: u32) {
+        let a = &mut self.active[i];
+        let cells = u64::from(cells).min(a.reserved);
+        a.reserved -= cells;
+        a.anchor = Some((entry, len));
+        self.reserved -= cells;
+        self.publish();
     }
 }
 
@@ -423,14 +681,16 @@ fn checked_prompt<E: Executor>(
     exec: &mut E,
     job: &Job,
     context_tokens: u32,
-) -> Result<Vec<u32>, GenerationError> {
-    let prompt = exec.tokenize_prompt(&job.request.prompt)?;
-    if prompt.is_empty() {
+) -> Result<PromptTokens, GenerationError> {
+    let points: Vec<CacheAt> = job.request.cache.points.iter().map(|p| p.at).collect();
+    let prompt = exec.tokenize_prompt(&job.request.prompt, &points)?;
+    let n = prompt.tokens.len();
+    if n == 0 {
         return Err(GenerationError::Template("the prompt is empty".into()));
     }
-    if prompt.len() as u64 >= u64::from(context_tokens) {
+    if n as u64 >= u64::from(context_tokens) {
         return Err(GenerationError::InputTooLong {
-            prompt_tokens: prompt.len().min(u32::MAX as usize) as u32,
+            prompt_tokens: n.min(u32::MAX as usize) as u32,
             context_tokens,
         });
     }

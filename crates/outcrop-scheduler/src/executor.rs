@@ -1,4 +1,4 @@
-use outcrop_types::{GenerationError, ModelInfo, Prompt, Sampling};
+use outcrop_types::{CacheAt, GenerationError, ModelInfo, Prompt, Sampling};
 
 /// A sequence slot of the engine (`0..ModelInfo::max_sequences`); each has its own KV cells
 /// and sampler.
@@ -34,8 +34,13 @@ pub trait Executor {
     /// Facts about the loaded model; `context_tokens` is per sequence.
     fn info(&self) -> ModelInfo;
 
-    /// Renders the prompt in the model's own format and tokenizes it.
-    fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError>;
+    /// Renders the prompt in the model's own format and tokenizes it, with the token offset
+    /// at which each of `checkpoints` falls (in their order).
+    fn tokenize_prompt(
+        &mut self,
+        prompt: &Prompt,
+        checkpoints: &[CacheAt],
+    ) -> Result<PromptTokens, GenerationError>;
 
     /// Prepares slot `seq` for a new sequence: empty KV cells, a fresh sampler. Fails (and
     /// leaves the slot free) when the sampling constraint cannot be built.
@@ -50,4 +55,30 @@ pub trait Executor {
     /// Empties the whole KV cache, so that the next sequence is laid out from the first cell,
     /// as on a fresh context. Called only while no sequence runs.
     fn reset(&mut self) {}
+
+    /// How many sequence ids past the slots may hold shared KV cells ([`Executor::share`]);
+    /// 0 when cells cannot be shared (one KV stream per sequence), which disables prefix
+    /// reuse.
+    fn shared_sequences(&self) -> usize {
+        0
+    }
+
+    /// Gives sequence `to` the cells that `from` holds at positions `start..end`, shared, not
+    /// copied: both then attend to them. `to` may be a slot or an id past the slots.
+    fn share(&mut self, from: SeqId, to: SeqId, start: u32, end: u32) {
+        let _ = (from, to, start, end);
+    }
+
+    /// Drops an id past the slots from its cells (freed once no sequence holds them).
+    fn forget(&mut self, seq: SeqId) {
+        let _ = seq;
+    }
+}
+
+/// A prompt in the model's tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptTokens {
+    pub tokens: Vec<u32>,
+    /// Where each requested checkpoint falls: the number of tokens before it.
+    pub checkpoints: Vec<u32>,
 }

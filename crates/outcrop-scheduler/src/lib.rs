@@ -14,11 +14,12 @@
 
 mod batch;
 mod executor;
+mod prefix;
 mod queue;
 mod stop;
 mod utf8;
 
-pub use executor::{Decode, Executor, Sampled, SeqId};
+pub use executor::{Decode, Executor, PromptTokens, Sampled, SeqId};
 pub use outcrop_engine::{GenerationEvent, GenerationStream, SubmitError};
 /// The local engine: [`SchedulerHandle`] implements [`outcrop_engine::Engine`].
 pub use queue::{channel, SchedulerConfig, SchedulerHandle, WorkQueue};

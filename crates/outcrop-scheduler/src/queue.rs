@@ -2,7 +2,7 @@ use crate::batch::Batcher;
 use crate::Executor;
 use outcrop_engine::{Engine, EngineGauges, GenerationEvent, GenerationStream, SubmitError};
 use outcrop_types::{GenerationError, GenerationRequest, ModelInfo, ServiceTier};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
@@ -18,6 +18,11 @@ pub struct SchedulerConfig {
     /// prompt is done instead of when all are (prefill cost on a CPU grows with the tokens
     /// whether or not they share a step). Raise it where batching prompts is nearly free (GPU).
     pub prompts_per_step: usize,
+    /// Prompt prefixes kept in the KV cache for reuse (sequence ids past the slots); 0 turns
+    /// prefix reuse off.
+    pub prefix_entries: usize,
+    /// Shared prefixes shorter than this are computed again rather than reused.
+    pub prefix_min_tokens: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -26,6 +31,8 @@ impl Default for SchedulerConfig {
             queue_len: 64,
             step_tokens: 512,
             prompts_per_step: 1,
+            prefix_entries: 32,
+            prefix_min_tokens: 32,
         }
     }
 }
@@ -67,6 +74,15 @@ pub(crate) struct Gauges {
     pub queued: AtomicUsize,
     /// Set by [`SchedulerHandle::abort_all`]: end all work, admit nothing more.
     pub aborting: AtomicBool,
+    /// KV cells and entries the prefix store holds.
+    pub cached_kv: AtomicUsize,
+    pub prefix_entries: AtomicUsize,
+    /// Admissions that reused a stored prefix, and that found none.
+    pub prefix_hits: AtomicU64,
+    pub prefix_misses: AtomicU64,
+    pub prefix_evictions: AtomicU64,
+    /// Prompt tokens not computed thanks to a stored prefix.
+    pub reused_tokens: AtomicU64,
 }
 
 /// The async side of a scheduler: cheap to clone, used by request handlers.
@@ -155,6 +171,12 @@ impl Engine for SchedulerHandle {
             active_sequences: self.gauges.active.load(Ordering::Relaxed),
             waiting: self.gauges.queued.load(Ordering::Relaxed),
             reserved_kv: self.gauges.reserved_kv.load(Ordering::Relaxed),
+            cached_kv: self.gauges.cached_kv.load(Ordering::Relaxed),
+            prefix_entries: self.gauges.prefix_entries.load(Ordering::Relaxed),
+            prefix_hits: self.gauges.prefix_hits.load(Ordering::Relaxed),
+            prefix_misses: self.gauges.prefix_misses.load(Ordering::Relaxed),
+            prefix_evictions: self.gauges.prefix_evictions.load(Ordering::Relaxed),
+            prefix_reused_tokens: self.gauges.reused_tokens.load(Ordering::Relaxed),
             ..Default::default()
         }
     }
@@ -172,7 +194,12 @@ impl WorkQueue {
     pub fn run<E: Executor>(mut self, exec: &mut E) {
         let info = exec.info();
         let _ = self.ready.send(Some(info.clone()));
-        let mut batcher = Batcher::new(&info, &self.config, self.gauges.clone());
+        let mut batcher = Batcher::new(
+            &info,
+            &self.config,
+            exec.shared_sequences(),
+            self.gauges.clone(),
+        );
         let mut open = true;
         loop {
             if batcher.is_idle() {
@@ -207,5 +234,7 @@ impl WorkQueue {
     }
 }
 
+#[cfg(test)]
+mod prefix_tests;
 #[cfg(test)]
 mod tests;

@@ -342,6 +342,7 @@ async fn run(
     let usage = Usage {
         input_tokens,
         output_tokens: reply.output_tokens.unwrap_or(sent),
+        ..Default::default()
     };
     let reason = if matches!(reply.answer, Answer::ToolCalls(_)) {
         StopReason::EndOfTurn

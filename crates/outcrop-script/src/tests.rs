@@ -24,6 +24,7 @@ fn request(
         }),
         exclusive: false,
         tier: Default::default(),
+        cache: Default::default(),
     }
 }
 

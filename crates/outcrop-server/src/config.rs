@@ -206,6 +206,13 @@ pub struct EngineSettings {
     /// ThrottlingException at once. `flex` requests are refused once half of it is taken,
     /// `priority` ones may exceed it by a quarter; waiting requests are admitted by tier.
     pub queue_len: usize,
+    /// Prompt prefixes kept in the KV pool for later prompts that start the same way
+    /// (automatic prefix reuse, and the checkpoints of Bedrock's prompt caching); 0 turns it
+    /// off. Needs `kv_unified`. Kept cells are evicted, least recently used first, whenever
+    /// running requests need them.
+    pub prefix_cache: usize,
+    /// Shared prefixes shorter than this many tokens are computed again rather than reused.
+    pub prefix_min_tokens: u32,
     /// Layers to offload to a GPU (builds with the `cuda` feature only).
     pub gpu_layers: u32,
     /// Run every generation deterministically: alone, on a cleared KV cache, unseeded
@@ -242,6 +249,8 @@ impl Default for EngineSettings {
             batch_tokens: 512,
             prompts_per_step: 1,
             queue_len: 64,
+            prefix_cache: 32,
+            prefix_min_tokens: 32,
             gpu_layers: 0,
             script: None,
             deterministic: false,
@@ -513,6 +522,11 @@ mod tests {
             default.engine.prompts_per_step
         );
         assert_eq!(example.engine.expand_q4_1, default.engine.expand_q4_1);
+        assert_eq!(example.engine.prefix_cache, default.engine.prefix_cache);
+        assert_eq!(
+            example.engine.prefix_min_tokens,
+            default.engine.prefix_min_tokens
+        );
         assert_eq!(example.validation.claude_prompt, PromptMode::Lenient);
         assert!(example.catalog.contains_key("anthropic.claude-v2"));
     }

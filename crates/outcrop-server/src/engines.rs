@@ -165,6 +165,8 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             queue_len: own.queue_len.unwrap_or(e.queue_len),
             step_tokens: engine.batch_tokens as usize,
             prompts_per_step: own.prompts_per_step.unwrap_or(e.prompts_per_step),
+            prefix_entries: e.prefix_cache,
+            prefix_min_tokens: e.prefix_min_tokens,
         };
         if !e.lazy_load {
             let loaded = load(engine, scheduler).await?;

@@ -394,6 +394,7 @@ mod tests {
             label: None,
             exclusive: false,
             tier: Default::default(),
+            cache: Default::default(),
         }
     }
 
@@ -519,6 +520,7 @@ mod backoff_tests {
             label: None,
             exclusive: false,
             tier: Default::default(),
+            cache: Default::default(),
         };
         for _ in 0..3 {
             let err = collect(engine.submit(request()).unwrap())

@@ -152,6 +152,9 @@ pub struct GenerationRequest {
     pub exclusive: bool,
     /// The service tier the call asked for: the order in which waiting requests are admitted.
     pub tier: ServiceTier,
+    /// Explicit prompt-cache checkpoints. Identical prompt prefixes are reused without them
+    /// too; only checkpoints make reused tokens count as cache reads.
+    pub cache: PromptCache,
 }
 
 /// Bedrock's service tiers, as scheduling classes: waiting `Priority` requests are admitted
@@ -221,11 +224,89 @@ pub enum StopReason {
     ContextFull,
 }
 
-/// Token counts of one generation, in the backing model's own tokens.
+/// Token counts of one generation, in the backing model's own tokens. As Bedrock reports
+/// them, `input_tokens` leaves out the prompt tokens read from or written to the prompt cache
+/// at an explicit checkpoint; the prompt's size is the sum of the three.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input_tokens: u32,
     pub output_tokens: u32,
+    pub cache_read_input_tokens: u32,
+    pub cache_write_input_tokens: u32,
+}
+
+impl Usage {
+    pub fn new(input_tokens: u32, output_tokens: u32) -> Self {
+        Usage {
+            input_tokens,
+            output_tokens,
+            ..Usage::default()
+        }
+    }
+
+    /// Every prompt token, cached or not.
+    pub fn prompt_tokens(&self) -> u32 {
+        self.input_tokens + self.cache_read_input_tokens + self.cache_write_input_tokens
+    }
+
+    /// Prompt and output tokens, as Bedrock's `totalTokens`.
+    pub fn total_tokens(&self) -> u32 {
+        self.prompt_tokens() + self.output_tokens
+    }
+}
+
+/// An explicit prompt-cache checkpoint (Converse `cachePoint`, Anthropic `cache_control`): the
+/// prompt up to here is kept for later requests that start the same way, and such a request
+/// reports the tokens it read from the cache apart from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePoint {
+    pub at: CacheAt,
+    pub ttl: CacheTtl,
+}
+
+/// Where a checkpoint ends the cached prefix, in the conversation as the engine receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheAt {
+    /// After the tool definitions and the whole system turn (as the model's template renders
+    /// them, tools and system text together).
+    System,
+    /// After the first `offset` bytes of the content of turn `turn`.
+    Turn { turn: usize, offset: usize },
+}
+
+/// How long an unused checkpoint is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CacheTtl {
+    #[default]
+    FiveMinutes,
+    OneHour,
+}
+
+impl CacheTtl {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(match self {
+            CacheTtl::FiveMinutes => 300,
+            CacheTtl::OneHour => 3600,
+        })
+    }
+
+    /// Bedrock's name for it (`5m`, `1h`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheTtl::FiveMinutes => "5m",
+            CacheTtl::OneHour => "1h",
+        }
+    }
+}
+
+/// A request's explicit prompt caching.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptCache {
+    /// At most four, in prompt order.
+    pub points: Vec<CachePoint>,
+    /// A checkpoint whose prefix is shorter than this many tokens caches nothing (the model
+    /// family's minimum).
+    pub min_tokens: u32,
 }
 
 /// Facts about a loaded backing model.

@@ -238,6 +238,7 @@ pub(crate) fn parse(
         label: None,
         exclusive: false,
         tier: echo.service_tier.map(tier::scheduling).unwrap_or_default(),
+        cache: Default::default(),
     };
     Ok(ConverseRequest {
         request,

@@ -64,6 +64,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         label: None,
         exclusive: false,
         tier: Default::default(),
+        cache: Default::default(),
     };
     Ok(Parsed {
         family: Family::Ai21,

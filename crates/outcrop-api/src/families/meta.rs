@@ -35,6 +35,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             label: None,
             exclusive: false,
             tier: Default::default(),
+            cache: Default::default(),
         },
     ))
 }
@@ -129,6 +130,7 @@ mod tests {
             usage: Usage {
                 input_tokens: 9,
                 output_tokens: 2,
+                ..Default::default()
             },
         };
         assert_eq!(

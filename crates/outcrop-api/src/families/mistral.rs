@@ -42,6 +42,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             label: None,
             exclusive: false,
             tier: Default::default(),
+            cache: Default::default(),
         },
     ))
 }

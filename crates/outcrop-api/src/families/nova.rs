@@ -77,6 +77,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         label: None,
         exclusive: false,
         tier: Default::default(),
+        cache: Default::default(),
     };
     Ok(Parsed {
         family: Family::Nova,
@@ -164,6 +165,7 @@ mod tests {
             usage: Usage {
                 input_tokens: 2,
                 output_tokens: 1,
+                ..Default::default()
             },
         };
         assert_eq!(

@@ -45,6 +45,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
             label: None,
             exclusive: false,
             tier: Default::default(),
+            cache: Default::default(),
         },
     ))
 }
@@ -151,6 +152,7 @@ mod tests {
             usage: Usage {
                 input_tokens: 4,
                 output_tokens: 2,
+                ..Default::default()
             },
         };
         assert_eq!(

@@ -72,6 +72,7 @@ fn request(constraint: Option<Constraint>) -> GenerationRequest {
         label: None,
         exclusive: false,
         tier: Default::default(),
+        cache: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Scheduler behaviour against a fake executor: no model needed.
 use super::*;
-use crate::{Decode, Sampled, SeqId};
+use crate::{Decode, PromptTokens, Sampled, SeqId};
+use outcrop_types::CacheAt;
 use outcrop_types::{Prompt, Sampling};
 use outcrop_types::{StopReason, Usage};
 use std::collections::HashMap;
@@ -46,13 +47,20 @@ impl Executor for FakeExecutor {
         }
     }
 
-    fn tokenize_prompt(&mut self, prompt: &Prompt) -> Result<Vec<u32>, GenerationError> {
+    fn tokenize_prompt(
+        &mut self,
+        prompt: &Prompt,
+        _: &[CacheAt],
+    ) -> Result<PromptTokens, GenerationError> {
         let tokens: Vec<u32> = match prompt {
             Prompt::Raw(s) => s.split_whitespace().map(|w| w.len() as u32).collect(),
             Prompt::Chat(turns) | Prompt::ChatWithTools { turns, .. } => vec![1; turns.len()],
         };
         self.log.lock().unwrap().prompts.push(tokens.len());
-        Ok(tokens)
+        Ok(PromptTokens {
+            tokens,
+            checkpoints: Vec::new(),
+        })
     }
 
     fn begin(&mut self, seq: SeqId, sampling: &Sampling) -> Result<(), GenerationError> {
@@ -166,6 +174,7 @@ impl Setup {
             queue_len: self.queue_len,
             step_tokens: self.step_tokens,
             prompts_per_step: self.prompts_per_step,
+            ..SchedulerConfig::default()
         });
         let log = Arc::new(Mutex::new(Log::default()));
         let mut exec = FakeExecutor {
@@ -193,6 +202,7 @@ fn request(prompt: &str, max_tokens: u32, stops: &[&str]) -> GenerationRequest {
         label: None,
         exclusive: false,
         tier: Default::default(),
+        cache: Default::default(),
     }
 }
 
@@ -243,7 +253,8 @@ async fn generation_reports_start_text_and_end() {
             reason: StopReason::EndOfTurn,
             usage: Usage {
                 input_tokens: 3,
-                output_tokens: 3
+                output_tokens: 3,
+                ..Default::default()
             }
         }
     );
@@ -266,7 +277,8 @@ async fn stop_sequence_ends_generation_and_is_not_emitted() {
             reason: StopReason::StopSequence("\n\nHuman:".into()),
             usage: Usage {
                 input_tokens: 1,
-                output_tokens: 4
+                output_tokens: 4,
+                ..Default::default()
             }
         }
     );
@@ -283,7 +295,8 @@ async fn max_tokens_limits_output() {
             reason: StopReason::MaxTokens,
             usage: Usage {
                 input_tokens: 1,
-                output_tokens: 2
+                output_tokens: 2,
+                ..Default::default()
             }
         }
     );
@@ -463,6 +476,7 @@ async fn full_queue_refuses_at_once() {
         queue_len: 2,
         step_tokens: 16,
         prompts_per_step: 1,
+        ..SchedulerConfig::default()
     });
     let _a = h.submit(request("x", 1, &[])).unwrap();
     let _b = h.submit(request("x", 1, &[])).unwrap();

@@ -156,6 +156,7 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
         label: None,
         exclusive: false,
         tier: Default::default(),
+        cache: Default::default(),
     };
     Ok(Parsed {
         family: Family::AnthropicMessages,
@@ -611,6 +612,7 @@ mod tests {
             usage: Usage {
                 input_tokens: 3,
                 output_tokens: 9,
+                ..Default::default()
             },
         };
         let body = message_body(M, &g, parsed.tools.as_ref(), parsed.reasoning);
@@ -631,6 +633,7 @@ mod tests {
             Usage {
                 input_tokens: 5,
                 output_tokens: 2,
+                ..Default::default()
             },
         ));
         let types: Vec<&str> = all.iter().map(|v| v["type"].as_str().unwrap()).collect();

@@ -61,6 +61,7 @@ pub fn parse_text_request(
         label: None,
         exclusive: false,
         tier: Default::default(),
+        cache: Default::default(),
     })
 }
 
