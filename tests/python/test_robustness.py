@@ -122,13 +122,14 @@ def test_a_principal_is_held_to_its_concurrency_cap(tmp_path):
     import threading
     import time
 
+    import boto3
     import pytest
-
+    from botocore.config import Config
     from botocore.exceptions import ClientError
     from conftest import Server, make_client
 
     rules = tmp_path / "slow.toml"
-    rules.write_text('[[rule]]\nreply = { text = "a slow answer", ttft_ms = 1500 }\n')
+    rules.write_text('[[rule]]\nreply = { text = "a slow answer", ttft_ms = 3000 }\n')
     s = Server(config=f'[limits]\nmax_concurrent_requests_per_principal = 2\n[engine]\nscript = "{rules}"\n'
                       '[access]\nmode = "open"\n', enable=[])
     try:
@@ -138,16 +139,20 @@ def test_a_principal_is_held_to_its_concurrency_cap(tmp_path):
         model = "anthropic.claude-v2"
         done = []
 
-        def slow():
-            stream = make_client(s).converse_stream(modelId=model, messages=messages)["stream"]
+        def slow(client):
+            stream = client.converse_stream(modelId=model, messages=messages)["stream"]
             done.append("".join(e["contentBlockDelta"]["delta"]["text"] for e in stream if "contentBlockDelta" in e))
 
-        threads = [threading.Thread(target=slow) for _ in range(2)]
+        threads = [threading.Thread(target=slow, args=(make_client(s),)) for _ in range(2)]
         for t in threads:
             t.start()
         time.sleep(0.7)
+        # No retry: botocore retries a throttled call, which could land after the streams end.
+        once = boto3.client("bedrock-runtime", endpoint_url=s.url, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test",
+                            config=Config(retries={"total_max_attempts": 1}))
         with pytest.raises(ClientError) as e:
-            make_client(s).converse(modelId=model, messages=messages)
+            once.converse(modelId=model, messages=messages)
         assert e.value.response["Error"]["Code"] == "ThrottlingException"
         assert "at once" in e.value.response["Error"]["Message"]
         # Another caller has places of its own.
