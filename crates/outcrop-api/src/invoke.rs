@@ -130,6 +130,7 @@ fn insert_usage_headers(headers: &mut HeaderMap, usage: Usage, started: Instant)
         "x-amzn-bedrock-invocation-latency",
         (started.elapsed().as_millis() as u64).into(),
     );
+    crate::cache::insert_headers(headers, usage);
 }
 
 /// Runs a generation to its end and returns the whole text.

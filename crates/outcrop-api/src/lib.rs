@@ -13,6 +13,7 @@
 
 mod anthropic_api;
 mod authorize;
+mod cache;
 mod call_options;
 mod control;
 mod converse;

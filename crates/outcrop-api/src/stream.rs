@@ -362,6 +362,10 @@ impl Shaper for ChunkFrames {
                 "invocationLatency": timing.latency_ms,
                 "firstByteLatency": timing.first_byte_ms,
             });
+            crate::cache::add_invocation_metrics(
+                &mut last["amazon-bedrock-invocationMetrics"],
+                usage,
+            );
         }
         self.frames(chunks)
     }

@@ -37,6 +37,21 @@ pub struct CatalogEntry {
     /// is refused for this id.
     #[serde(default = "tier_prices")]
     pub service_tiers: BTreeMap<String, String>,
+    /// Bedrock prompt caching: present when the id takes cache checkpoints; a checkpoint
+    /// with fewer prompt tokens before it caches nothing.
+    #[serde(default)]
+    pub cache_min_tokens: Option<u32>,
+    /// USD per 1,000 tokens read from the cache and written to it (5-minute TTL).
+    #[serde(default)]
+    pub cache_read_price_per_1k: Option<String>,
+    #[serde(default)]
+    pub cache_write_price_per_1k: Option<String>,
+    /// Writes with a one-hour TTL; only ids with this price take `ttl: 1h`.
+    #[serde(default)]
+    pub cache_write_1h_price_per_1k: Option<String>,
+    /// Whether a checkpoint may follow the tool definitions.
+    #[serde(default = "yes")]
+    pub cache_tools: bool,
 }
 
 fn tier_prices() -> BTreeMap<String, String> {
@@ -70,6 +85,9 @@ pub struct CatalogOverride {
     pub output_price_per_1k: Option<String>,
     /// Replaces the id's service tiers and their price factors.
     pub service_tiers: Option<BTreeMap<String, String>>,
+    pub cache_min_tokens: Option<u32>,
+    pub cache_read_price_per_1k: Option<String>,
+    pub cache_write_price_per_1k: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +146,17 @@ impl Catalog {
                     if let Some(t) = &o.service_tiers {
                         e.service_tiers.clone_from(t);
                     }
+                    if o.cache_min_tokens.is_some() {
+                        e.cache_min_tokens = o.cache_min_tokens;
+                    }
+                    if o.cache_read_price_per_1k.is_some() {
+                        e.cache_read_price_per_1k
+                            .clone_from(&o.cache_read_price_per_1k);
+                    }
+                    if o.cache_write_price_per_1k.is_some() {
+                        e.cache_write_price_per_1k
+                            .clone_from(&o.cache_write_price_per_1k);
+                    }
                 }
                 None => entries.push(CatalogEntry {
                     id: id.clone(),
@@ -162,6 +191,11 @@ impl Catalog {
                     inference_profiles: Vec::new(),
                     on_demand: true,
                     service_tiers: o.service_tiers.clone().unwrap_or_else(tier_prices),
+                    cache_min_tokens: o.cache_min_tokens,
+                    cache_read_price_per_1k: o.cache_read_price_per_1k.clone(),
+                    cache_write_price_per_1k: o.cache_write_price_per_1k.clone(),
+                    cache_write_1h_price_per_1k: None,
+                    cache_tools: true,
                 }),
             }
         }

@@ -33,11 +33,13 @@ struct Active {
     /// The stored prefix whose cells hold this sequence's first positions (pinned), and how
     /// many positions.
     anchor: Option<(SeqId, u32)>,
-    /// A checkpoint to store once the prompt is computed this far (a cache write), and its
-    /// TTL.
-    write_at: Option<(u32, Duration)>,
+    /// Checkpoints to store once the prompt is computed that far (cache writes), with their
+    /// TTLs, in prompt order.
+    write_at: VecDeque<(u32, Duration)>,
     cache_read: u32,
     cache_write: u32,
+    /// The part of `cache_write` kept for an hour.
+    cache_write_1h: u32,
     /// Whether the whole prompt is in the prefix store (or is not to be stored).
     stored: bool,
 }
@@ -53,6 +55,7 @@ impl Active {
             output_tokens: self.generated,
             cache_read_input_tokens: self.cache_read,
             cache_write_input_tokens: self.cache_write,
+            cache_write_1h_input_tokens: self.cache_write_1h,
         }
     }
 }
@@ -68,6 +71,8 @@ pub(crate) struct Batcher {
     /// In admission order: older sequences get their prompt chunks first.
     active: Vec<Active>,
     store: PrefixStore,
+    /// Prompts without checkpoints reuse and leave prefixes too.
+    reuse_unmarked: bool,
     gauges: Arc<Gauges>,
 }
 
@@ -75,7 +80,7 @@ pub(crate) struct Batcher {
 struct CachePlan {
     hit: Option<Hit>,
     read: u32,
-    write_at: Option<(u32, Duration)>,
+    write_at: VecDeque<(u32, Duration)>,
 }
 
 impl Batcher {
@@ -98,6 +103,7 @@ impl Batcher {
             waiting: VecDeque::new(),
             active: Vec::new(),
             store: PrefixStore::new(slots, entries, config.prefix_min_tokens),
+            reuse_unmarked: config.reuse_unmarked,
             gauges,
         }
     }
@@ -248,8 +254,11 @@ impl Batcher {
             };
             let need = (prompt.tokens.len() as u64 + u64::from(head.job.request.max_tokens))
                 .min(u64::from(self.context_tokens));
-            let cached = !exclusive && head.job.request.max_tokens > 0 && self.store.enabled();
             let cache = head.job.request.cache.clone();
+            let cached = !exclusive
+                && head.job.request.max_tokens > 0
+                && self.store.enabled()
+                && (self.reuse_unmarked || !cache.points.is_empty());
             let Some((mut plan, need)) = self.make_room(exec, &prompt, need, cached) else {
                 if let Some(head) = self.waiting.front_mut() {
                     head.prompt = Some(prompt);
@@ -316,7 +325,7 @@ impl Batcher {
             } else if cached {
                 self.gauges.prefix_misses.fetch_add(1, Ordering::Relaxed);
             }
-            let write = plan.write_at.map_or(0, |(at, _)| at - read);
+            let (write, write_1h) = written(read, &plan.write_at);
             let stops = StopMatcher::new(&job.request.stop_sequences);
             self.active.push(Active {
                 job,
@@ -330,6 +339,7 @@ impl Batcher {
                 stops,
                 anchor: plan.hit.map(|h| (h.entry, h.len)),
                 write_at: plan.write_at,
+                cache_write_1h: write_1h,
                 cache_read: read,
                 cache_write: write,
                 stored: !cached,
@@ -516,7 +526,7 @@ impl Batcher {
         let plan = CachePlan {
             hit,
             read: 0,
-            write_at: None,
+            write_at: VecDeque::new(),
         };
         Some((plan, with(hit)))
     }
@@ -538,9 +548,9 @@ impl Batcher {
             .filter(|(&at, _)| at >= min && at as usize <= prompt.tokens.len())
             .map(|(&at, p)| (at, p.ttl.duration()))
             .collect();
-        let Some(&(last, ttl)) = points.iter().max_by_key(|(at, _)| *at) else {
+        if points.is_empty() {
             return;
-        };
+        }
         let now = Instant::now();
         let offsets: Vec<u32> = points.iter().map(|(at, _)| *at).collect();
         let mut read = self.store.checkpointed(&prompt.tokens, &offsets, now);
@@ -553,18 +563,22 @@ impl Batcher {
             self.store.refresh(&prompt.tokens, read, now);
         }
         plan.read = read;
-        plan.write_at = (last > read).then_some((last, ttl));
+        let mut points: Vec<(u32, Duration)> =
+            points.into_iter().filter(|(at, _)| *at > read).collect();
+        points.sort_by_key(|(at, _)| *at);
+        points.dedup_by_key(|(at, _)| *at);
+        plan.write_at = points.into();
     }
 
     /// Keeps what a sequence has computed of its prompt in the prefix store: a pending
     /// checkpoint once the prompt is computed that far, the whole prompt once it is done.
     fn remember<E: Executor>(&mut self, exec: &mut E, i: usize) {
-        let a = &self.active[i];
-        if let Some((at, ttl)) = a.write_at {
-            if a.prefilled >= at as usize {
-                self.active[i].write_at = None;
-                self.store_prefix(exec, i, at, Some(ttl));
+        while let Some(&(at, ttl)) = self.active[i].write_at.front() {
+            if self.active[i].prefilled < at as usize {
+                break;
             }
+            self.active[i].write_at.pop_front();
+            self.store_prefix(exec, i, at, Some(ttl));
         }
         let a = &self.active[i];
         if !a.stored && a.prefilled == a.prompt.len() {
@@ -674,6 +688,22 @@ impl Chunk {
             },
         }
     }
+}
+
+/// Tokens written to the cache after `read` up to each checkpoint, and those of them under a
+/// one-hour TTL (each segment takes the TTL of the checkpoint that ends it).
+fn written(read: u32, points: &VecDeque<(u32, Duration)>) -> (u32, u32) {
+    let mut from = read;
+    let (mut all, mut long) = (0, 0);
+    for &(at, ttl) in points {
+        let n = at.saturating_sub(from);
+        all += n;
+        if ttl >= outcrop_types::CacheTtl::OneHour.duration() {
+            long += n;
+        }
+        from = from.max(at);
+    }
+    (all, long)
 }
 
 /// Tokenizes a prompt and checks that it, plus one generated token, fits a sequence.

@@ -23,6 +23,12 @@ pub struct SchedulerConfig {
     pub prefix_entries: usize,
     /// Shared prefixes shorter than this are computed again rather than reused.
     pub prefix_min_tokens: u32,
+    /// Reuse prefixes for prompts without cache checkpoints too (llama-server's
+    /// `cache_prompt`). llama.cpp's CPU kernels do not compute a row the same way in every
+    /// batch shape, so a prompt resumed from stored cells can get an answer at temperature 0
+    /// that differs, late in the text, from the one computed whole; off, a prompt is only
+    /// resumed where its request asked for caching.
+    pub reuse_unmarked: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -33,6 +39,7 @@ impl Default for SchedulerConfig {
             prompts_per_step: 1,
             prefix_entries: 32,
             prefix_min_tokens: 32,
+            reuse_unmarked: false,
         }
     }
 }

@@ -213,6 +213,12 @@ pub struct EngineSettings {
     pub prefix_cache: usize,
     /// Shared prefixes shorter than this many tokens are computed again rather than reused.
     pub prefix_min_tokens: u32,
+    /// Which prompts reuse stored prefixes: `checkpoints`, those whose request asked for
+    /// prompt caching (`cachePoint`, `cache_control`); `always`, every prompt (llama-server's
+    /// `cache_prompt`). llama.cpp's CPU kernels compute a row slightly differently in
+    /// different batch shapes, so a resumed prompt can end in another answer at temperature 0
+    /// than one computed whole; `checkpoints` keeps uncached calls exactly repeatable.
+    pub prefix_reuse: PrefixReuse,
     /// Layers to offload to a GPU (builds with the `cuda` feature only).
     pub gpu_layers: u32,
     /// Run every generation deterministically: alone, on a cleared KV cache, unseeded
@@ -251,6 +257,7 @@ impl Default for EngineSettings {
             queue_len: 64,
             prefix_cache: 32,
             prefix_min_tokens: 32,
+            prefix_reuse: PrefixReuse::Checkpoints,
             gpu_layers: 0,
             script: None,
             deterministic: false,
@@ -378,6 +385,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         }
     };
     Ok((number * factor as f64) as u64)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrefixReuse {
+    #[default]
+    Checkpoints,
+    Always,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -517,6 +532,7 @@ mod tests {
         assert_eq!(example.listen, default.listen);
         assert_eq!(example.engine.batch_tokens, default.engine.batch_tokens);
         assert_eq!(example.engine.queue_len, default.engine.queue_len);
+        assert_eq!(example.engine.prefix_reuse, default.engine.prefix_reuse);
         assert_eq!(
             example.engine.prompts_per_step,
             default.engine.prompts_per_step

@@ -167,6 +167,7 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
             prompts_per_step: own.prompts_per_step.unwrap_or(e.prompts_per_step),
             prefix_entries: e.prefix_cache,
             prefix_min_tokens: e.prefix_min_tokens,
+            reuse_unmarked: e.prefix_reuse == crate::config::PrefixReuse::Always,
         };
         if !e.lazy_load {
             let loaded = load(engine, scheduler).await?;

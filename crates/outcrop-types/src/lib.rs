@@ -233,6 +233,8 @@ pub struct Usage {
     pub output_tokens: u32,
     pub cache_read_input_tokens: u32,
     pub cache_write_input_tokens: u32,
+    /// The part of `cache_write_input_tokens` written with a one-hour TTL.
+    pub cache_write_1h_input_tokens: u32,
 }
 
 impl Usage {

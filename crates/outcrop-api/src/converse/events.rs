@@ -23,11 +23,7 @@ pub fn stop_reason(reason: &StopReason, called_tool: bool, malformed: bool) -> &
 }
 
 pub fn usage_json(usage: Usage) -> Value {
-    json!({
-        "inputTokens": usage.input_tokens,
-        "outputTokens": usage.output_tokens,
-        "totalTokens": usage.input_tokens + usage.output_tokens,
-    })
+    crate::cache::converse_usage(usage)
 }
 
 fn tool_use(call: &ToolCall) -> Value {

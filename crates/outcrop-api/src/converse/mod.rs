@@ -118,6 +118,7 @@ pub(crate) fn parse(
         map.get("system"),
         map.get("toolConfig"),
     )?;
+    let cache = conv.cache.clone().finish(entry)?;
     let empty = Map::new();
     let config = match map.get("inferenceConfig") {
         None => &empty,
@@ -238,7 +239,7 @@ pub(crate) fn parse(
         label: None,
         exclusive: false,
         tier: echo.service_tier.map(tier::scheduling).unwrap_or_default(),
-        cache: Default::default(),
+        cache,
     };
     Ok(ConverseRequest {
         request,

@@ -2,9 +2,10 @@
 //! `messages-v1` body): messages of content blocks, system blocks and the tool config, checked
 //! with Bedrock's own messages and turned into chat turns for the backing model.
 
+use crate::cache::{self, Checkpoints};
 use crate::tools::{render_call, render_result, ToolChoice, ToolSpec, Tools};
 use crate::ApiError;
-use outcrop_types::{Role, Turn};
+use outcrop_types::{CacheAt, Role, Turn};
 use serde_json::{Map, Value};
 
 pub const MUST_START_WITH_USER: &str = "A conversation must start with a user message. Try again with a conversation that starts with a user message.";
@@ -17,6 +18,13 @@ pub const TOOL_CONFIG_NEEDED: &str =
 pub struct Conversation {
     pub turns: Vec<Turn>,
     pub tools: Option<Tools>,
+    /// Its `cachePoint` blocks, unchecked ([`Checkpoints::finish`] checks them for a model).
+    pub cache: Checkpoints,
+}
+
+/// Where a checkpoint after `parts` falls in the turn they are joined into (with `\n`).
+fn offset_after(parts: &[String]) -> usize {
+    parts.iter().map(String::len).sum::<usize>() + parts.len().saturating_sub(1)
 }
 
 pub use crate::error::{constraint, not_null};
@@ -34,6 +42,20 @@ pub fn conversation(
     tool_config: Option<&Value>,
 ) -> Result<Conversation, ApiError> {
     let tools = tool_config.map(parse_tool_config).transpose()?;
+    let mut cache = Checkpoints::default();
+    if let Some(tools) = tool_config
+        .and_then(|c| c.get("tools"))
+        .and_then(Value::as_array)
+    {
+        for (i, t) in tools.iter().enumerate() {
+            if let Some(p) = t.get("cachePoint") {
+                cache.after_tools(cache::cache_point(
+                    p,
+                    &format!("toolConfig.tools.{i}.cachePoint"),
+                )?);
+            }
+        }
+    }
     let mut turns = Vec::new();
     if let Some(system) = system {
         let blocks = system
@@ -48,8 +70,24 @@ pub fn conversation(
                 text.push(string(t, &format!("system.{i}.text"))?.to_owned());
             } else if let Some(g) = b.get("guardContent") {
                 text.push(guard_text(g)?);
+            } else if let Some(p) = b.get("cachePoint") {
+                let ttl = cache::cache_point(p, &format!("system.{i}.cachePoint"))?;
+                // After the last system text the checkpoint covers the whole system turn
+                // (and the tools the template renders in it, as Bedrock's order puts tools
+                // before the system prompt).
+                let more_text = blocks[i + 1..]
+                    .iter()
+                    .any(|b| b.get("text").is_some() || b.get("guardContent").is_some());
+                let at = if more_text {
+                    CacheAt::Turn {
+                        turn: 0,
+                        offset: offset_after(&text),
+                    }
+                } else {
+                    CacheAt::System
+                };
+                cache.push(at, ttl);
             }
-            // cachePoint: nothing to do for a local model.
         }
         if !text.is_empty() {
             turns.push(Turn::new(Role::System, text.join("\n")));
@@ -96,6 +134,15 @@ pub fn conversation(
             let block = block
                 .as_object()
                 .ok_or_else(|| wrong_shape(&path, "an object"))?;
+            if let Some(p) = block.get("cachePoint") {
+                let ttl = cache::cache_point(p, &format!("{path}.cachePoint"))?;
+                let at = CacheAt::Turn {
+                    turn: turns.len(),
+                    offset: offset_after(&parts),
+                };
+                cache.push(at, ttl);
+                continue;
+            }
             if let Some(text) = content_block(model_id, block, &path, tools.is_some())? {
                 parts.push(text);
             }
@@ -106,7 +153,11 @@ pub fn conversation(
     if messages.is_empty() {
         return Err(ApiError::Validation(MUST_START_WITH_USER.into()));
     }
-    Ok(Conversation { turns, tools })
+    Ok(Conversation {
+        turns,
+        tools,
+        cache,
+    })
 }
 
 /// The text a content block contributes, `None` for blocks with nothing to say.
@@ -161,7 +212,6 @@ fn content_block(
             }
             Ok(None)
         }
-        "cachePoint" => Ok(None),
         other => Err(ApiError::Validation(format!(
             "The content block type {other} is not supported."
         ))),

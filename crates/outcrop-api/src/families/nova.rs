@@ -62,6 +62,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         map.get("system"),
         map.get("toolConfig"),
     )?;
+    let cache = conv.cache.clone().finish(cx.entry)?;
     let request = GenerationRequest {
         prompt: crate::tools::prompt(conv.turns, conv.tools.as_ref()),
         max_tokens: super::tokens(max_tokens.unwrap_or(5000)),
@@ -77,7 +78,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         label: None,
         exclusive: false,
         tier: Default::default(),
-        cache: Default::default(),
+        cache,
     };
     Ok(Parsed {
         family: Family::Nova,

@@ -165,11 +165,16 @@ impl Executor for KvFake {
 }
 
 fn start(kv: u32, entries: usize) -> (SchedulerHandle, Arc<Mutex<Seen>>) {
+    start_with(kv, entries, true)
+}
+
+fn start_with(kv: u32, entries: usize, unmarked: bool) -> (SchedulerHandle, Arc<Mutex<Seen>>) {
     let (handle, queue) = channel(&SchedulerConfig {
         step_tokens: 64,
         prompts_per_step: 4,
         prefix_entries: entries,
         prefix_min_tokens: 4,
+        reuse_unmarked: unmarked,
         ..SchedulerConfig::default()
     });
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -243,6 +248,23 @@ async fn a_repeated_prompt_computes_only_its_last_token() {
     assert_eq!((g.prefix_hits, g.prefix_misses), (1, 1));
     assert_eq!(g.prefix_reused_tokens, 19);
     assert!(g.cached_kv >= 20);
+}
+
+#[tokio::test]
+async fn by_default_only_prompts_with_checkpoints_reuse_prefixes() {
+    let (h, seen) = start_with(256, 8, false);
+    let prompt = words("w", 20);
+    usage(&h, req(&prompt, 0)).await;
+    usage(&h, req(&prompt, 0)).await;
+    let chunks = seen.lock().unwrap().chunks.clone();
+    assert_eq!(chunks.last().unwrap().1, 0, "computed whole: {chunks:?}");
+    assert_eq!(h.gauges().prefix_entries, 0, "nothing kept");
+    let marked = format!("{} | {}", words("sys", 12), words("a", 5));
+    usage(&h, req(&marked, 1)).await;
+    let again = usage(&h, req(&marked, 1)).await;
+    assert_eq!(again.cache_read_input_tokens, 12);
+    let g = h.gauges();
+    assert_eq!((g.prefix_hits, g.prefix_misses), (1, 1));
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! "system", "tools", ...}` → `{"id", "type": "message", "content": [...], "usage"}`, and the
 //! Anthropic SSE event objects as stream chunks.
 
+use crate::cache::{self, Checkpoints};
 use crate::families::{Chunker, Family, Generated, ParseContext, Parsed};
 use crate::reasoning::{self, Piece, Reasoning, ReasoningSplit};
 use crate::schema::Checker;
@@ -10,7 +11,9 @@ use crate::tools::{
     self, render_call, render_result, StreamSplit, ToolCall, ToolChoice, ToolSpec, Tools,
 };
 use crate::ApiError;
-use outcrop_types::{GenerationRequest, Role, Sampling, StopReason, Turn, Usage};
+use outcrop_types::{
+    CacheAt, CacheTtl, GenerationRequest, Role, Sampling, StopReason, Turn, Usage,
+};
 use serde_json::{json, Map, Value};
 
 const KEYS: &[&str] = &[
@@ -70,11 +73,33 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
     }
     let output_schema = output_schema(map)?;
     let mut turns = Vec::new();
+    let mut cache = Checkpoints::default();
+    if let Some(Value::Array(list)) = map.get("tools") {
+        for (i, t) in list.iter().enumerate() {
+            if let Some(cc) = t.get("cache_control") {
+                cache.after_tools(cache::cache_control(
+                    cc,
+                    &format!("tools.{i}.cache_control"),
+                )?);
+            }
+        }
+    }
     match map.get("system") {
         None => {}
         Some(Value::String(s)) => turns.push(Turn::new(Role::System, s.clone())),
         Some(Value::Array(blocks)) => {
-            let text = blocks_text(&mut c, "system", blocks, cx, false)?;
+            let mut marks = Vec::new();
+            let text = blocks_text(&mut c, "system", blocks, cx, false, &mut marks)?;
+            for (offset, ttl) in marks {
+                // At the end of the system prompt the checkpoint covers the whole system
+                // turn, with the tools the template renders in it.
+                let at = if offset >= text.len() {
+                    CacheAt::System
+                } else {
+                    CacheAt::Turn { turn: 0, offset }
+                };
+                cache.push(at, ttl);
+            }
             turns.push(Turn::new(Role::System, text));
         }
         Some(_) => c.violation("system", "expected type: String or JSONArray"),
@@ -100,6 +125,7 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
                 continue;
             }
         };
+        let mut marks = Vec::new();
         let content = match m.get("content") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Array(blocks)) => blocks_text(
@@ -108,6 +134,7 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
                 blocks,
                 cx,
                 tools.is_some(),
+                &mut marks,
             )?,
             Some(_) => {
                 c.violation(
@@ -122,15 +149,25 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
             }
         };
         // Consecutive turns of one role are one turn, as the Messages API merges them.
-        match turns.last_mut() {
+        let (turn, shift) = match turns.last_mut() {
             Some(last) if last.role == role && i > 0 => {
                 last.content.push('\n');
+                let shift = last.content.len();
                 last.content.push_str(&content);
+                (turns.len() - 1, shift)
             }
-            _ => turns.push(Turn::new(role, content)),
+            _ => {
+                turns.push(Turn::new(role, content));
+                (turns.len() - 1, 0)
+            }
+        };
+        for (offset, ttl) in marks {
+            let offset = offset + shift;
+            cache.push(CacheAt::Turn { turn, offset }, ttl);
         }
     }
     c.finish()?;
+    let cache = cache.finish(cx.entry)?;
     if !turns.iter().any(|t| t.role == Role::User) {
         return Err(ApiError::Validation(
             "messages: at least one message is required".into(),
@@ -156,7 +193,7 @@ pub fn parse(map: &Map<String, Value>, cx: &ParseContext<'_>) -> Result<Parsed, 
         label: None,
         exclusive: false,
         tier: Default::default(),
-        cache: Default::default(),
+        cache,
     };
     Ok(Parsed {
         family: Family::AnthropicMessages,
@@ -226,17 +263,23 @@ fn document_text(b: &Value, model_id: &str) -> Result<String, ApiError> {
     Ok(format!("Document \"{title}\":\n{text}"))
 }
 
-/// The text of a list of content blocks; media the backing model cannot read is refused.
+/// The text of a list of content blocks; media the backing model cannot read is refused. A
+/// block's `cache_control` adds to `marks` the byte offset after its text, and its TTL.
 fn blocks_text(
     c: &mut Checker<'_>,
     path: &str,
     blocks: &[Value],
     cx: &ParseContext<'_>,
     have_tools: bool,
+    marks: &mut Vec<(usize, CacheTtl)>,
 ) -> Result<String, ApiError> {
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let at = format!("{path}/{j}");
+        let mark = b
+            .get("cache_control")
+            .map(|cc| cache::cache_control(cc, &format!("{}.cache_control", at.replace('/', "."))))
+            .transpose()?;
         let kind = b.get("type").and_then(Value::as_str).unwrap_or_default();
         match kind {
             "text" => match b.get("text").and_then(Value::as_str) {
@@ -280,6 +323,12 @@ fn blocks_text(
             }
             "redacted_thinking" => {}
             other => c.violation(&format!("{at}/type"), &format!("{other} is not a valid enum value")),
+        }
+        if let Some(ttl) = mark {
+            // After this block's text, in the parts joined with `\n`.
+            let offset =
+                parts.iter().map(String::len).sum::<usize>() + parts.len().saturating_sub(1);
+            marks.push((offset, ttl));
         }
     }
     tools::close_results(&mut parts);
@@ -384,6 +433,9 @@ pub fn message_body(
         content.push(tool_use_block(call));
     }
     let (stop_reason, stop_sequence) = stop(&g.reason, !split.calls.is_empty());
+    let mut usage =
+        json!({ "input_tokens": g.usage.input_tokens, "output_tokens": g.usage.output_tokens });
+    crate::cache::add_anthropic_usage(&mut usage, g.usage);
     json!({
         "id": tools::new_id("msg_bdrk_"),
         "type": "message",
@@ -392,7 +444,7 @@ pub fn message_body(
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
-        "usage": { "input_tokens": g.usage.input_tokens, "output_tokens": g.usage.output_tokens },
+        "usage": usage,
     })
 }
 
@@ -526,10 +578,16 @@ impl Chunker for MessageChunks {
             out.push(json!({ "type": "content_block_stop", "index": index }));
         }
         let (stop_reason, stop_sequence) = stop(reason, !calls.is_empty());
+        // The final counts; with the cache in use, the input as Anthropic splits it.
+        let mut counts = json!({ "output_tokens": usage.output_tokens });
+        if usage.cache_read_input_tokens + usage.cache_write_input_tokens > 0 {
+            counts["input_tokens"] = usage.input_tokens.into();
+            crate::cache::add_anthropic_usage(&mut counts, usage);
+        }
         out.push(json!({
             "type": "message_delta",
             "delta": { "stop_reason": stop_reason, "stop_sequence": stop_sequence },
-            "usage": { "output_tokens": usage.output_tokens },
+            "usage": counts,
         }));
         out.push(json!({ "type": "message_stop" }));
         out
