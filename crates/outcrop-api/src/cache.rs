@@ -78,8 +78,19 @@ impl Checkpoints {
         Ok(PromptCache {
             points: self.points,
             min_tokens,
+            // Set with the caller's account by [`scope`].
+            scope: 0,
         })
     }
+}
+
+/// The cache scope of one account's calls to one model id: Bedrock keeps each account's
+/// prompt cache apart, so a checkpoint another account wrote is not this one's cache read.
+pub fn scope(account: &str, model_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (account, model_id).hash(&mut h);
+    h.finish()
 }
 
 fn ttl(v: Option<&Value>, path: &str) -> Result<CacheTtl, ApiError> {

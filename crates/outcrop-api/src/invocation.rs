@@ -92,6 +92,14 @@ impl Invocation<'_> {
         Self::label_parts(requests, tools, model_id, operation, exclusive);
     }
 
+    /// Scopes the call's prompt caching to the caller's account and the model id it named.
+    pub fn scope_cache(&mut self, account: &str, model_id: &str) {
+        let scope = crate::cache::scope(account, model_id);
+        for r in self.parts().0 {
+            r.cache.scope = scope;
+        }
+    }
+
     /// The call's generations, and the tools they may call.
     fn parts(&mut self) -> (Vec<&mut GenerationRequest>, Option<&Tools>) {
         match self {

@@ -388,6 +388,7 @@ async fn runtime(
     }
     if let Ok(i) = invocation.as_mut() {
         i.label(&resolved.entry.id, operation.name(), deterministic);
+        i.scope_cache(&principal.account_id, &resolved.entry.id);
         if let (Some((tier, metadata)), Some(m)) = (i.converse_settings(), meter.as_mut()) {
             m.describe(tier, metadata);
         }

@@ -1,6 +1,6 @@
 //! Continuous batching: which sequences hold slots, and what each step decodes.
 
-use crate::prefix::{Hit, PrefixStore};
+use crate::prefix::{Hit, Mark, PrefixStore};
 use crate::queue::{Gauges, Job, SchedulerConfig};
 use crate::{Decode, Executor, PromptTokens, Sampled, SeqId, StopMatcher, Utf8Assembler};
 use outcrop_engine::GenerationEvent;
@@ -553,14 +553,16 @@ impl Batcher {
         }
         let now = Instant::now();
         let offsets: Vec<u32> = points.iter().map(|(at, _)| *at).collect();
-        let mut read = self.store.checkpointed(&prompt.tokens, &offsets, now);
+        let mut read = self
+            .store
+            .checkpointed(&prompt.tokens, &offsets, cache.scope, now);
         // Read only what this prompt really reuses (all but the last token at most).
         let reused = plan.hit.map_or(0, |h| h.len);
         if read > reused + 1 {
             read = 0;
         }
         if read > 0 {
-            self.store.refresh(&prompt.tokens, read, now);
+            self.store.refresh(&prompt.tokens, read, cache.scope, now);
         }
         plan.read = read;
         let mut points: Vec<(u32, Duration)> =
@@ -597,17 +599,21 @@ impl Batcher {
         len: u32,
         ttl: Option<Duration>,
     ) {
-        let checkpoint = ttl.map(|ttl| (Instant::now() + ttl, ttl));
         let a = &self.active[i];
+        let checkpoint = ttl.map(|ttl| Mark {
+            scope: a.job.request.cache.scope,
+            until: Instant::now() + ttl,
+            ttl,
+        });
         let seq = a.seq;
         let tokens = a.prompt[..len as usize].to_vec();
         if let Some((anchor, base)) = a.anchor {
             let (anchor_len, automatic) = self.store.describe(anchor).unwrap_or((0, false));
             if self.store.holds(anchor, &tokens) {
                 // Stored already: a checkpoint marks it, or a part of it.
-                if let Some((until, ttl)) = checkpoint {
+                if let Some(mark) = checkpoint {
                     if anchor_len == len {
-                        self.store.mark_checkpoint(anchor, until, ttl);
+                        self.store.mark_checkpoint(anchor, mark);
                     } else if let Some(id) =
                         self.insert(exec, &tokens, Some((anchor, len)), checkpoint)
                     {
@@ -645,7 +651,7 @@ impl Batcher {
         exec: &mut E,
         tokens: &[u32],
         parent: Option<(SeqId, u32)>,
-        checkpoint: Option<(Instant, Duration)>,
+        checkpoint: Option<Mark>,
     ) -> Option<SeqId> {
         if !self.store.has_room() {
             let id = self.store.evict(parent.map(|p| p.0))?;

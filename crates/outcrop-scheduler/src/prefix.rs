@@ -9,7 +9,9 @@
 //! users) and no other entry (its children) holds its cells, so eviction never takes cells a
 //! running sequence needs, and frees exactly what the entry owns. Explicit checkpoints keep
 //! their entry ahead of automatic ones until their TTL lapses; a lapsed checkpoint leaves an
-//! ordinary entry, still reusable, no longer counted as a cache read.
+//! ordinary entry, still reusable, no longer counted as a cache read. A checkpoint belongs to
+//! a scope (one account's use of one model id, as Bedrock keeps caches apart): the same cells
+//! may serve several scopes, but each reads only what it wrote itself.
 
 use crate::SeqId;
 use std::collections::BTreeMap;
@@ -27,9 +29,9 @@ struct Entry {
     users: u32,
     /// Least recently used first.
     used: u64,
-    /// An explicit checkpoint: kept (before automatic entries) and read as a cache read
-    /// until then, and how long each use extends it.
-    checkpoint: Option<(Instant, Duration)>,
+    /// Explicit checkpoints, one per scope that wrote it: the entry is kept (before
+    /// automatic entries) and read as a cache read by that scope until they lapse.
+    checkpoints: Vec<Mark>,
 }
 
 impl Entry {
@@ -41,9 +43,20 @@ impl Entry {
         u64::from(self.len() - self.base)
     }
 
-    fn live_checkpoint(&self, now: Instant) -> bool {
-        self.checkpoint.is_some_and(|(until, _)| until > now)
+    fn live_for(&self, scope: u64, now: Instant) -> bool {
+        self.checkpoints
+            .iter()
+            .any(|m| m.scope == scope && m.until > now)
     }
+}
+
+/// A checkpoint on an entry: whose it is, until when it is a cache read, and how long each
+/// read extends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub scope: u64,
+    pub until: Instant,
+    pub ttl: Duration,
 }
 
 /// A stored prefix that a prompt starts with.
@@ -109,12 +122,12 @@ impl PrefixStore {
     /// The longest prefix of `tokens` that a live checkpoint holds, ending at one of `points`
     /// or where an earlier checkpoint ended (up to the last of `points`, as Bedrock looks back
     /// from a checkpoint); 0 when none.
-    pub fn checkpointed(&self, tokens: &[u32], points: &[u32], now: Instant) -> u32 {
+    pub fn checkpointed(&self, tokens: &[u32], points: &[u32], scope: u64, now: Instant) -> u32 {
         let Some(&last) = points.iter().max() else {
             return 0;
         };
         let mut best = 0;
-        for e in self.entries.values().filter(|e| e.live_checkpoint(now)) {
+        for e in self.entries.values().filter(|e| e.live_for(scope, now)) {
             let shared = common_prefix(&e.tokens, tokens);
             let ends = points.iter().copied().chain([e.len()]);
             for p in ends.filter(|&p| p <= last && p <= shared) {
@@ -124,12 +137,16 @@ impl PrefixStore {
         best
     }
 
-    /// Extends the TTL of the live checkpoints that hold `tokens[..len]` (a cache read).
-    pub fn refresh(&mut self, tokens: &[u32], len: u32, now: Instant) {
+    /// Extends the TTL of the scope's live checkpoints that hold `tokens[..len]` (a cache
+    /// read).
+    pub fn refresh(&mut self, tokens: &[u32], len: u32, scope: u64, now: Instant) {
         for e in self.entries.values_mut() {
-            if let Some((until, ttl)) = e.checkpoint {
-                if until > now && e.len() <= len && common_prefix(&e.tokens, tokens) >= e.len() {
-                    e.checkpoint = Some((until.max(now + ttl), ttl));
+            if e.len() > len || common_prefix(&e.tokens, tokens) < e.len() {
+                continue;
+            }
+            for m in &mut e.checkpoints {
+                if m.scope == scope && m.until > now {
+                    m.until = m.until.max(now + m.ttl);
                 }
             }
         }
@@ -167,7 +184,7 @@ impl PrefixStore {
         &mut self,
         tokens: &[u32],
         parent: Option<(SeqId, u32)>,
-        checkpoint: Option<(Instant, Duration)>,
+        checkpoint: Option<Mark>,
     ) -> Option<SeqId> {
         let id = self.free.pop()?;
         let (parent, base) = match parent {
@@ -184,7 +201,7 @@ impl PrefixStore {
             children: 0,
             users: 0,
             used: 0,
-            checkpoint,
+            checkpoints: checkpoint.into_iter().collect(),
         };
         self.held += entry.own();
         self.entries.insert(id, entry);
@@ -199,7 +216,7 @@ impl PrefixStore {
         let Some(e) = self.entries.get_mut(&id) else {
             return false;
         };
-        let grows = e.checkpoint.is_none()
+        let grows = e.checkpoints.is_empty()
             && tokens.len() > e.tokens.len()
             && tokens.starts_with(&e.tokens);
         if grows {
@@ -210,11 +227,17 @@ impl PrefixStore {
         grows
     }
 
-    /// Makes an entry a checkpoint (or extends its TTL).
-    pub fn mark_checkpoint(&mut self, id: SeqId, until: Instant, ttl: Duration) {
-        if let Some(e) = self.entries.get_mut(&id) {
-            let until = e.checkpoint.map_or(until, |(u, _)| u.max(until));
-            e.checkpoint = Some((until, ttl));
+    /// Makes an entry a checkpoint of the mark's scope (or extends its TTL).
+    pub fn mark_checkpoint(&mut self, id: SeqId, mark: Mark) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        match e.checkpoints.iter_mut().find(|m| m.scope == mark.scope) {
+            Some(m) => {
+                m.until = m.until.max(mark.until);
+                m.ttl = mark.ttl;
+            }
+            None => e.checkpoints.push(mark),
         }
     }
 
@@ -222,7 +245,7 @@ impl PrefixStore {
     pub fn describe(&self, id: SeqId) -> Option<(u32, bool)> {
         self.entries
             .get(&id)
-            .map(|e| (e.len(), e.checkpoint.is_none()))
+            .map(|e| (e.len(), e.checkpoints.is_empty()))
     }
 
     /// Whether the entry holds the cells of exactly `tokens` at its start.
@@ -236,10 +259,9 @@ impl PrefixStore {
     pub fn expire(&mut self, now: Instant) -> usize {
         let mut lapsed = 0;
         for e in self.entries.values_mut() {
-            if e.checkpoint.is_some_and(|(until, _)| until <= now) {
-                e.checkpoint = None;
-                lapsed += 1;
-            }
+            let before = e.checkpoints.len();
+            e.checkpoints.retain(|m| m.until > now);
+            lapsed += before - e.checkpoints.len();
         }
         lapsed
     }
@@ -252,7 +274,7 @@ impl PrefixStore {
             .entries
             .iter()
             .filter(|(id, e)| Some(**id) != keep && e.users == 0 && e.children == 0)
-            .min_by_key(|(_, e)| (e.checkpoint.is_some(), e.used))?;
+            .min_by_key(|(_, e)| (!e.checkpoints.is_empty(), e.used))?;
         self.remove(id);
         Some(id)
     }
@@ -282,6 +304,14 @@ impl PrefixStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mark(scope: u64, now: Instant, ttl: Duration) -> Mark {
+        Mark {
+            scope,
+            until: now + ttl,
+            ttl,
+        }
+    }
 
     fn toks(n: u32, salt: u32) -> Vec<u32> {
         (0..n).map(|i| i * 7 + salt).collect()
@@ -328,18 +358,25 @@ mod tests {
         let ttl = Duration::from_secs(300);
         let mut s = PrefixStore::new(8, 4, 1);
         let cp = s
-            .insert(&toks(10, 0), None, Some((now + ttl, ttl)))
+            .insert(&toks(10, 0), None, Some(mark(1, now, ttl)))
             .unwrap();
         let auto = s.insert(&toks(10, 1), None, None).unwrap();
         s.touch(auto);
         assert_eq!(s.evict(None), Some(auto), "automatic first, though newer");
         let prompt = [toks(10, 0), vec![1, 2, 3]].concat();
-        assert_eq!(s.checkpointed(&prompt, &[10], now), 10);
-        assert_eq!(s.checkpointed(&prompt, &[5], now), 5);
+        assert_eq!(s.checkpointed(&prompt, &[10], 1, now), 10);
+        assert_eq!(s.checkpointed(&prompt, &[5], 1, now), 5);
         // An earlier checkpoint's own end counts up to the request's last point.
-        assert_eq!(s.checkpointed(&prompt, &[12], now), 10);
-        assert_eq!(s.expire(now + ttl), 1);
-        assert_eq!(s.checkpointed(&prompt, &[10], now + ttl), 0);
+        assert_eq!(s.checkpointed(&prompt, &[12], 1, now), 10);
+        assert_eq!(
+            s.checkpointed(&prompt, &[10], 2, now),
+            0,
+            "another scope reads only what it wrote"
+        );
+        s.mark_checkpoint(cp, mark(2, now, ttl));
+        assert_eq!(s.checkpointed(&prompt, &[10], 2, now), 10);
+        assert_eq!(s.expire(now + ttl), 2);
+        assert_eq!(s.checkpointed(&prompt, &[10], 1, now + ttl), 0);
         assert_eq!(
             s.longest(&prompt),
             Some(Hit { entry: cp, len: 10 }),
@@ -353,11 +390,11 @@ mod tests {
         let ttl = Duration::from_secs(300);
         let mut s = PrefixStore::new(0, 2, 1);
         let t = toks(10, 0);
-        s.insert(&t, None, Some((now + ttl, ttl))).unwrap();
+        s.insert(&t, None, Some(mark(1, now, ttl))).unwrap();
         let later = now + Duration::from_secs(200);
-        s.refresh(&t, 10, later);
+        s.refresh(&t, 10, 1, later);
         assert_eq!(
-            s.checkpointed(&t, &[10], now + ttl + Duration::from_secs(1)),
+            s.checkpointed(&t, &[10], 1, now + ttl + Duration::from_secs(1)),
             10
         );
     }

@@ -309,6 +309,9 @@ pub struct PromptCache {
     /// A checkpoint whose prefix is shorter than this many tokens caches nothing (the model
     /// family's minimum).
     pub min_tokens: u32,
+    /// Whose cache it is (one account's use of one model id): a checkpoint is read only by
+    /// the scope that wrote it.
+    pub scope: u64,
 }
 
 /// Facts about a loaded backing model.

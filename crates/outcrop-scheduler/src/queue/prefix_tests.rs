@@ -214,6 +214,7 @@ fn req(text: &str, points: usize) -> GenerationRequest {
                 })
                 .collect(),
             min_tokens: 8,
+            scope: 1,
         },
     }
 }
@@ -265,6 +266,27 @@ async fn by_default_only_prompts_with_checkpoints_reuse_prefixes() {
     assert_eq!(again.cache_read_input_tokens, 12);
     let g = h.gauges();
     assert_eq!((g.prefix_hits, g.prefix_misses), (1, 1));
+}
+
+#[tokio::test]
+async fn a_scope_reads_only_the_checkpoints_it_wrote() {
+    let (h, _) = start(256, 8);
+    let prompt = format!("{} | {}", words("sys", 12), words("a", 5));
+    let mine = usage(&h, req(&prompt, 1)).await;
+    assert_eq!(mine.cache_write_input_tokens, 12);
+    let mut theirs = req(&prompt, 1);
+    theirs.cache.scope = 2;
+    let first = usage(&h, theirs.clone()).await;
+    assert_eq!(
+        (
+            first.cache_write_input_tokens,
+            first.cache_read_input_tokens
+        ),
+        (12, 0),
+        "another account writes its own"
+    );
+    let again = usage(&h, theirs).await;
+    assert_eq!(again.cache_read_input_tokens, 12);
 }
 
 #[tokio::test]
