@@ -202,3 +202,28 @@ def test_a_one_hour_ttl_after_a_five_minute_one_is_refused(client):
     code, _ = error_of(lambda: client.converse(
         modelId=PROFILE, system=system, messages=[{"role": "user", "content": [{"text": "Hi"}]}]))
     assert code == "ValidationException"
+
+
+def test_cache_tokens_are_billed_at_the_cache_prices():
+    from decimal import Decimal
+
+    s = Server(config=CONFIG, enable=[HAIKU])
+    try:
+        c = make_client(s)
+        calls = [converse(c, "When are you open?")["usage"], converse(c, "Late fees?")["usage"],
+                 converse(c, "Story time?", system=SYSTEM + " One hour.", ttl="1h")["usage"]]
+        price = {"in": Decimal("0.001"), "out": Decimal("0.005"), "read": Decimal("0.0001"),
+                 "write": Decimal("0.00125"), "write_1h": Decimal("0.002")}
+        expected = sum(
+            (u["inputTokens"] * price["in"] + u["outputTokens"] * price["out"]
+             + u.get("cacheReadInputTokens", 0) * price["read"]
+             + sum(d["inputTokens"] * price["write_1h" if d["ttl"] == "1h" else "write"]
+                   for d in u.get("cacheDetails", []))) / 1000
+            for u in calls)
+        total = json.loads(s.cli("usage", "--format", "json"))["total"]
+        assert Decimal(total["cost_usd"]) == expected
+        assert total["cache_read_tokens"] == sum(u.get("cacheReadInputTokens", 0) for u in calls) > 0
+        assert total["cache_write_tokens"] == sum(u.get("cacheWriteInputTokens", 0) for u in calls) > 0
+        assert total["input_tokens"] == sum(u["inputTokens"] for u in calls)
+    finally:
+        s.stop()

@@ -47,26 +47,48 @@ async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) -> bool {
         status = outcome.status,
         "recording usage"
     );
-    let (input_price, output_price) = state
-        .catalog
-        .get(outcome.model_id)
+    let entry = state.catalog.get(outcome.model_id);
+    // A tier's tokens cost the catalog price times the tier's factor.
+    let factor = entry.and_then(|e| call.service_tier.and_then(|t| e.service_tiers.get(t)));
+    let priced = |p: &str| match factor {
+        Some(f) => outcrop_store::scaled_price(p, f),
+        None => p.to_owned(),
+    };
+    let (input_price, output_price) = entry
         .map(|e| {
-            // A tier's tokens cost the catalog price times the tier's factor.
-            match call.service_tier.and_then(|t| e.service_tiers.get(t)) {
-                Some(factor) => (
-                    outcrop_store::scaled_price(&e.input_price_per_1k, factor),
-                    outcrop_store::scaled_price(&e.output_price_per_1k, factor),
-                ),
-                None => (e.input_price_per_1k.clone(), e.output_price_per_1k.clone()),
-            }
+            (
+                priced(&e.input_price_per_1k),
+                priced(&e.output_price_per_1k),
+            )
         })
         .unwrap_or_else(|| ("0".into(), "0".into()));
-    let cost = outcrop_store::cost(
-        outcome.usage.input_tokens,
-        outcome.usage.output_tokens,
-        &input_price,
-        &output_price,
+    let u = outcome.usage;
+    let cache = entry.map_or_else(
+        || outcrop_store::cache_cost(&[]),
+        |e| {
+            // A model without cache prices bills its cache tokens as input.
+            let or_input =
+                |p: &Option<String>| priced(p.as_deref().unwrap_or(&e.input_price_per_1k));
+            let write = or_input(&e.cache_write_price_per_1k);
+            let write_1h = e
+                .cache_write_1h_price_per_1k
+                .as_ref()
+                .map_or_else(|| write.clone(), |p| priced(p));
+            outcrop_store::cache_cost(&[
+                (
+                    u.cache_read_input_tokens,
+                    &or_input(&e.cache_read_price_per_1k),
+                ),
+                (
+                    u.cache_write_input_tokens - u.cache_write_1h_input_tokens,
+                    &write,
+                ),
+                (u.cache_write_1h_input_tokens, &write_1h),
+            ])
+        },
     );
+    let cost =
+        outcrop_store::cost(u.input_tokens, u.output_tokens, &input_price, &output_price) + cache;
     let label = metric_label(&state.catalog, outcome.model_id);
     count(&outcome, label, call.started.elapsed().as_millis() as f64);
     let record = UsageRecord {
@@ -78,6 +100,8 @@ async fn record(state: &Service, call: &Call, outcome: Outcome<'_>) -> bool {
         operation: call.operation.to_owned(),
         input_tokens: outcome.usage.input_tokens,
         output_tokens: outcome.usage.output_tokens,
+        cache_read_tokens: u.cache_read_input_tokens,
+        cache_write_tokens: u.cache_write_input_tokens,
         latency_ms: call.started.elapsed().as_millis() as u64,
         first_byte_ms: outcome.first_byte_ms,
         status: outcome.status,
@@ -257,6 +281,10 @@ impl Meter {
                 embedding: self.embedding,
                 input_body: &self.input_body,
                 input_tokens: ended.usage.input_tokens,
+                cache_tokens: (
+                    ended.usage.cache_read_input_tokens,
+                    ended.usage.cache_write_input_tokens,
+                ),
                 output_body: output,
                 output_tokens: ended.usage.output_tokens,
             };
@@ -267,7 +295,12 @@ impl Meter {
 
     fn settle(&self, usage: Usage) {
         if let Some(p) = &self.permit {
-            p.settle(u64::from(usage.input_tokens) + u64::from(usage.output_tokens));
+            // Cache reads do not count against tokens-per-minute quotas; writes do.
+            p.settle(
+                u64::from(usage.input_tokens)
+                    + u64::from(usage.cache_write_input_tokens)
+                    + u64::from(usage.output_tokens),
+            );
         }
     }
 }

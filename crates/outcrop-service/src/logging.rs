@@ -123,6 +123,8 @@ pub struct Invocation<'a> {
     pub embedding: bool,
     pub input_body: &'a [u8],
     pub input_tokens: u32,
+    /// Input tokens read from and written to the prompt cache.
+    pub cache_tokens: (u32, u32),
     pub output_body: Value,
     pub output_tokens: u32,
 }
@@ -172,6 +174,10 @@ pub async fn log(state: &Service, call: &Call, inv: Invocation<'_>) {
         },
     });
     let mut record = record;
+    if inv.cache_tokens != (0, 0) {
+        record["input"]["cacheReadInputTokenCount"] = inv.cache_tokens.0.into();
+        record["input"]["cacheWriteInputTokenCount"] = inv.cache_tokens.1.into();
+    }
     if let Some(m) = &call.request_metadata {
         record["requestMetadata"] = m.clone();
     }

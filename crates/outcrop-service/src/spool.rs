@@ -98,6 +98,8 @@ mod tests {
             operation: "InvokeModel".into(),
             input_tokens: 3,
             output_tokens: 4,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             latency_ms: 5,
             first_byte_ms: None,
             status: 200,

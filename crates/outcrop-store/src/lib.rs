@@ -14,7 +14,7 @@ mod usage;
 
 pub use secrets::SecretBox;
 pub use sqlite::SqliteStore;
-pub use usage::{cost, report, scaled_price, GroupBy, Report, Totals, UsageRecord};
+pub use usage::{cache_cost, cost, report, scaled_price, GroupBy, Report, Totals, UsageRecord};
 
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;

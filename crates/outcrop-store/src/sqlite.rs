@@ -443,8 +443,9 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT OR IGNORE INTO usage_records (request_id, time, account_id, principal_arn, model_id,
                 operation, input_tokens, output_tokens, latency_ms, first_byte_ms, status, error_code,
-                input_price_per_1k, output_price_per_1k, cost_usd)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                input_price_per_1k, output_price_per_1k, cost_usd, cache_read_tokens,
+                cache_write_tokens)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.request_id)
         .bind(&r.time)
@@ -461,6 +462,8 @@ impl Store for SqliteStore {
         .bind(&r.input_price_per_1k)
         .bind(&r.output_price_per_1k)
         .bind(&r.cost_usd)
+        .bind(i64::from(r.cache_read_tokens))
+        .bind(i64::from(r.cache_write_tokens))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -475,7 +478,8 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT request_id, time, account_id, principal_arn, model_id, operation, input_tokens,
                     output_tokens, latency_ms, first_byte_ms, status, error_code,
-                    input_price_per_1k, output_price_per_1k, cost_usd
+                    input_price_per_1k, output_price_per_1k, cost_usd, cache_read_tokens,
+                    cache_write_tokens
              FROM usage_records
              WHERE (?1 IS NULL OR account_id = ?1) AND (?2 IS NULL OR time >= ?2)
                AND (?3 IS NULL OR time < ?3)
@@ -504,6 +508,8 @@ impl Store for SqliteStore {
                 input_price_per_1k: r.get(12),
                 output_price_per_1k: r.get(13),
                 cost_usd: r.get(14),
+                cache_read_tokens: r.get::<i64, _>(15) as u32,
+                cache_write_tokens: r.get::<i64, _>(16) as u32,
             })
             .collect())
     }

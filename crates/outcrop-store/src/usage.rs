@@ -15,8 +15,14 @@ pub struct UsageRecord {
     pub principal_arn: String,
     pub model_id: String,
     pub operation: String,
+    /// Input tokens computed for this call (cache reads and writes not included).
     pub input_tokens: u32,
     pub output_tokens: u32,
+    /// Input tokens read from the prompt cache, and written to it.
+    #[serde(default)]
+    pub cache_read_tokens: u32,
+    #[serde(default)]
+    pub cache_write_tokens: u32,
     pub latency_ms: u64,
     pub first_byte_ms: Option<u64>,
     /// HTTP status of the call (200, or the error's; 429 for throttles).
@@ -47,6 +53,16 @@ pub fn cost(
     let price = |s: &str| Decimal::from_str(s).unwrap_or_default();
     (Decimal::from(input_tokens) * price(input_per_1k)
         + Decimal::from(output_tokens) * price(output_per_1k))
+        / Decimal::from(1000)
+}
+
+/// `tokens × price / 1000` for the prompt cache's reads and writes (5-minute and 1-hour),
+/// exactly.
+pub fn cache_cost(tokens_and_prices: &[(u32, &str)]) -> Decimal {
+    tokens_and_prices
+        .iter()
+        .map(|(n, p)| Decimal::from(*n) * Decimal::from_str(p).unwrap_or_default())
+        .sum::<Decimal>()
         / Decimal::from(1000)
 }
 
@@ -88,6 +104,8 @@ pub struct Totals {
     pub server_errors: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     pub cost_usd: Decimal,
 }
 
@@ -101,6 +119,8 @@ impl Totals {
         }
         self.input_tokens += u64::from(r.input_tokens);
         self.output_tokens += u64::from(r.output_tokens);
+        self.cache_read_tokens += u64::from(r.cache_read_tokens);
+        self.cache_write_tokens += u64::from(r.cache_write_tokens);
         self.cost_usd += Decimal::from_str(&r.cost_usd).unwrap_or_default();
     }
 }
@@ -122,6 +142,8 @@ impl Totals {
         m.insert("server_errors".into(), self.server_errors.into());
         m.insert("input_tokens".into(), self.input_tokens.into());
         m.insert("output_tokens".into(), self.output_tokens.into());
+        m.insert("cache_read_tokens".into(), self.cache_read_tokens.into());
+        m.insert("cache_write_tokens".into(), self.cache_write_tokens.into());
         m.insert(
             "cost_usd".into(),
             self.cost_usd.normalize().to_string().into(),
@@ -199,6 +221,8 @@ mod tests {
             operation: "InvokeModel".into(),
             input_tokens: input,
             output_tokens: output,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             latency_ms: 1,
             first_byte_ms: None,
             status,
@@ -215,6 +239,8 @@ mod tests {
         assert_eq!(cost(1, 0, "0.1", "0").to_string(), "0.0001");
         assert_eq!(cost(1000, 1000, "0.008", "0.024").to_string(), "0.032");
         assert_eq!(cost(3, 7, "0.00025", "0.00125").to_string(), "0.0000095");
+        let cache = cache_cost(&[(2048, "0.0003"), (1000, "0.00375"), (0, "0.006")]);
+        assert_eq!(cache.normalize().to_string(), "0.0043644");
     }
 
     #[test]
