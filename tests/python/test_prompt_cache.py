@@ -165,6 +165,25 @@ def test_concurrent_users_of_one_prefix_all_read_it(client, cached):
     assert not errors and reads == [written] * 4
 
 
+def test_metrics_count_prefix_hits_and_cached_cells(client, cached):
+    import re
+    import urllib.request
+
+    converse(client, "Is the reading room quiet?")
+    with urllib.request.urlopen(cached.url + "/metrics") as m:
+        text = m.read().decode()
+
+    def value(name):
+        found = re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.M)
+        assert found, name
+        return max(float(v) for v in found)
+
+    assert value("EnginePrefixHits") >= 1 and value("EnginePrefixMisses") >= 1
+    assert value("EnginePrefixReusedTokens") >= 64
+    assert value("EngineKvCellsCached") >= 64 and value("EnginePrefixEntries") >= 1
+    assert value("EnginePrefixEvictions") >= 0
+
+
 def error_of(call):
     with pytest.raises(ClientError) as e:
         call()

@@ -48,6 +48,19 @@ async fn render(State(s): State<MetricsState>) -> impl IntoResponse {
             .set(gauges.waiting as f64);
         metrics::gauge!("EngineKvCellsReserved", "backing_model" => name.clone())
             .set(gauges.reserved_kv as f64);
+        // The prefix store (prompt cache): what it holds, and how often it served.
+        metrics::gauge!("EngineKvCellsCached", "backing_model" => name.clone())
+            .set(gauges.cached_kv as f64);
+        metrics::gauge!("EnginePrefixEntries", "backing_model" => name.clone())
+            .set(gauges.prefix_entries as f64);
+        for (metric, value) in [
+            ("EnginePrefixHits", gauges.prefix_hits),
+            ("EnginePrefixMisses", gauges.prefix_misses),
+            ("EnginePrefixEvictions", gauges.prefix_evictions),
+            ("EnginePrefixReusedTokens", gauges.prefix_reused_tokens),
+        ] {
+            metrics::counter!(metric, "backing_model" => name.clone()).absolute(value);
+        }
         if gauges.endpoints > 0 {
             metrics::gauge!("EngineEndpoints", "backing_model" => name.clone())
                 .set(gauges.endpoints as f64);
