@@ -28,6 +28,9 @@ struct Active {
     /// The token sampled last step, to decode next (None while prefilling).
     next: Option<u32>,
     generated: u32,
+    /// Generated tokens whose cells are computed, kept with the prompt when it is stored:
+    /// the next turn of a conversation starts with this answer.
+    decoded: Vec<u32>,
     utf8: Utf8Assembler,
     stops: StopMatcher,
     /// The stored prefix whose cells hold this sequence's first positions (pinned), and how
@@ -335,6 +338,7 @@ impl Batcher {
                 prefilled,
                 next: None,
                 generated: 0,
+                decoded: Vec::new(),
                 utf8: Utf8Assembler::default(),
                 stops,
                 anchor: plan.hit.map(|h| (h.entry, h.len)),
@@ -396,6 +400,9 @@ impl Batcher {
             return;
         };
         let a = &mut self.active[i];
+        if let Some(prev) = a.next.take() {
+            a.decoded.push(prev);
+        }
         if s.end_of_turn {
             return self.finish(exec, s.seq, Ok(StopReason::EndOfTurn));
         }
@@ -431,6 +438,9 @@ impl Batcher {
         seq: SeqId,
         outcome: Result<StopReason, GenerationError>,
     ) {
+        if outcome.is_ok() {
+            self.keep_answer(exec, seq);
+        }
         let Some(mut a) = self.release(exec, seq) else {
             return;
         };
@@ -643,6 +653,28 @@ impl Batcher {
         }
         let base = anchor.map_or(0, |(_, b)| b);
         self.moved_to_store(i, id, len - base.min(len), len);
+    }
+
+    /// Grows the automatic entry holding a finished sequence's whole prompt by the answer's
+    /// computed cells, as llama-server keeps a slot's answer: a conversation's next turn then
+    /// computes only its new message.
+    fn keep_answer<E: Executor>(&mut self, exec: &mut E, seq: SeqId) {
+        let Some(i) = self.index_of(seq) else {
+            return;
+        };
+        let a = &self.active[i];
+        let Some((anchor, base)) = a.anchor else {
+            return;
+        };
+        if !a.stored || a.decoded.is_empty() || base as usize != a.prompt.len() {
+            return;
+        }
+        let tokens = [a.prompt.as_slice(), a.decoded.as_slice()].concat();
+        let len = tokens.len() as u32;
+        if self.store.describe(anchor) == Some((base, true)) && self.store.extend(anchor, &tokens) {
+            exec.share(seq, anchor, base, len);
+            self.moved_to_store(i, anchor, len - base, len);
+        }
     }
 
     /// A new entry, evicting the least useful one when every id is taken.

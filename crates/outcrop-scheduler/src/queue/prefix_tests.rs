@@ -128,7 +128,7 @@ impl Executor for KvFake {
                 *said += 1;
                 out.push(Sampled {
                     seq: d.seq,
-                    token: 1,
+                    token: token("x"),
                     end_of_turn: *said > 2,
                     piece: b"x".to_vec(),
                 });
@@ -377,14 +377,22 @@ async fn stored_prefixes_yield_to_running_requests() {
 
 #[tokio::test]
 async fn a_conversation_grows_one_entry() {
-    let (h, _) = start(512, 2);
+    // Each turn's prompt is the last one, its answer ("x x": two generated tokens whose
+    // cells the store kept) and a new message: only the new message is computed.
+    let (h, seen) = start(512, 2);
     let mut text = words("c", 10);
     for turn in 0..5 {
+        if turn > 0 {
+            text = format!("{text} x x");
+        }
         text = format!("{text} {}", words(&format!("t{turn}x"), 6));
         usage(&h, req(&text, 0)).await;
+        let chunks = seen.lock().unwrap().chunks.clone();
+        let from = chunks.last().unwrap().1;
+        assert_eq!(from, if turn == 0 { 0 } else { 10 + 8 * turn });
     }
     let g = h.gauges();
     assert_eq!(g.prefix_entries, 1, "{g:?}");
     assert_eq!(g.prefix_hits, 4);
-    assert_eq!(g.cached_kv, 40);
+    assert_eq!(g.cached_kv, 10 + 6 * 5 + 2 * 4 + 2);
 }
