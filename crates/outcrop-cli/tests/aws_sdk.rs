@@ -432,3 +432,59 @@ async fn aws_sdk_agent_tool_loop_with_the_default_model() {
     }
     panic!("the loop did not end with an answer");
 }
+
+/// Prompt caching through the SDK's own types: a `CachePoint` after a system prompt longer
+/// than Claude Sonnet 4.5's 1,024-token minimum is written by the first call (with its
+/// `cacheDetails`), then read by the next call that starts with it.
+#[tokio::test]
+async fn aws_sdk_prompt_cache_write_then_read() {
+    use aws_sdk_bedrockruntime::types::{
+        CachePointBlock, CachePointType, CacheTtl, ContentBlock, ConversationRole,
+        InferenceConfiguration, Message, SystemContentBlock,
+    };
+    let server = start_server();
+    let runtime = client(&server.url, "test", "test").await;
+    let rules = (1..=90)
+        .map(|i| format!("Rule {i}: answer questions about order number {i} politely and briefly."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let point = CachePointBlock::builder()
+        .r#type(CachePointType::Default)
+        .ttl(CacheTtl::FiveMinutes)
+        .build()
+        .unwrap();
+    let ask = |question: &str| {
+        runtime
+            .converse()
+            .model_id("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+            .system(SystemContentBlock::Text(rules.clone()))
+            .system(SystemContentBlock::CachePoint(point.clone()))
+            .messages(
+                Message::builder()
+                    .role(ConversationRole::User)
+                    .content(ContentBlock::Text(question.into()))
+                    .build()
+                    .unwrap(),
+            )
+            .inference_config(InferenceConfiguration::builder().max_tokens(8).build())
+            .send()
+    };
+    let first = ask("Where is order 7?").await.unwrap();
+    let usage = first.usage().unwrap();
+    let written = usage.cache_write_input_tokens().unwrap_or(0);
+    assert!(written >= 1024, "{usage:?}");
+    assert_eq!(usage.cache_read_input_tokens().unwrap_or(0), 0);
+    let details = usage.cache_details();
+    assert_eq!(details.len(), 1);
+    assert_eq!(
+        (details[0].ttl(), details[0].input_tokens()),
+        (&CacheTtl::FiveMinutes, written)
+    );
+    let second = ask("And order 12?").await.unwrap();
+    let usage = second.usage().unwrap();
+    assert_eq!(usage.cache_read_input_tokens(), Some(written), "{usage:?}");
+    assert_eq!(
+        usage.total_tokens(),
+        usage.input_tokens() + written + usage.output_tokens()
+    );
+}
