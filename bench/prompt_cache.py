@@ -199,24 +199,21 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     results = {}
-    for name in ["outcrop-cached", "outcrop-uncached", "llama-server"]:
+    def start(name):
         if name.startswith("outcrop"):
             proc, port = start_outcrop(args.outcrop, args.model, args.threads)
-            peer = Outcrop(port, cached=name == "outcrop-cached")
-        else:
-            proc, port = start_llama_server(args.llama_server, args.model, args.threads)
-            peer = LlamaServer(port)
+            return proc, Outcrop(port, cached=name == "outcrop-cached")
+        proc, port = start_llama_server(args.llama_server, args.model, args.threads)
+        return proc, LlamaServer(port)
+
+    for name in ["outcrop-cached", "outcrop-uncached", "llama-server"]:
+        proc, peer = start(name)
         try:
             print(f"{name}: conversation", flush=True)
             conv = conversation(peer)
             stop(proc)
             # The concurrent users meet a fresh server: only the warm-up call's prefix is cached.
-            if name.startswith("outcrop"):
-                proc, port = start_outcrop(args.outcrop, args.model, args.threads)
-                peer = Outcrop(port, cached=name == "outcrop-cached")
-            else:
-                proc, port = start_llama_server(args.llama_server, args.model, args.threads)
-                peer = LlamaServer(port)
+            proc, peer = start(name)
             print(f"{name}: {USERS} users", flush=True)
             results[name] = {"conversation": conv, "users": users(peer)}
         finally:
