@@ -8,10 +8,12 @@
 
 #![forbid(unsafe_code)]
 
+mod imports;
 mod secrets;
 mod sqlite;
 mod usage;
 
+pub use imports::{ImportJobRecord, ImportStatus, ImportedModelRecord};
 pub use secrets::SecretBox;
 pub use sqlite::SqliteStore;
 pub use usage::{cache_cost, cost, report, scaled_price, GroupBy, Report, Totals, UsageRecord};
@@ -213,6 +215,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// The model ids the account has agreements for, sorted.
     async fn agreements(&self, account_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Records a new import job; `false` when the account has a job of that name already.
+    async fn create_import_job(&self, job: &ImportJobRecord) -> Result<bool, StoreError>;
+
+    /// Replaces a job's record (its status moved on).
+    async fn update_import_job(&self, job: &ImportJobRecord) -> Result<(), StoreError>;
+
+    /// The account's import jobs, oldest first; `None`: every account's.
+    async fn import_jobs(
+        &self,
+        account_id: Option<&str>,
+    ) -> Result<Vec<ImportJobRecord>, StoreError>;
+
+    /// Records the model a job made and the job's new record, together; `false` (and nothing
+    /// written) when the account has a model of that name already.
+    async fn complete_import(
+        &self,
+        job: &ImportJobRecord,
+        model: &ImportedModelRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// The account's imported models, oldest first.
+    async fn imported_models(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<ImportedModelRecord>, StoreError>;
+
+    /// Removes an imported model's record; `false` if there was none.
+    async fn delete_imported_model(
+        &self,
+        account_id: &str,
+        model_id: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Stores (replacing) the account's model invocation logging configuration (JSON).
     async fn put_logging_config(&self, account_id: &str, config: &str) -> Result<(), StoreError>;

@@ -1,7 +1,7 @@
 use crate::{
-    secrets::SecretBox, user_arn, AccessKeyRecord, ApiKeyRecord, Credential, NewAccessKey,
-    QuotaOverride, Store, StoreError, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY,
-    DEV_SECRET_KEY,
+    secrets::SecretBox, user_arn, AccessKeyRecord, ApiKeyRecord, Credential, ImportJobRecord,
+    ImportedModelRecord, NewAccessKey, QuotaOverride, Store, StoreError, UsageRecord, UserRecord,
+    DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
 };
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -365,6 +365,44 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    async fn create_import_job(&self, job: &ImportJobRecord) -> Result<bool, StoreError> {
+        imports::create_job(&self.pool, job).await
+    }
+
+    async fn update_import_job(&self, job: &ImportJobRecord) -> Result<(), StoreError> {
+        imports::update_job(&self.pool, job).await
+    }
+
+    async fn import_jobs(
+        &self,
+        account_id: Option<&str>,
+    ) -> Result<Vec<ImportJobRecord>, StoreError> {
+        imports::jobs(&self.pool, account_id).await
+    }
+
+    async fn complete_import(
+        &self,
+        job: &ImportJobRecord,
+        model: &ImportedModelRecord,
+    ) -> Result<bool, StoreError> {
+        imports::complete(&self.pool, job, model).await
+    }
+
+    async fn imported_models(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<ImportedModelRecord>, StoreError> {
+        imports::models(&self.pool, account_id).await
+    }
+
+    async fn delete_imported_model(
+        &self,
+        account_id: &str,
+        model_id: &str,
+    ) -> Result<bool, StoreError> {
+        imports::delete_model(&self.pool, account_id, model_id).await
+    }
+
     async fn put_logging_config(&self, account_id: &str, config: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO logging_configs (account_id, config) VALUES (?, ?)
@@ -555,6 +593,7 @@ fn random_secret() -> String {
 }
 
 mod api_keys;
+mod imports;
 
 #[cfg(test)]
 mod access_tests;
