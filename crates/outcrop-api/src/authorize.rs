@@ -70,7 +70,29 @@ fn requirement(
             everything(),
         ),
         Operation::GetInferenceProfile { .. } => ("bedrock:GetInferenceProfile", everything()),
+        Operation::CreateModelImportJob => ("bedrock:CreateModelImportJob", everything()),
+        Operation::ListModelImportJobs => ("bedrock:ListModelImportJobs", everything()),
+        Operation::ListImportedModels => ("bedrock:ListImportedModels", everything()),
+        // Named by ARN, the resource is that ARN; by name, only a policy for every resource
+        // allows it.
+        Operation::GetModelImportJob { identifier } => {
+            ("bedrock:GetModelImportJob", arn_or_everything(identifier))
+        }
+        Operation::GetImportedModel { identifier } => {
+            ("bedrock:GetImportedModel", arn_or_everything(identifier))
+        }
+        Operation::DeleteImportedModel { identifier } => {
+            ("bedrock:DeleteImportedModel", arn_or_everything(identifier))
+        }
     })
+}
+
+fn arn_or_everything(identifier: &str) -> Vec<String> {
+    vec![if identifier.starts_with("arn:") {
+        identifier.to_owned()
+    } else {
+        "*".to_owned()
+    }]
 }
 
 /// Refuses the request unless the principal's policies allow it.

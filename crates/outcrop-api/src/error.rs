@@ -46,6 +46,13 @@ pub fn wire(error: &ApiError) -> Wire {
             BEDROCK,
             m.clone(),
         ),
+        // Bedrock's control plane answers conflicts with 400.
+        Conflict(m) => (
+            StatusCode::BAD_REQUEST,
+            "ConflictException",
+            BEDROCK,
+            m.clone(),
+        ),
         Throttling(m) => (
             StatusCode::TOO_MANY_REQUESTS,
             "ThrottlingException",
@@ -180,6 +187,7 @@ pub fn stream_exception_type(error: &ApiError) -> &'static str {
         // Raised before any byte of a response, never inside a stream.
         AccessDenied(_)
         | ResourceNotFound(_)
+        | Conflict(_)
         | MissingAuthenticationToken
         | IncompleteSignature(_)
         | InvalidSignature(_)

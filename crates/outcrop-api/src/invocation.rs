@@ -177,6 +177,49 @@ impl Invocation<'_> {
     }
 }
 
+/// InvokeModel and its stream on an imported model with an OpenAI chat completion body (one
+/// with `messages`); `None` for any other call.
+fn imported_chat<'s>(
+    state: &'s ApiState,
+    operation: &Operation,
+    resolved: Resolved<'s>,
+    body: &[u8],
+    seed: u32,
+) -> Result<Option<Invocation<'s>>, ApiError> {
+    let streams = match operation {
+        Operation::InvokeModel { .. } => false,
+        Operation::InvokeModelWithResponseStream { .. } => true,
+        _ => return Ok(None),
+    };
+    if !families::imported::is_chat(body) {
+        return Ok(None);
+    }
+    let model = invoke::invocable(state, resolved)?;
+    if !model.entry.converse {
+        return Err(ApiError::Validation(
+            "This model has no chat template, so it takes no messages. Send a prompt instead."
+                .into(),
+        ));
+    }
+    let mut request = openai::request::parse(model.entry, body, seed)?;
+    if request.model.is_empty() {
+        request.model = model.entry.id.clone();
+    }
+    if !streams {
+        return Ok(Some(Invocation::Chat { model, request }));
+    }
+    if request.choices != 1 {
+        return Err(ApiError::Validation(
+            "Streaming returns one generation; ask for one choice (n = 1).".into(),
+        ));
+    }
+    Ok(Some(Invocation::Stream {
+        engine: model.engine,
+        chunker: Box::new(families::imported::OpenAiChunks::chat(&request.model)),
+        request: request.converse.request,
+    }))
+}
+
 /// Parses `body` for `operation` on the resolved model, with every check the operation makes
 /// before it runs, in Bedrock's order.
 /// `seed` seeds the sampler of a request that names none.
@@ -188,6 +231,23 @@ pub(crate) fn parse<'s>(
     seed: u32,
 ) -> Result<Invocation<'s>, ApiError> {
     let entry = resolved.entry;
+    if resolved.is_imported() {
+        if let Some(invocation) = imported_chat(state, operation, resolved, body, seed)? {
+            return Ok(invocation);
+        }
+    }
+    let chat_surface = matches!(
+        operation,
+        Operation::Converse { .. }
+            | Operation::ConverseStream { .. }
+            | Operation::ChatCompletions { .. }
+            | Operation::Responses { .. }
+    );
+    if chat_surface && !entry.converse {
+        return Err(ApiError::Validation(
+            "This model has no chat template, so it doesn't support the Converse API. Call InvokeModel with a prompt instead.".into(),
+        ));
+    }
     match operation {
         Operation::InvokeModel { .. } => match EmbedFormat::from_format(&entry.format) {
             Some(format) => Ok(Invocation::Embed {

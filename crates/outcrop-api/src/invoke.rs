@@ -31,6 +31,7 @@ pub(crate) fn invocable<'s>(
     let Resolved {
         entry,
         geography: profile,
+        engine: own_engine,
     } = resolved;
     if EmbedFormat::from_format(&entry.format).is_some() {
         return Err(ApiError::Validation(NOT_A_TEXT_MODEL.into()));
@@ -40,6 +41,9 @@ pub(crate) fn invocable<'s>(
             "Invocation of model ID {} with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model.",
             entry.id
         )));
+    }
+    if let Some(engine) = own_engine {
+        return Ok(Invocable { entry, engine });
     }
     let engine = state.engines.get(&entry.backing_model).ok_or_else(|| {
         tracing::error!(model = %entry.backing_model, "catalog names a backing model that is not loaded");

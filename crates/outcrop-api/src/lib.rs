@@ -341,13 +341,21 @@ async fn runtime(
             "model is required: a Bedrock model id or inference profile.".into(),
         ));
     }
-    let resolved = state.resolve(identifier);
+    // An imported model's ARN names the account's own model, with an engine of its own.
+    let imported = state.imported(principal, identifier).await;
+    let resolved = match &imported {
+        Ok(Some(model)) => Ok(model.resolved()),
+        Ok(None) => state.resolve(identifier),
+        Err(e) => Err(e.clone()),
+    };
     if let (Ok(r), Some(m)) = (&resolved, meter.as_mut()) {
         m.resolved(r.entry);
     }
     authorize::authorize_resolved(state, principal, operation, resolved.as_ref().ok()).await?;
     let resolved = resolved?;
-    access::check_invoke(state, principal, resolved.entry).await?;
+    if !resolved.is_imported() {
+        access::check_invoke(state, principal, resolved.entry).await?;
+    }
     if let Some(relay) = state.relays.get(&resolved.entry.backing_model) {
         let output = relay::output_estimate(body);
         if let Some(refused) = admit(
@@ -558,6 +566,24 @@ async fn control_plane(
             control::get_inference_profile(state, &principal, &identifier)
         }
         Operation::ListOpenAiModels => openai::models(state, &principal).await,
+        Operation::CreateModelImportJob => {
+            control::imports::create_job(&state.service, &principal, body).await
+        }
+        Operation::GetModelImportJob { identifier } => {
+            control::imports::get_job(state, &principal, &identifier).await
+        }
+        Operation::ListModelImportJobs => {
+            control::imports::list_jobs(state, &principal, query).await
+        }
+        Operation::ListImportedModels => {
+            control::imports::list_models(state, &principal, query).await
+        }
+        Operation::GetImportedModel { identifier } => {
+            control::imports::get_model(state, &principal, &identifier).await
+        }
+        Operation::DeleteImportedModel { identifier } => {
+            control::imports::delete_model(state, &principal, &identifier).await
+        }
         other => {
             tracing::error!(operation = other.name(), "not a control-plane operation");
             Err(ApiError::Internal)

@@ -52,6 +52,19 @@ pub enum Operation {
     DeleteFoundationModelAgreement,
     PutUseCaseForModelAccess,
     GetUseCaseForModelAccess,
+    /// Custom Model Import: jobs (by ARN or name) and the models they made (by ARN or name).
+    CreateModelImportJob,
+    GetModelImportJob {
+        identifier: String,
+    },
+    ListModelImportJobs,
+    ListImportedModels,
+    GetImportedModel {
+        identifier: String,
+    },
+    DeleteImportedModel {
+        identifier: String,
+    },
     /// `POST /openai/v1/chat/completions` (or `/v1/...`): OpenAI's Chat Completions. The model
     /// and `stream` come in the body ([`Operation::with_body`]).
     ChatCompletions {
@@ -126,6 +139,12 @@ impl Operation {
             Operation::DeleteFoundationModelAgreement => "DeleteFoundationModelAgreement",
             Operation::PutUseCaseForModelAccess => "PutUseCaseForModelAccess",
             Operation::GetUseCaseForModelAccess => "GetUseCaseForModelAccess",
+            Operation::CreateModelImportJob => "CreateModelImportJob",
+            Operation::GetModelImportJob { .. } => "GetModelImportJob",
+            Operation::ListModelImportJobs => "ListModelImportJobs",
+            Operation::ListImportedModels => "ListImportedModels",
+            Operation::GetImportedModel { .. } => "GetImportedModel",
+            Operation::DeleteImportedModel { .. } => "DeleteImportedModel",
             Operation::ChatCompletions { .. } => "CreateChatCompletion",
             Operation::Responses { .. } => "CreateResponse",
             Operation::ListOpenAiModels => "ListModels",
@@ -233,6 +252,9 @@ impl Operation {
             (&Method::GET, "/use-case-for-model-access") => {
                 return Ok(Operation::GetUseCaseForModelAccess)
             }
+            (&Method::POST, "/model-import-jobs") => return Ok(Operation::CreateModelImportJob),
+            (&Method::GET, "/model-import-jobs") => return Ok(Operation::ListModelImportJobs),
+            (&Method::GET, "/imported-models") => return Ok(Operation::ListImportedModels),
             (&Method::POST, "/openai/v1/chat/completions" | "/v1/chat/completions") => {
                 return Ok(Operation::ChatCompletions {
                     identifier: String::new(),
@@ -277,6 +299,24 @@ impl Operation {
                 Operation::ListFoundationModelAgreementOffers { identifier }
             }),
         ];
+        // Imported models are read and deleted by ARN or name; jobs are read.
+        if let Some(raw_id) = raw_path.strip_prefix("/imported-models/") {
+            let identifier = decode(raw_id)?;
+            return match *method {
+                _ if identifier.is_empty() => Err(unknown()),
+                Method::GET => Ok(Operation::GetImportedModel { identifier }),
+                Method::DELETE => Ok(Operation::DeleteImportedModel { identifier }),
+                _ => Err(unknown()),
+            };
+        }
+        if let Some(raw_id) = raw_path.strip_prefix("/model-import-jobs/") {
+            let identifier = decode(raw_id)?;
+            return if *method == Method::GET && !identifier.is_empty() {
+                Ok(Operation::GetModelImportJob { identifier })
+            } else {
+                Err(unknown())
+            };
+        }
         for (prefix, make) in model_routes {
             if let Some(raw_id) = raw_path.strip_prefix(prefix) {
                 let model = decode(raw_id)?;
@@ -432,6 +472,34 @@ mod tests {
         assert_eq!(Surface::of("/openai/v1/nothing"), Surface::OpenAi);
         assert_eq!(Surface::of("/anthropic/v1/x"), Surface::Anthropic);
         assert_eq!(Surface::of("/model/m/invoke"), Surface::Bedrock);
+    }
+
+    #[test]
+    fn model_import_routes() {
+        let arn = "arn:aws:bedrock:us-east-1:111122223333:imported-model/abc123def456";
+        assert_eq!(
+            Operation::parse(&Method::DELETE, "/imported-models/arn%3Aaws%3Abedrock%3Aus-east-1%3A111122223333%3Aimported-model%2Fabc123def456").unwrap(),
+            Operation::DeleteImportedModel { identifier: arn.into() }
+        );
+        assert_eq!(
+            Operation::parse(&Method::GET, "/imported-models/mine").unwrap(),
+            Operation::GetImportedModel {
+                identifier: "mine".into()
+            }
+        );
+        assert_eq!(
+            Operation::parse(&Method::GET, "/model-import-jobs/job-1").unwrap(),
+            Operation::GetModelImportJob {
+                identifier: "job-1".into()
+            }
+        );
+        assert_eq!(
+            Operation::parse(&Method::POST, "/model-import-jobs").unwrap(),
+            Operation::CreateModelImportJob
+        );
+        assert!(Operation::parse(&Method::POST, "/imported-models/mine").is_err());
+        assert!(Operation::parse(&Method::DELETE, "/model-import-jobs/job-1").is_err());
+        assert!(Operation::parse(&Method::GET, "/imported-models/").is_err());
     }
 
     #[test]

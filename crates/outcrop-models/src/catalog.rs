@@ -52,6 +52,9 @@ pub struct CatalogEntry {
     /// Whether a checkpoint may follow the tool definitions.
     #[serde(default = "yes")]
     pub cache_tools: bool,
+    /// Whether Converse and the chat surfaces serve this id (it has a chat template).
+    #[serde(default = "yes")]
+    pub converse: bool,
 }
 
 fn tier_prices() -> BTreeMap<String, String> {
@@ -196,6 +199,7 @@ impl Catalog {
                     cache_write_price_per_1k: o.cache_write_price_per_1k.clone(),
                     cache_write_1h_price_per_1k: None,
                     cache_tools: true,
+                    converse: true,
                 }),
             }
         }

@@ -49,6 +49,9 @@ pub struct Config {
     pub quotas: BTreeMap<String, outcrop_service::Limits>,
     /// Where invocation logs with an S3 destination are delivered.
     pub invocation_logging: crate::logs::InvocationLoggingConfig,
+    /// The S3-compatible endpoint CreateModelImportJob reads `s3://` sources from (the same
+    /// fields as `[invocation_logging]`, whose endpoint is used when this has none).
+    pub model_import: crate::logs::InvocationLoggingConfig,
     /// Send access notifications over SMTP too (they always go to `<data_dir>/outbox`).
     pub smtp: Option<SmtpConfig>,
     /// Print one JSON line on stdout once the server serves (`outcrop serve --ephemeral`).
@@ -446,6 +449,7 @@ impl Default for Config {
             smtp: None,
             quotas: BTreeMap::new(),
             invocation_logging: Default::default(),
+            model_import: Default::default(),
             announce: false,
         }
     }

@@ -21,6 +21,10 @@ pub struct Engines {
     embedders: HashMap<String, Arc<dyn Embedder>>,
     threads: Vec<JoinHandle<()>>,
     lazies: Vec<LazyEngine>,
+    /// Shared by every lazily loaded model, imported ones included.
+    budget: Arc<Budget>,
+    /// Threads each local text model gets unless configured.
+    share: u32,
 }
 
 impl Engines {
@@ -30,6 +34,12 @@ impl Engines {
 
     pub fn embedders(&self) -> HashMap<String, Arc<dyn Embedder>> {
         self.embedders.clone()
+    }
+
+    /// The memory budget lazily loaded models share, and the threads each gets unless
+    /// configured: what imported models are loaded under.
+    pub fn budget(&self) -> (Arc<Budget>, u32) {
+        (self.budget.clone(), self.share)
     }
 
     /// Unloads the lazily loaded models, drops the last handles, which ends each work queue,
@@ -144,57 +154,14 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
     let share = (cores / texts.len().max(1) as u32).max(1);
     let mut lazies = Vec::new();
     for (name, path) in texts {
-        let own = config
-            .backing_models
-            .get(name)
-            .map(|m| m.settings.clone())
-            .unwrap_or_default();
-        let e = &config.engine;
-        let engine = EngineConfig {
-            name: name.to_owned(),
-            model_path: path,
-            context_tokens: own.context_tokens.or(e.context_tokens),
-            sequences: own.parallel.unwrap_or(e.parallel),
-            kv_tokens: own.kv_tokens.or(e.kv_tokens),
-            kv_unified: own.kv_unified.unwrap_or(e.kv_unified),
-            threads: Some(own.threads.or(e.threads).unwrap_or(share)),
-            batch_tokens: own.batch_tokens.unwrap_or(e.batch_tokens),
-            gpu_layers: e.gpu_layers,
-        };
-        let scheduler = SchedulerConfig {
-            queue_len: own.queue_len.unwrap_or(e.queue_len),
-            step_tokens: engine.batch_tokens as usize,
-            prompts_per_step: own.prompts_per_step.unwrap_or(e.prompts_per_step),
-            prefix_entries: e.prefix_cache,
-            prefix_min_tokens: e.prefix_min_tokens,
-            reuse_unmarked: e.prefix_reuse == crate::config::PrefixReuse::Always,
-        };
-        if !e.lazy_load {
+        let (engine, scheduler) = settings(config, name, path, share);
+        if !config.engine.lazy_load {
             let loaded = load(engine, scheduler).await?;
             handles.insert(name.to_owned(), loaded.engine);
             threads.extend(loaded.thread);
             continue;
         }
-        let estimate = memory_estimate(&engine)?;
-        if let Some(limit) = limit.filter(|l| estimate > *l) {
-            bail!(
-                "model {name} needs about {} MiB (weights and KV cache) and [engine] memory_budget is {} MiB: raise the budget, or lower its context_tokens or kv_tokens",
-                estimate >> 20,
-                limit >> 20
-            );
-        }
-        let lazy = LazyEngine::new(
-            name,
-            estimate,
-            std::time::Duration::from_secs(e.load_wait_secs),
-            budget.clone(),
-            Box::new(move || Box::pin(load(engine.clone(), scheduler.clone()))),
-        );
-        tracing::info!(
-            model = name,
-            memory_mib = estimate >> 20,
-            "model loads on its first request"
-        );
+        let lazy = lazy_engine(config, &budget, engine, scheduler)?;
         handles.insert(name.to_owned(), Arc::new(lazy.clone()) as Arc<dyn Engine>);
         lazies.push(lazy);
     }
@@ -231,7 +198,89 @@ pub async fn start(config: &Config, catalog: &Catalog) -> anyhow::Result<Engines
         embedders,
         threads,
         lazies,
+        budget,
+        share,
     })
+}
+
+/// A local GGUF's engine and scheduler settings: its own `[backing_models.X.engine]` over
+/// `[engine]`, and `share` threads unless configured.
+fn settings(
+    config: &Config,
+    name: &str,
+    path: PathBuf,
+    share: u32,
+) -> (EngineConfig, SchedulerConfig) {
+    let own = config
+        .backing_models
+        .get(name)
+        .map(|m| m.settings.clone())
+        .unwrap_or_default();
+    let e = &config.engine;
+    let engine = EngineConfig {
+        name: name.to_owned(),
+        model_path: path,
+        context_tokens: own.context_tokens.or(e.context_tokens),
+        sequences: own.parallel.unwrap_or(e.parallel),
+        kv_tokens: own.kv_tokens.or(e.kv_tokens),
+        kv_unified: own.kv_unified.unwrap_or(e.kv_unified),
+        threads: Some(own.threads.or(e.threads).unwrap_or(share)),
+        batch_tokens: own.batch_tokens.unwrap_or(e.batch_tokens),
+        gpu_layers: e.gpu_layers,
+    };
+    let scheduler = SchedulerConfig {
+        queue_len: own.queue_len.unwrap_or(e.queue_len),
+        step_tokens: engine.batch_tokens as usize,
+        prompts_per_step: own.prompts_per_step.unwrap_or(e.prompts_per_step),
+        prefix_entries: e.prefix_cache,
+        prefix_min_tokens: e.prefix_min_tokens,
+        reuse_unmarked: e.prefix_reuse == crate::config::PrefixReuse::Always,
+    };
+    (engine, scheduler)
+}
+
+/// An engine that loads on its first request, under the memory budget; refused when the
+/// model alone cannot fit.
+fn lazy_engine(
+    config: &Config,
+    budget: &Arc<Budget>,
+    engine: EngineConfig,
+    scheduler: SchedulerConfig,
+) -> anyhow::Result<LazyEngine> {
+    let name = engine.name.clone();
+    let estimate = memory_estimate(&engine)?;
+    if let Some(limit) = budget.limit().filter(|l| estimate > *l) {
+        bail!(
+            "model {name} needs about {} MiB (weights and KV cache) and [engine] memory_budget is {} MiB: raise the budget, or lower its context_tokens or kv_tokens",
+            estimate >> 20,
+            limit >> 20
+        );
+    }
+    let lazy = LazyEngine::new(
+        &name,
+        estimate,
+        std::time::Duration::from_secs(config.engine.load_wait_secs),
+        budget.clone(),
+        Box::new(move || Box::pin(load(engine.clone(), scheduler.clone()))),
+    );
+    tracing::info!(
+        model = name,
+        memory_mib = estimate >> 20,
+        "model loads on its first request"
+    );
+    Ok(lazy)
+}
+
+/// An imported model's engine: `[engine]` settings, loaded on its first request.
+pub fn imported_engine(
+    config: &Config,
+    budget: &Arc<Budget>,
+    share: u32,
+    name: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<LazyEngine> {
+    let (engine, scheduler) = settings(config, name, path.to_owned(), share);
+    lazy_engine(config, budget, engine, scheduler)
 }
 
 /// Loads a GGUF on a new engine thread and returns once it serves.

@@ -55,6 +55,11 @@ impl Budget {
         })
     }
 
+    /// The budget in bytes; `None`: unlimited.
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
     /// Unloads idle models, least recently used first, until `model` fits; waits (up to the
     /// model's load wait) for models in use to become idle, then gives up with the reason.
     async fn make_room(&self, model: &Inner) -> Result<(), String> {

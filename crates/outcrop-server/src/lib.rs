@@ -5,6 +5,7 @@
 
 pub mod config;
 mod engines;
+mod imports;
 mod lazy;
 mod lazy_embed;
 mod listen;
@@ -59,6 +60,8 @@ pub async fn serve(
             }
         }
     });
+    let (budget, share) = engines.budget();
+    let host = Arc::new(imports::Host::new(&config, &data_dir, budget, share)?);
     let service = Arc::new(Service {
         catalog,
         engines: engines.handles(),
@@ -83,7 +86,10 @@ pub async fn serve(
             None => None,
         },
         spool: Some(spool),
+        model_host: Some(host.clone() as Arc<dyn outcrop_service::imports::ModelHost>),
+        imported: Default::default(),
     });
+    outcrop_service::imports::resume_jobs(&service).await?;
     let state = Arc::new(ApiState {
         service,
         prompt_mode: config.validation.claude_prompt,
@@ -146,6 +152,7 @@ pub async fn serve(
     served?;
     tracing::info!("in-flight requests drained; stopping engines");
     engines.stop().await;
+    host.stop().await;
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 //! invocation never waits for or fails with its log.
 
 use crate::Config;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use outcrop_service::{Destinations, LogShipper};
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,22 +45,12 @@ impl Shipper {
             .as_ref()
             .map(|endpoint| {
                 let l = &config.invocation_logging;
-                let s3_config = aws_sdk_s3::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .endpoint_url(endpoint)
-                    .region(Region::new(
-                        l.s3_region.clone().unwrap_or_else(|| "us-east-1".into()),
-                    ))
-                    .credentials_provider(Credentials::new(
-                        l.s3_access_key_id.clone().unwrap_or_default(),
-                        l.s3_secret_access_key.clone().unwrap_or_default(),
-                        None,
-                        None,
-                        "outcrop-config",
-                    ))
-                    .force_path_style(true)
-                    .build();
-                aws_sdk_s3::Client::from_conf(s3_config)
+                crate::imports::s3_client(
+                    endpoint,
+                    l.s3_region.as_deref(),
+                    l.s3_access_key_id.as_deref(),
+                    l.s3_secret_access_key.as_deref(),
+                )
             });
         tokio::spawn(deliver(rx, s3, data_dir.join("cloudwatch")));
         Ok(Shipper { jobs: tx })

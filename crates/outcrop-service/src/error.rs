@@ -22,6 +22,9 @@ pub enum ApiError {
     AccessDenied(String),
     #[error("{0}")]
     ResourceNotFound(String),
+    /// A name already taken, or a resource in a state that forbids the change.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Throttling(String),
     #[error("{0}")]

@@ -138,6 +138,10 @@ pub fn evaluate(policies: &[PolicyDocument], action: &str, resources: &[String])
 /// The ARNs a call on a resolved model is authorized against: the model's, and first the
 /// inference profile's when it came through one (both must be allowed, as on AWS).
 pub fn model_arns(resolved: &Resolved<'_>, principal: &Principal) -> Vec<String> {
+    if resolved.is_imported() {
+        // An imported model's id is its ARN.
+        return vec![resolved.entry.id.clone()];
+    }
     let model = format!(
         "arn:aws:bedrock:{}::foundation-model/{}",
         principal.region, resolved.entry.id

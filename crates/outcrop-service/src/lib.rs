@@ -17,6 +17,7 @@ pub mod embed;
 pub mod error;
 pub mod iam;
 pub mod identities;
+pub mod imports;
 pub mod ledger;
 pub mod logging;
 mod origin;
@@ -66,6 +67,10 @@ pub struct Service {
     pub mailer: Option<Arc<dyn Mailer>>,
     /// Where usage records go when the store refuses them; `None`: they are lost (logged).
     pub spool: Option<Arc<spool::Spool>>,
+    /// Copies imported models and makes their engines; `None`: Custom Model Import is off.
+    pub model_host: Option<Arc<dyn imports::ModelHost>>,
+    /// The engines of imported models invoked so far.
+    pub imported: imports::Registry,
 }
 
 impl Service {
@@ -86,6 +91,8 @@ impl Service {
             log_shipper: None,
             mailer: None,
             spool: None,
+            model_host: None,
+            imported: imports::Registry::default(),
         }
     }
 }

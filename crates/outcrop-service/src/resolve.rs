@@ -37,12 +37,21 @@ pub fn resolve_model_id(identifier: &str) -> Option<&str> {
     }
 }
 
-/// A runtime model identifier resolved: the catalog entry, and the geography of the system
-/// inference profile it was called through, if any.
-#[derive(Debug, Clone, Copy)]
+/// A runtime model identifier resolved: the catalog entry, the geography of the system
+/// inference profile it was called through, if any, and for an imported model its engine
+/// (the catalog's models are served by the engines of their backing models).
+#[derive(Clone, Copy)]
 pub struct Resolved<'s> {
     pub entry: &'s CatalogEntry,
     pub geography: Option<&'s str>,
+    pub engine: Option<&'s dyn outcrop_engine::Engine>,
+}
+
+impl Resolved<'_> {
+    /// Whether this is an imported model (Custom Model Import) rather than a catalog model.
+    pub fn is_imported(&self) -> bool {
+        self.entry.format == crate::imports::IMPORTED_FORMAT
+    }
 }
 
 impl Service {
@@ -63,12 +72,14 @@ impl Service {
             return Ok(Resolved {
                 entry,
                 geography: None,
+                engine: None,
             });
         }
         let (geo, entry) = self.catalog.profile(id).ok_or_else(invalid)?;
         Ok(Resolved {
             entry,
             geography: Some(geo),
+            engine: None,
         })
     }
 

@@ -1,7 +1,8 @@
 //! The Bedrock control plane (`bedrock` client), served on the same listener as the runtime:
-//! the foundation-model catalog.
+//! the foundation-model catalog, model access, invocation logging and Custom Model Import.
 
 pub mod access;
+pub mod imports;
 pub mod logging;
 
 use crate::{json_response, ApiError};

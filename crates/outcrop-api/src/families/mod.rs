@@ -5,6 +5,7 @@
 mod ai21;
 pub mod anthropic;
 mod cohere;
+pub mod imported;
 mod meta;
 mod mistral;
 mod nova;
@@ -31,6 +32,10 @@ pub enum Family {
     MetaLlama,
     Mistral,
     CohereCommand,
+    /// An imported model's BedrockCompletion body.
+    ImportedCompletion,
+    /// An imported model's OpenAI completion body.
+    OpenAiCompletion,
 }
 
 impl Family {
@@ -45,6 +50,7 @@ impl Family {
             "meta-llama" => Family::MetaLlama,
             "mistral" => Family::Mistral,
             "cohere-command" => Family::CohereCommand,
+            outcrop_service::imports::IMPORTED_FORMAT => Family::ImportedCompletion,
             _ => return None,
         })
     }
@@ -105,6 +111,7 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
         Family::MetaLlama => meta::parse(body, cx),
         Family::Mistral => mistral::parse(body, cx),
         Family::CohereCommand => cohere::parse(body, cx),
+        Family::ImportedCompletion | Family::OpenAiCompletion => imported::parse(body, cx),
     }
 }
 
@@ -122,6 +129,8 @@ pub fn response_body(parsed: &Parsed, model_id: &str, generated: &[Generated]) -
         Family::MetaLlama => meta::body(first),
         Family::Mistral => mistral::body(first),
         Family::CohereCommand => cohere::body(parsed.prompt_echo.as_deref(), generated),
+        Family::ImportedCompletion => imported::bedrock_body(first),
+        Family::OpenAiCompletion => imported::openai_body(model_id, generated),
     }
 }
 
@@ -151,6 +160,8 @@ pub fn chunker(parsed: &Parsed, model_id: &str) -> Option<Box<dyn Chunker>> {
         Family::MetaLlama => Box::new(meta::Chunks::default()),
         Family::Mistral => Box::new(mistral::Chunks),
         Family::CohereCommand => Box::new(cohere::Chunks),
+        Family::ImportedCompletion => Box::new(imported::BedrockChunks::default()),
+        Family::OpenAiCompletion => Box::new(imported::OpenAiChunks::completion(model_id)),
     })
 }
 
@@ -198,6 +209,23 @@ pub(crate) mod tests_support {
         ));
         ParseContext {
             entry: catalog.get(model_id).expect("a catalog model"),
+            prompt_mode: PromptMode::Lenient,
+            seed: 7,
+        }
+    }
+
+    /// A parse context for an imported model.
+    pub fn imported_cx() -> ParseContext<'static> {
+        let entry: &'static CatalogEntry = Box::leak(Box::new(
+            serde_json::from_value(serde_json::json!({
+                "id": "arn:aws:bedrock:us-east-1:111122223333:imported-model/abc123def456",
+                "name": "mine", "provider": "Imported", "format": "imported",
+                "backing_model": "imported/x", "input_price_per_1k": "0", "output_price_per_1k": "0",
+            }))
+            .unwrap(),
+        ));
+        ParseContext {
+            entry,
             prompt_mode: PromptMode::Lenient,
             seed: 7,
         }
