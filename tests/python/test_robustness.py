@@ -355,7 +355,8 @@ def test_hostile_transport_signatures_and_model_ids(server):
             c.settimeout(30)
             c.sendall(head_of(stream, h, len(body)).encode() + body)
             got = c.recv(16)
-            while got.count(b":event-type") < frames:
+            # A short answer can end in fewer frames: then the end of the chunked body ends the wait.
+            while got.count(b":event-type") < frames and not got.endswith(b"0\r\n\r\n"):
                 piece = c.recv(1)
                 if not piece:
                     break
