@@ -26,6 +26,12 @@ def test_health_lists_the_loaded_model(server):
     assert "listening on http://127.0.0.1:" in server.logs()
 
 
+def model_line(server, name):
+    """The line `outcrop models list` prints for a cached model, asking `server` for states."""
+    listed = server.cli("models", "list", "--server", server.url)
+    return next(line for line in listed.splitlines() if line.strip().startswith(name + " "))
+
+
 def test_models_load_on_their_first_request():
     """The server listens before any text model is loaded; the first request loads it (its
     time in the logs) with the model's own settings, and health and /metrics show the state."""
@@ -34,12 +40,15 @@ def test_models_load_on_their_first_request():
     try:
         (model,) = [m for m in s.health["models"] if m["name"] == "smollm2-135m-instruct"]
         assert model["state"] == "unloaded" and "context_tokens" not in model, model
+        assert model_line(s, "smollm2-135m-instruct").split()[6] == "unloaded"
         r = make_client(s).converse(modelId="anthropic.claude-v2", messages=[{"role": "user", "content": [{"text": "Hi"}]}],
                                     inferenceConfig={"maxTokens": 4})
         assert r["usage"]["outputTokens"] > 0
         (model,) = [m for m in health(s)["models"] if m["name"] == "smollm2-135m-instruct"]
         assert model["state"] == "ready", model
         assert (model["context_tokens"], model["parallel"]) == (768, 2), model
+        # NAME SIZE MB ARCH QUANT CONTEXT STATE BACKS
+        assert model_line(s, "smollm2-135m-instruct").split()[6] == "ready"
         assert "model loaded on demand" in s.logs()
         with urllib.request.urlopen(s.url + "/metrics") as m:
             text = m.read().decode()

@@ -133,6 +133,13 @@ def test_invoke_with_bedrock_and_openai_bodies(srv, imported):
     assert chat["choices"][0]["message"]["content"]
     assert chat["usage"]["prompt_tokens"] > 0
 
+    import urllib.request
+    with urllib.request.urlopen(srv.url + "/_outcrop/health") as r:
+        health = json.load(r)
+    assert health["status"] == "ok"
+    (model,) = [m for m in health["models"] if m["name"] == arn]
+    assert model["state"] == "ready" and model["memory_bytes"] > 0, model
+
 
 def test_streams_and_converse(srv, imported):
     rt = make_client(srv)

@@ -35,6 +35,16 @@ pub async fn health(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Val
         }
         models.push(m);
     }
+    // Imported models invoked so far, by ARN; a failed one is reported, not a reason to take
+    // the gateway out of service.
+    for imported in state.imported.all() {
+        let engine = &imported.engine;
+        let mut m = json!({ "name": imported.entry.id, "state": engine.load_state().as_str() });
+        if let Some(bytes) = engine.memory() {
+            m["memory_bytes"] = json!(bytes);
+        }
+        models.push(m);
+    }
     for (name, relay) in &state.relays {
         models.push(json!({
             "name": name,

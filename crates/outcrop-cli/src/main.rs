@@ -121,6 +121,13 @@ enum ModelsCommand {
         /// The model behind the chat ids, as `serve --chat-model` (for the BACKS column)
         #[arg(long, env = "OUTCROP_CHAT_MODEL")]
         chat_model: Option<String>,
+        /// The running server asked for each model's load state (STATE column)
+        #[arg(
+            long,
+            env = "OUTCROP_ENDPOINT",
+            default_value = "http://127.0.0.1:4680"
+        )]
+        server: String,
         #[command(flatten)]
         dirs: DirArgs,
     },
@@ -179,14 +186,57 @@ fn main() -> anyhow::Result<()> {
             ..
         }) => identities::print_catalog(format),
         Command::Models(ModelsCommand::List {
-            dirs, chat_model, ..
-        }) => list_models(&dirs.models_dir()?, chat_model.as_deref()),
+            dirs,
+            chat_model,
+            server,
+            ..
+        }) => {
+            let states = runtime()?.block_on(load_states(&server));
+            list_models(
+                &dirs.models_dir()?,
+                chat_model.as_deref(),
+                (&server, states),
+            )
+        }
     }
 }
 
-/// `outcrop models list`: the cached models with what their metadata says and the catalog
-/// ids each backs, then the models that can be pulled.
-fn list_models(dir: &std::path::Path, chat_model: Option<&str>) -> anyhow::Result<()> {
+/// Each backing model's load state (`unloaded`, `loading`, `ready`, `failed`) as the server
+/// at `url` reports it on `/_outcrop/health`; `None` when no server answers.
+async fn load_states(url: &str) -> Option<std::collections::HashMap<String, String>> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let health: serde_json::Value = client
+        .get(format!("{}/_outcrop/health", url.trim_end_matches('/')))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        health["models"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    m["name"].as_str()?.to_owned(),
+                    m["state"].as_str()?.to_owned(),
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// `outcrop models list`: the cached models with what their metadata says, the catalog ids
+/// each backs and its load state on the running server, then the models that can be pulled.
+fn list_models(
+    dir: &std::path::Path,
+    chat_model: Option<&str>,
+    (server, states): (&str, Option<std::collections::HashMap<String, String>>),
+) -> anyhow::Result<()> {
     let catalog = outcrop_models::Catalog::builtin_with(chat_model, &Default::default())?;
     let cached = outcrop_models::cached_models(dir)?;
     println!("cached in {}:", dir.display());
@@ -194,10 +244,17 @@ fn list_models(dir: &std::path::Path, chat_model: Option<&str>) -> anyhow::Resul
         println!("  (none)");
     } else {
         println!(
-            "  {:<28} {:>9}  {:<8} {:<7} {:>7}  BACKS",
-            "NAME", "SIZE", "ARCH", "QUANT", "CONTEXT"
+            "  {:<28} {:>9}  {:<8} {:<7} {:>7}  {:<9} BACKS",
+            "NAME", "SIZE", "ARCH", "QUANT", "CONTEXT", "STATE"
         );
     }
+    // Not served by the running server (or none answered): `-`.
+    let state = |name: &str| {
+        states
+            .as_ref()
+            .and_then(|s| s.get(name))
+            .map_or("-", String::as_str)
+    };
     for m in &cached {
         let d = std::fs::File::open(&m.path)
             .ok()
@@ -215,13 +272,17 @@ fn list_models(dir: &std::path::Path, chat_model: Option<&str>) -> anyhow::Resul
             [first, rest @ ..] => format!("{} ids ({first}, ...)", rest.len() + 1),
         };
         println!(
-            "  {:<28} {:>6.1} MB  {:<8} {:<7} {:>7}  {backs}",
+            "  {:<28} {:>6.1} MB  {:<8} {:<7} {:>7}  {:<9} {backs}",
             m.name,
             m.size as f64 / 1e6,
             or_dash(&d.architecture),
             or_dash(&d.quantization),
             d.context.map_or("-".to_owned(), |c| c.to_string()),
+            state(&m.name),
         );
+    }
+    if states.is_none() && !cached.is_empty() {
+        println!("  (no server answered at {server}: STATE not shown; pass --server URL)");
     }
     println!("available to pull:");
     for s in outcrop_models::SOURCES {
