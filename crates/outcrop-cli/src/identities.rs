@@ -152,6 +152,10 @@ pub struct DataDir {
     /// Data directory [default: the platform data dir]
     #[arg(long, env = "OUTCROP_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The database, when not the data directory's SQLite file: `postgres://...` (its
+    /// sealing key from OUTCROP_SEALING_KEY, else DATA_DIR/secret.key)
+    #[arg(long, env = "OUTCROP_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 impl DataDir {
@@ -163,8 +167,12 @@ impl DataDir {
         .data_dir()?)
     }
 
-    pub async fn store(&self) -> anyhow::Result<outcrop_store::SqliteStore> {
-        outcrop_server::open_store(&self.dir()?).await
+    pub async fn store(&self) -> anyhow::Result<outcrop_store::SqlStore> {
+        let settings = outcrop_server::config::StoreConfig {
+            url: self.database_url.clone(),
+            ..Default::default()
+        };
+        Ok(outcrop_server::open_store(&self.dir()?, &settings).await?.0)
     }
 
     /// The service over this data directory, with no engines: what every command acts

@@ -53,6 +53,10 @@ struct ServeArgs {
     /// TOML config file (see config/outcrop.example.toml)
     #[arg(long, env = "OUTCROP_CONFIG")]
     config: Option<PathBuf>,
+    /// The database: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`, shared by replicas
+    /// [default: DATA_DIR/outcrop.db]
+    #[arg(long, env = "OUTCROP_DATABASE_URL")]
+    database_url: Option<String>,
     /// Model cache directory [default: DATA_DIR/models]
     #[arg(long, env = "OUTCROP_MODELS_DIR")]
     models_dir: Option<PathBuf>,
@@ -312,6 +316,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.models_dir.is_some() {
         config.models_dir = args.models_dir;
+    }
+    if args.database_url.is_some() {
+        config.store.url = args.database_url;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         (config.tls.cert, config.tls.key) = (Some(cert), Some(key));

@@ -60,10 +60,9 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<()> {
     };
     let (since, until) = (bound(&args.since)?, bound(&args.until)?);
     let store = args.data.store().await?;
-    let records = store
-        .usage_records(None, since.as_deref(), until.as_deref())
+    let report = store
+        .usage_report(None, since.as_deref(), until.as_deref(), group_by)
         .await?;
-    let report = outcrop_store::report(&records, group_by);
     let key = group_by.key_name();
     match args.format {
         ReportFormat::Json => {

@@ -35,6 +35,7 @@ pub struct Config {
     /// do (a connection that neither finishes a request nor reads its answer is dropped).
     pub shutdown_deadline_secs: u64,
     pub tls: TlsConfig,
+    pub store: StoreConfig,
     pub auth: AuthConfig,
     pub access: AccessConfig,
     pub validation: ValidationConfig,
@@ -57,6 +58,23 @@ pub struct Config {
     /// Print one JSON line on stdout once the server serves (`outcrop serve --ephemeral`).
     #[serde(skip)]
     pub announce: bool,
+}
+
+/// `[store]`: where durable state lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB` (also `OUTCROP_DATABASE_URL` and
+    /// `--database-url`). Default: `sqlite://<data_dir>/outcrop.db`.
+    pub url: Option<String>,
+    /// The key that seals secret access keys in a Postgres store, 32 bytes (default:
+    /// `<data_dir>/secret.key`, made when missing). `OUTCROP_SEALING_KEY` (64 hex digits)
+    /// wins. Every replica on one database needs the same key; another key is refused at
+    /// start.
+    pub sealing_key_file: Option<PathBuf>,
+    /// Create the development key pair `test`/`test` in a Postgres store (never by default:
+    /// such a store is shared).
+    pub seed_dev_key: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -450,6 +468,7 @@ impl Default for Config {
             quotas: BTreeMap::new(),
             invocation_logging: Default::default(),
             model_import: Default::default(),
+            store: Default::default(),
             announce: false,
         }
     }

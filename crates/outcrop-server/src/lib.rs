@@ -22,7 +22,7 @@ use anyhow::Context;
 use outcrop_api::ApiState;
 use outcrop_models::Catalog;
 use outcrop_service::{AuthPolicy, Service};
-use outcrop_store::{SqliteStore, Store};
+use outcrop_store::{SecretBox, SqlStore, Store};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -33,10 +33,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let data_dir = config.data_dir()?;
-    let store = open_store(&data_dir).await?;
+    let (store, shared) = open_store(&data_dir, &config.store).await?;
     let catalog = Catalog::builtin_with(config.chat_model.as_deref(), &config.catalog)?;
 
-    store.set_dev_key(config.auth.dev_key).await?;
+    // A shared store gets the development key only when asked for; it keeps one it has.
+    if !shared {
+        store.set_dev_key(config.auth.dev_key).await?;
+    } else if config.auth.dev_key && config.store.seed_dev_key {
+        store.set_dev_key(true).await?;
+    }
     let endpoints = endpoints(&config, &data_dir).await?;
 
     let relays = relays::build(&config)?;
@@ -210,18 +215,48 @@ fn reload_on_sighup(certificates: std::sync::Arc<tls::Certificates>) {
     });
 }
 
-/// Opens (creating and migrating) the data directory's database, with the default account.
-pub async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
+/// Opens (creating and migrating) the configured database, with the default account: the
+/// data directory's SQLite file unless `[store] url` (or `OUTCROP_DATABASE_URL`) names
+/// another. Also says whether it is a shared (Postgres) store.
+pub async fn open_store(
+    data_dir: &std::path::Path,
+    settings: &config::StoreConfig,
+) -> anyhow::Result<(SqlStore, bool)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let store = SqliteStore::open(&data_dir.join("outcrop.db"))
-        .await
-        .context("opening the database")?;
+    let url = std::env::var("OUTCROP_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| settings.url.clone());
+    let (store, shared) = match url.as_deref() {
+        None => (SqlStore::open(&data_dir.join("outcrop.db")).await, false),
+        Some(u) if u.starts_with("sqlite://") => (
+            SqlStore::open(std::path::Path::new(&u["sqlite://".len()..])).await,
+            false,
+        ),
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            let secrets = match std::env::var("OUTCROP_SEALING_KEY") {
+                Ok(hex) if !hex.is_empty() => SecretBox::from_hex(&hex)?,
+                _ => SecretBox::open_or_create(
+                    &settings
+                        .sealing_key_file
+                        .clone()
+                        .unwrap_or_else(|| data_dir.join("secret.key")),
+                )?,
+            };
+            (SqlStore::open_postgres(u, secrets).await, true)
+        }
+        Some(u) => anyhow::bail!(
+            "[store] url must start with sqlite:// or postgres://, not {}",
+            u.split(':').next().unwrap_or(u)
+        ),
+    };
+    let store = store.context("opening the database")?;
     store
         .ensure_defaults()
         .await
         .context("creating the default account")?;
-    Ok(store)
+    Ok((store, shared))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -113,7 +113,7 @@ mod tests {
     #[tokio::test]
     async fn spooled_records_reach_the_store_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = outcrop_store::SqliteStore::open(&dir.path().join("db"))
+        let store = outcrop_store::SqlStore::open(&dir.path().join("db"))
             .await
             .unwrap();
         let spool = Spool::new(dir.path().join("spool.jsonl"));

@@ -1,5 +1,6 @@
 //! Durable state behind one trait, [`Store`], so the server never names a database.
-//! [`SqliteStore`] is the embedded default; a Postgres implementation plugs in beside it.
+//! [`SqlStore`] implements it over SQLite (the embedded default) and over Postgres (shared by
+//! several gateway replicas).
 //!
 //! # Security
 //! SigV4 verification needs each secret access key itself, so secrets are stored sealed
@@ -10,13 +11,15 @@
 
 mod imports;
 mod secrets;
-mod sqlite;
+mod sql;
 mod usage;
 
 pub use imports::{ImportJobRecord, ImportStatus, ImportedModelRecord};
 pub use secrets::SecretBox;
-pub use sqlite::SqliteStore;
-pub use usage::{cache_cost, cost, report, scaled_price, GroupBy, Report, Totals, UsageRecord};
+pub use sql::SqlStore;
+pub use usage::{
+    cache_cost, cost, cost_pico, report, scaled_price, GroupBy, Report, Totals, UsageRecord,
+};
 
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -268,6 +271,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends a call to the usage ledger, durably (it is on disk when this returns).
     async fn record_usage(&self, record: &UsageRecord) -> Result<(), StoreError>;
+
+    /// The ledger between `since` and `until` (RFC 3339, either open) for one account (`None`:
+    /// all), summed by `group_by` in the database.
+    async fn usage_report(
+        &self,
+        account_id: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+        group_by: GroupBy,
+    ) -> Result<Report, StoreError>;
 
     /// Ledger records with `since <= time < until` (RFC 3339 strings; `None`: unbounded), of
     /// one account or all, oldest first.

@@ -61,6 +61,21 @@ impl SecretBox {
         })
     }
 
+    /// A sealing key given as 64 hex digits (`OUTCROP_SEALING_KEY`).
+    pub fn from_hex(hex_key: &str) -> Result<Self, StoreError> {
+        let bytes = hex::decode(hex_key.trim())
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| {
+                StoreError::KeyFile(
+                    "the sealing key must be 32 bytes written as 64 hex digits (make one with `openssl rand -hex 32`)".into(),
+                )
+            })?;
+        Ok(SecretBox {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)),
+        })
+    }
+
     /// The stored form of `secret`, bound to its access key id.
     pub fn seal(&self, access_key_id: &str, secret: &str) -> String {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);

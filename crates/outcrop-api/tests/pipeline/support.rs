@@ -9,7 +9,7 @@ use outcrop_api::{ApiState, PromptMode};
 use outcrop_engine::{Engine, FakeEngine};
 use outcrop_models::Catalog;
 use outcrop_service::{AccessMode, Origin, Principal, Service};
-use outcrop_store::{SqliteStore, Store, UsageRecord};
+use outcrop_store::{SqlStore, Store, UsageRecord};
 use outcrop_types::{Embedder, Embedding, GenerationError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +75,7 @@ impl App {
         access_mode: AccessMode,
     ) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("outcrop.db"))
+        let store = SqlStore::open(&dir.path().join("outcrop.db"))
             .await
             .unwrap();
         store.ensure_defaults().await.unwrap();

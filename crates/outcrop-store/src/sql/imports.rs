@@ -1,8 +1,8 @@
-//! Custom Model Import's jobs and models in SQLite: one JSON document per row.
+//! Custom Model Import's jobs and models in SQL: one JSON document per row.
 
 use crate::{ImportJobRecord, ImportedModelRecord, StoreError};
 use serde::de::DeserializeOwned;
-use sqlx::sqlite::SqlitePool;
+use sqlx::AnyPool;
 use sqlx::Row;
 
 fn document<T: serde::Serialize>(value: &T) -> String {
@@ -10,7 +10,7 @@ fn document<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// Rows whose document no longer parses are skipped (and logged), never fatal.
-fn parse_all<T: DeserializeOwned>(rows: Vec<sqlx::sqlite::SqliteRow>, table: &str) -> Vec<T> {
+fn parse_all<T: DeserializeOwned>(rows: Vec<sqlx::any::AnyRow>, table: &str) -> Vec<T> {
     rows.iter()
         .filter_map(|r| {
             let text: String = r.get(0);
@@ -25,13 +25,10 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
-pub(super) async fn create_job(
-    pool: &SqlitePool,
-    job: &ImportJobRecord,
-) -> Result<bool, StoreError> {
+pub(super) async fn create_job(pool: &AnyPool, job: &ImportJobRecord) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO model_import_jobs (account_id, job_id, job_name, created_at, document)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&job.account_id)
     .bind(&job.job_id)
@@ -47,8 +44,8 @@ pub(super) async fn create_job(
     }
 }
 
-pub(super) async fn update_job(pool: &SqlitePool, job: &ImportJobRecord) -> Result<(), StoreError> {
-    sqlx::query("UPDATE model_import_jobs SET document = ? WHERE account_id = ? AND job_id = ?")
+pub(super) async fn update_job(pool: &AnyPool, job: &ImportJobRecord) -> Result<(), StoreError> {
+    sqlx::query("UPDATE model_import_jobs SET document = $1 WHERE account_id = $2 AND job_id = $3")
         .bind(document(job))
         .bind(&job.account_id)
         .bind(&job.job_id)
@@ -58,11 +55,11 @@ pub(super) async fn update_job(pool: &SqlitePool, job: &ImportJobRecord) -> Resu
 }
 
 pub(super) async fn jobs(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     account_id: Option<&str>,
 ) -> Result<Vec<ImportJobRecord>, StoreError> {
     let rows = sqlx::query(
-        "SELECT document FROM model_import_jobs WHERE ? IS NULL OR account_id = ?
+        "SELECT document FROM model_import_jobs WHERE $1 IS NULL OR account_id = $2
          ORDER BY created_at, job_id",
     )
     .bind(account_id)
@@ -73,14 +70,14 @@ pub(super) async fn jobs(
 }
 
 pub(super) async fn complete(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     job: &ImportJobRecord,
     model: &ImportedModelRecord,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO imported_models (account_id, model_id, model_name, created_at, document)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&model.account_id)
     .bind(&model.model_id)
@@ -94,7 +91,7 @@ pub(super) async fn complete(
         Err(e) if is_unique_violation(&e) => return Ok(false),
         Err(e) => return Err(e.into()),
     }
-    sqlx::query("UPDATE model_import_jobs SET document = ? WHERE account_id = ? AND job_id = ?")
+    sqlx::query("UPDATE model_import_jobs SET document = $1 WHERE account_id = $2 AND job_id = $3")
         .bind(document(job))
         .bind(&job.account_id)
         .bind(&job.job_id)
@@ -105,11 +102,11 @@ pub(super) async fn complete(
 }
 
 pub(super) async fn models(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     account_id: &str,
 ) -> Result<Vec<ImportedModelRecord>, StoreError> {
     let rows = sqlx::query(
-        "SELECT document FROM imported_models WHERE account_id = ? ORDER BY created_at, model_id",
+        "SELECT document FROM imported_models WHERE account_id = $1 ORDER BY created_at, model_id",
     )
     .bind(account_id)
     .fetch_all(pool)
@@ -118,11 +115,11 @@ pub(super) async fn models(
 }
 
 pub(super) async fn delete_model(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     account_id: &str,
     model_id: &str,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM imported_models WHERE account_id = ? AND model_id = ?")
+    let done = sqlx::query("DELETE FROM imported_models WHERE account_id = $1 AND model_id = $2")
         .bind(account_id)
         .bind(model_id)
         .execute(pool)
@@ -132,7 +129,8 @@ pub(super) async fn delete_model(
 
 #[cfg(test)]
 mod tests {
-    use crate::{ImportJobRecord, ImportStatus, ImportedModelRecord, SqliteStore, Store};
+    use crate::sql::test_engines;
+    use crate::{ImportJobRecord, ImportStatus, ImportedModelRecord, Store};
 
     fn job(id: &str, name: &str) -> ImportJobRecord {
         ImportJobRecord {
@@ -173,64 +171,65 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_and_models_round_trip_with_unique_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("o.db")).await.unwrap();
-        let mut first = job("aaaaaaaaaaaa", "first");
-        assert!(store.create_import_job(&first).await.unwrap());
-        assert!(!store
-            .create_import_job(&job("bbbbbbbbbbbb", "first"))
-            .await
-            .unwrap());
-        first.status = ImportStatus::Completed;
-        first.model_id = Some("mmmmmmmmmmmm".into());
-        let made = model(&first, "mmmmmmmmmmmm");
-        assert!(store.complete_import(&first, &made).await.unwrap());
-        assert_eq!(
-            store.import_jobs(Some("111122223333")).await.unwrap(),
-            vec![first.clone()]
-        );
-        assert_eq!(store.import_jobs(None).await.unwrap().len(), 1);
-        assert!(store
-            .import_jobs(Some("000000000000"))
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            store.imported_models("111122223333").await.unwrap(),
-            vec![made.clone()]
-        );
-
-        // A second model of the same name is refused, and its job left as it was.
-        let mut second = job("cccccccccccc", "second");
-        second.imported_model_name = first.imported_model_name.clone();
-        assert!(store.create_import_job(&second).await.unwrap());
-        let mut finished = second.clone();
-        finished.status = ImportStatus::Completed;
-        assert!(!store
-            .complete_import(&finished, &model(&second, "nnnnnnnnnnnn"))
-            .await
-            .unwrap());
-        let jobs = store.import_jobs(Some("111122223333")).await.unwrap();
-        assert_eq!(
-            jobs.iter()
-                .find(|j| j.job_id == second.job_id)
+        for engine in test_engines::each().await {
+            let store = engine.open().await;
+            let mut first = job("aaaaaaaaaaaa", "first");
+            assert!(store.create_import_job(&first).await.unwrap());
+            assert!(!store
+                .create_import_job(&job("bbbbbbbbbbbb", "first"))
+                .await
+                .unwrap());
+            first.status = ImportStatus::Completed;
+            first.model_id = Some("mmmmmmmmmmmm".into());
+            let made = model(&first, "mmmmmmmmmmmm");
+            assert!(store.complete_import(&first, &made).await.unwrap());
+            assert_eq!(
+                store.import_jobs(Some("111122223333")).await.unwrap(),
+                vec![first.clone()]
+            );
+            assert_eq!(store.import_jobs(None).await.unwrap().len(), 1);
+            assert!(store
+                .import_jobs(Some("000000000000"))
+                .await
                 .unwrap()
-                .status,
-            ImportStatus::InProgress
-        );
+                .is_empty());
+            assert_eq!(
+                store.imported_models("111122223333").await.unwrap(),
+                vec![made.clone()]
+            );
 
-        assert!(store
-            .delete_imported_model("111122223333", "mmmmmmmmmmmm")
-            .await
-            .unwrap());
-        assert!(!store
-            .delete_imported_model("111122223333", "mmmmmmmmmmmm")
-            .await
-            .unwrap());
-        assert!(store
-            .imported_models("111122223333")
-            .await
-            .unwrap()
-            .is_empty());
+            // A second model of the same name is refused, and its job left as it was.
+            let mut second = job("cccccccccccc", "second");
+            second.imported_model_name = first.imported_model_name.clone();
+            assert!(store.create_import_job(&second).await.unwrap());
+            let mut finished = second.clone();
+            finished.status = ImportStatus::Completed;
+            assert!(!store
+                .complete_import(&finished, &model(&second, "nnnnnnnnnnnn"))
+                .await
+                .unwrap());
+            let jobs = store.import_jobs(Some("111122223333")).await.unwrap();
+            assert_eq!(
+                jobs.iter()
+                    .find(|j| j.job_id == second.job_id)
+                    .unwrap()
+                    .status,
+                ImportStatus::InProgress
+            );
+
+            assert!(store
+                .delete_imported_model("111122223333", "mmmmmmmmmmmm")
+                .await
+                .unwrap());
+            assert!(!store
+                .delete_imported_model("111122223333", "mmmmmmmmmmmm")
+                .await
+                .unwrap());
+            assert!(store
+                .imported_models("111122223333")
+                .await
+                .unwrap()
+                .is_empty());
+        }
     }
 }

@@ -1,0 +1,126 @@
+"""Two `outcrop serve` replicas on one real Postgres database (a throwaway cluster started by
+scripts/postgres, or the server `scripts/test` started: OUTCROP_TEST_DATABASE_URL): keys,
+users and model access made through one are in force on the other, the usage ledger is one,
+and a replica with another sealing key refuses to start."""
+import json
+import os
+import secrets
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from conftest import Server, make_client, outcrop_binary
+from helpers import signed
+
+ROOT = Path(__file__).resolve().parents[2]
+CLAUDE = "anthropic.claude-v2"
+BODY = json.dumps({"prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 3})
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A Postgres server's URL: the suite's, or a cluster of this module's own."""
+    url = os.environ.get("OUTCROP_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="outcrop-pg-") as d:
+        started = subprocess.run([str(ROOT / "scripts/postgres"), "start", f"{d}/pg"], capture_output=True,
+                                 text=True, timeout=300)
+        assert started.returncode == 0, started.stderr
+        try:
+            yield started.stdout.strip()
+        finally:
+            subprocess.run([str(ROOT / "scripts/postgres"), "stop", f"{d}/pg"], timeout=60)
+
+
+def fresh_database(url):
+    name = "outcrop_" + uuid.uuid4().hex[:12]
+    subprocess.run(["psql", url, "-qc", f"CREATE DATABASE {name}"], check=True, timeout=60)
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="module")
+def replicas(postgres):
+    url = fresh_database(postgres)
+    key = secrets.token_hex(32)
+    env = {"OUTCROP_DATABASE_URL": url, "OUTCROP_SEALING_KEY": key}
+    config = "chat_model = \"smollm2-135m-instruct\"\n[store]\nseed_dev_key = true\n"
+    a = Server(config=config, env=env, enable=[CLAUDE])
+    b = Server(config=config, env=env, enable=[])
+    yield a, b, env
+    a.stop()
+    b.stop()
+
+
+def cli(server, env, *args):
+    """An `outcrop` command on the shared database, run beside `server`."""
+    r = subprocess.run([outcrop_binary(), *args, "--data-dir", str(Path(server.dir.name) / "data")],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_keys_and_access_made_on_one_replica_work_on_the_other(replicas):
+    a, b, env = replicas
+    # Model access was granted through replica A only; B serves it at once.
+    make_client(b).invoke_model(modelId=CLAUDE, body=BODY)
+    cli(a, env, "users", "create", "alice")
+    key = json.loads(cli(a, env, "keys", "create", "--user", "alice"))["AccessKey"]
+    alice_on_b = make_client(b, key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    out = json.loads(alice_on_b.invoke_model(modelId=CLAUDE, body=BODY)["body"].read())
+    assert "completion" in out
+    # A model whose access was never granted is refused on both.
+    for replica in (a, b):
+        with pytest.raises(ClientError) as e:
+            make_client(replica).invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=BODY)
+        assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    # A user deleted through B loses its key on A.
+    cli(b, env, "users", "delete", "alice")
+    with pytest.raises(ClientError) as e:
+        make_client(a, key=key["AccessKeyId"], secret=key["SecretAccessKey"]).invoke_model(modelId=CLAUDE, body=BODY)
+    assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_the_usage_ledger_is_one(replicas):
+    a, b, _ = replicas
+    for replica in (a, b, b):
+        make_client(replica).invoke_model(modelId=CLAUDE, body=BODY)
+    reports = []
+    for replica in (a, b):
+        status, _, body = signed(replica, "GET", "/_outcrop/usage?group_by=model")
+        assert status == 200, body
+        reports.append(json.loads(body))
+    assert reports[0] == reports[1]
+    (row,) = [r for r in reports[0]["rows"] if r["model_id"] == CLAUDE]
+    assert row["invocations"] >= 3
+
+
+def test_logging_configuration_is_shared(replicas):
+    a, b, _ = replicas
+    bedrock = {r: boto3.client("bedrock", endpoint_url=r.url, region_name="us-east-1", aws_access_key_id="test",
+                               aws_secret_access_key="test", config=Config(retries={"total_max_attempts": 1}))
+               for r in (a, b)}
+    config = {"cloudWatchConfig": {"logGroupName": "/shared", "roleArn": "arn:aws:iam::000000000000:role/l"},
+              "textDataDeliveryEnabled": True}
+    bedrock[a].put_model_invocation_logging_configuration(loggingConfig=config)
+    got = bedrock[b].get_model_invocation_logging_configuration()["loggingConfig"]
+    assert got["cloudWatchConfig"]["logGroupName"] == "/shared"
+    bedrock[b].delete_model_invocation_logging_configuration()
+    assert "loggingConfig" not in bedrock[a].get_model_invocation_logging_configuration()
+
+
+def test_a_replica_with_another_sealing_key_refuses_to_start(replicas):
+    _, _, env = replicas
+    with pytest.raises(RuntimeError) as e:
+        Server(env={**env, "OUTCROP_SEALING_KEY": secrets.token_hex(32)}, enable=[])
+    assert "give every replica the same key" in str(e.value)
+    with pytest.raises(RuntimeError) as e:
+        Server(env={**env, "OUTCROP_SEALING_KEY": "not hex"}, enable=[])
+    assert "64 hex digits" in str(e.value)
