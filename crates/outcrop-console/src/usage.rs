@@ -6,7 +6,7 @@ use crate::Console;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use outcrop_service::usage::{summarize, GroupBy, Report, Totals, UsageRecord};
+use outcrop_service::usage::{GroupBy, Report, Totals};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -48,20 +48,23 @@ fn day_bound(v: &Option<String>) -> Option<String> {
     ok.then(|| format!("{v}T00:00:00.000Z"))
 }
 
-async fn records(
+/// The caller's account's ledger over the period, summed by `group_by` in the store.
+async fn report(
     c: &Console,
     signed: &Signed,
     period: &Period,
-) -> Result<Vec<UsageRecord>, Response> {
-    let records = outcrop_service::usage::records(
+    group_by: GroupBy,
+) -> Result<Report, Response> {
+    let report = outcrop_service::usage::report(
         &c.api,
         &signed.principal(),
         day_bound(&period.since).as_deref(),
         day_bound(&period.until).as_deref(),
+        group_by,
     )
     .await;
-    match records {
-        Ok(records) => Ok(records),
+    match report {
+        Ok(report) => Ok(report),
         Err(e @ outcrop_service::ApiError::AccessDenied(_)) => Err(refused(c, signed, &e).await),
         Err(e) => {
             tracing::error!(error = %e, "console could not read the ledger");
@@ -103,12 +106,14 @@ pub async fn usage(
     signed: Signed,
     Query(period): Query<Period>,
 ) -> Response {
-    let records = match records(&c, &signed, &period).await {
+    let by_model = match report(&c, &signed, &period, GroupBy::Model).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let by_model = summarize(&records, GroupBy::Model);
-    let by_day = summarize(&records, GroupBy::Day);
+    let by_day = match report(&c, &signed, &period, GroupBy::Day).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
     let mut ctx = match frame(&c, &signed, "Usage and cost", "usage").await {
         Ok(ctx) => ctx,
         Err(r) => return r,
@@ -140,11 +145,10 @@ pub async fn usage_csv(
     signed: Signed,
     Query(period): Query<Period>,
 ) -> Response {
-    let records = match records(&c, &signed, &period).await {
-        Ok(r) => r,
+    let csv = match report(&c, &signed, &period, GroupBy::Model).await {
+        Ok(r) => r.to_csv(GroupBy::Model),
         Err(resp) => return resp,
     };
-    let csv = summarize(&records, GroupBy::Model).to_csv(GroupBy::Model);
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -32,6 +32,15 @@ pub async fn report(
     until: Option<&str>,
     group_by: GroupBy,
 ) -> Result<Report, ApiError> {
-    let records = records(state, principal, since, until).await?;
-    Ok(outcrop_store::report(&records, group_by))
+    iam::authorize_action(
+        state,
+        principal,
+        "outcrop:GetUsageReport",
+        &["*".to_owned()],
+    )
+    .await?;
+    Ok(state
+        .store
+        .usage_report(Some(&principal.account_id), since, until, group_by)
+        .await?)
 }

@@ -66,6 +66,15 @@ pub fn cache_cost(tokens_and_prices: &[(u32, &str)]) -> Decimal {
         / Decimal::from(1000)
 }
 
+/// A cost as an integer of 1e-12 USD (what reports sum in SQL); a cost finer than that is
+/// rounded.
+pub fn cost_pico(cost_usd: &str) -> i64 {
+    let pico = Decimal::from_str(cost_usd).unwrap_or_default() * Decimal::from(PICO);
+    i64::try_from(pico.round().mantissa()).unwrap_or(i64::MAX)
+}
+
+const PICO: i64 = 1_000_000_000_000;
+
 /// How report rows are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GroupBy {
@@ -82,6 +91,15 @@ impl GroupBy {
             GroupBy::Model => "model_id",
             GroupBy::Principal => "principal_arn",
             GroupBy::Day => "day",
+        }
+    }
+
+    /// The SQL expression of a row's group.
+    pub(crate) fn sql_key(self) -> &'static str {
+        match self {
+            GroupBy::Model => "model_id",
+            GroupBy::Principal => "principal_arn",
+            GroupBy::Day => "substr(time, 1, 10)",
         }
     }
 
@@ -122,6 +140,39 @@ impl Totals {
         self.cache_read_tokens += u64::from(r.cache_read_tokens);
         self.cache_write_tokens += u64::from(r.cache_write_tokens);
         self.cost_usd += Decimal::from_str(&r.cost_usd).unwrap_or_default();
+    }
+}
+
+impl Totals {
+    /// Totals summed by the database: calls by status class, tokens, and the cost in 1e-12 USD
+    /// (a decimal string, as the database prints its sum).
+    pub(crate) fn from_sums(counts: [i64; 4], tokens: [i64; 4], cost_pico: &str) -> Self {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let [calls, invocations, throttles, client_errors] = counts.map(n);
+        let cost = Decimal::from_str(cost_pico).unwrap_or_default() / Decimal::from(PICO);
+        Totals {
+            invocations,
+            throttles,
+            client_errors,
+            server_errors: calls.saturating_sub(invocations + throttles + client_errors),
+            input_tokens: n(tokens[0]),
+            output_tokens: n(tokens[1]),
+            cache_read_tokens: n(tokens[2]),
+            cache_write_tokens: n(tokens[3]),
+            cost_usd: cost.normalize(),
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &Totals) {
+        self.invocations += other.invocations;
+        self.throttles += other.throttles;
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_usd += other.cost_usd;
     }
 }
 
