@@ -489,14 +489,18 @@ async fn admit(
         operation,
         Operation::InvokeModelWithResponseStream { .. } | Operation::ConverseStream { .. }
     );
-    let admitted = state.concurrency.enter(&principal.arn).and_then(|running| {
-        let permit = state.quotas.admit(
-            &principal.account_id,
-            &entry.id,
-            invocation::input_estimate(body) + output,
-        )?;
-        Ok((running, permit))
-    });
+    let admitted = match state.concurrency.enter(&principal.arn) {
+        Ok(running) => state
+            .quotas
+            .admit(
+                &principal.account_id,
+                &entry.id,
+                invocation::input_estimate(body) + output,
+            )
+            .await
+            .map(|permit| (running, permit)),
+        Err(e) => Err(e),
+    };
     match (admitted, meter.as_mut()) {
         (Ok((running, permit)), Some(m)) => {
             m.admitted(permit);

@@ -72,7 +72,7 @@ pub async fn serve(
         engines: engines.handles(),
         embedders: engines.embedders(),
         embed_slots: tokio::sync::Semaphore::new(2),
-        quotas: quotas(&config, store.as_ref()).await?,
+        quotas: quotas(&config, &store, shared).await?,
         concurrency: Arc::new(outcrop_service::concurrency::Concurrency::new(
             Some(config.limits.max_concurrent_requests_per_principal).filter(|n| *n > 0),
         )),
@@ -285,8 +285,44 @@ pub async fn shutdown_signal() {
 /// The config file's quota limits, then those set from the console (the newer word) on top.
 async fn quotas(
     config: &Config,
-    store: &dyn outcrop_store::Store,
+    store: &Arc<dyn outcrop_store::Store>,
+    shared: bool,
 ) -> anyhow::Result<outcrop_service::Quotas> {
+    let limits = quota_limits(config, store.as_ref()).await?;
+    if !shared {
+        return Ok(outcrop_service::Quotas::new(limits));
+    }
+    let quotas = outcrop_service::Quotas::shared(limits, store.clone());
+    // Limits set through any replica are in force on this one within a second; windows of
+    // days gone are forgotten.
+    let (config, store, kept) = (config.clone(), store.clone(), quotas.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        for tick in 0u64.. {
+            every.tick().await;
+            match quota_limits(&config, store.as_ref()).await {
+                Ok(limits) => kept.replace_all(limits),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not read quota limits"),
+            }
+            if tick % 600 == 0 {
+                let secs = chrono::Utc::now().timestamp();
+                if let Err(e) = store
+                    .prune_quota_windows(secs / 60 - 2, secs / 86_400 - 2)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not prune quota windows");
+                }
+            }
+        }
+    });
+    Ok(quotas)
+}
+
+/// The config file's limits with the operator's stored ones over them.
+async fn quota_limits(
+    config: &Config,
+    store: &dyn outcrop_store::Store,
+) -> anyhow::Result<std::collections::HashMap<String, outcrop_service::Limits>> {
     let mut limits: std::collections::HashMap<_, _> = config.quotas.clone().into_iter().collect();
     for q in store.quota_overrides().await? {
         let l = outcrop_service::Limits {
@@ -296,5 +332,5 @@ async fn quotas(
         };
         limits.insert(q.model_id, l);
     }
-    Ok(outcrop_service::Quotas::new(limits))
+    Ok(limits)
 }

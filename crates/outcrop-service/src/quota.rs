@@ -79,12 +79,23 @@ impl Usage {
     }
 }
 
-/// The quota state of this server.
-#[derive(Debug, Clone, Default)]
+/// The quota state: this server's own sliding windows, or, with a shared store, fixed windows
+/// in the store that every replica on it counts in (see [`Quotas::shared`]).
+#[derive(Clone, Default)]
 pub struct Quotas {
     /// Per-model limits replacing the defaults: the config file's, then the operator's.
     overrides: Arc<RwLock<HashMap<String, Limits>>>,
     usage: Arc<Mutex<HashMap<(String, String), Usage>>>,
+    shared: Option<Arc<dyn outcrop_store::Store>>,
+}
+
+impl std::fmt::Debug for Quotas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quotas")
+            .field("overrides", &self.overrides)
+            .field("shared", &self.shared.is_some())
+            .finish()
+    }
 }
 
 /// An admitted call's reservation; settle it with the tokens really used.
@@ -93,6 +104,16 @@ pub struct Permit {
     key: (String, String),
     id: u64,
     quotas: Quotas,
+    /// In shared windows: the minute and day the tokens were reserved in, and how many.
+    reserved: Option<(i64, i64, u64)>,
+}
+
+/// Minutes and days since the epoch, now.
+fn window_indexes() -> (i64, i64) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    (secs / 60, secs / 86_400)
 }
 
 impl Quotas {
@@ -100,7 +121,27 @@ impl Quotas {
         Quotas {
             overrides: Arc::new(RwLock::new(overrides)),
             usage: Arc::default(),
+            shared: None,
         }
+    }
+
+    /// Quotas counted in `store`, shared by every server on it: requests and tokens per
+    /// minute in the current minute, tokens per day in the current UTC day (fixed windows,
+    /// each added to atomically, so servers together admit no more than a limit in any one
+    /// window; a call refused by a later window gives its earlier counts back).
+    pub fn shared(
+        overrides: HashMap<String, Limits>,
+        store: Arc<dyn outcrop_store::Store>,
+    ) -> Self {
+        Quotas {
+            shared: Some(store),
+            ..Quotas::new(overrides)
+        }
+    }
+
+    /// Replaces every limit at once (a shared store's overrides, read again).
+    pub fn replace_all(&self, limits: HashMap<String, Limits>) {
+        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
     pub fn limits(&self, model_id: &str) -> Limits {
@@ -135,7 +176,75 @@ impl Quotas {
     }
 
     /// Admits a call reserving `tokens`, or answers Bedrock's ThrottlingException.
-    pub fn admit(&self, account: &str, model_id: &str, tokens: u64) -> Result<Permit, ApiError> {
+    pub async fn admit(
+        &self,
+        account: &str,
+        model_id: &str,
+        tokens: u64,
+    ) -> Result<Permit, ApiError> {
+        match &self.shared {
+            Some(store) => {
+                self.admit_shared(store.as_ref(), account, model_id, tokens)
+                    .await
+            }
+            None => self.admit_here(account, model_id, tokens),
+        }
+    }
+
+    async fn admit_shared(
+        &self,
+        store: &dyn outcrop_store::Store,
+        account: &str,
+        model_id: &str,
+        tokens: u64,
+    ) -> Result<Permit, ApiError> {
+        let limits = self.limits(model_id);
+        let (minute, day) = window_indexes();
+        let window = |kind, index| outcrop_store::QuotaWindow {
+            account_id: account.to_owned(),
+            model_id: model_id.to_owned(),
+            kind,
+            index,
+        };
+        let amount = i64::try_from(tokens).unwrap_or(i64::MAX);
+        let steps = [
+            (
+                window("rpm", minute),
+                1,
+                limits.requests_per_minute,
+                TOO_MANY_REQUESTS,
+            ),
+            (
+                window("tpm", minute),
+                amount,
+                limits.tokens_per_minute,
+                TOO_MANY_TOKENS,
+            ),
+            (
+                window("tpd", day),
+                amount,
+                limits.tokens_per_day,
+                TOO_MANY_TOKENS,
+            ),
+        ];
+        for (i, (w, n, limit, refusal)) in steps.iter().enumerate() {
+            if store.add_to_quota_window(w, *n, *limit).await? {
+                continue;
+            }
+            for (earlier, n, _, _) in &steps[..i] {
+                store.add_to_quota_window(earlier, -n, None).await?;
+            }
+            return Err(ApiError::Throttling((*refusal).into()));
+        }
+        Ok(Permit {
+            key: (account.to_owned(), model_id.to_owned()),
+            id: 0,
+            quotas: self.clone(),
+            reserved: Some((minute, day, tokens)),
+        })
+    }
+
+    fn admit_here(&self, account: &str, model_id: &str, tokens: u64) -> Result<Permit, ApiError> {
         let limits = self.limits(model_id);
         let key = (account.to_owned(), model_id.to_owned());
         let now = Instant::now();
@@ -159,6 +268,7 @@ impl Quotas {
             key,
             id,
             quotas: self.clone(),
+            reserved: None,
         })
     }
 }
@@ -166,6 +276,32 @@ impl Quotas {
 impl Permit {
     /// Replaces the reservation with the tokens the call really used.
     pub fn settle(&self, tokens: u64) {
+        if let (Some((minute, day, reserved)), Some(store)) = (self.reserved, &self.quotas.shared) {
+            let delta = tokens as i64 - reserved as i64;
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            if delta == 0 {
+                return;
+            }
+            let (store, (account_id, model_id)) = (store.clone(), self.key.clone());
+            // The difference goes to the windows the reservation was made in, in the
+            // background: a settlement never holds up an answer.
+            runtime.spawn(async move {
+                for (kind, index) in [("tpm", minute), ("tpd", day)] {
+                    let window = outcrop_store::QuotaWindow {
+                        account_id: account_id.clone(),
+                        model_id: model_id.clone(),
+                        kind,
+                        index,
+                    };
+                    if let Err(e) = store.add_to_quota_window(&window, delta, None).await {
+                        tracing::warn!(error = %e, "could not settle a shared quota window");
+                    }
+                }
+            });
+            return;
+        }
         let mut all = self.quotas.usage.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(usage) = all.get_mut(&self.key) {
             if let Some((_, e)) = usage.calls.iter_mut().find(|(id, _)| *id == self.id) {
@@ -227,38 +363,38 @@ mod tests {
         Quotas::new(o)
     }
 
-    #[test]
-    fn requests_per_minute() {
+    #[tokio::test]
+    async fn requests_per_minute() {
         let q = quotas(Some(2), None);
-        q.admit("a", "m", 1).unwrap();
-        q.admit("a", "m", 1).unwrap();
+        q.admit("a", "m", 1).await.unwrap();
+        q.admit("a", "m", 1).await.unwrap();
         assert_eq!(
-            q.admit("a", "m", 1).unwrap_err().to_string(),
+            q.admit("a", "m", 1).await.unwrap_err().to_string(),
             TOO_MANY_REQUESTS
         );
         // Per account and per model.
-        q.admit("b", "m", 1).unwrap();
-        q.admit("a", "other", 1).unwrap();
+        q.admit("b", "m", 1).await.unwrap();
+        q.admit("a", "other", 1).await.unwrap();
     }
 
-    #[test]
-    fn tokens_are_reserved_then_settled() {
+    #[tokio::test]
+    async fn tokens_are_reserved_then_settled() {
         let q = quotas(None, Some(100));
-        let p = q.admit("a", "m", 80).unwrap();
+        let p = q.admit("a", "m", 80).await.unwrap();
         assert_eq!(
-            q.admit("a", "m", 30).unwrap_err().to_string(),
+            q.admit("a", "m", 30).await.unwrap_err().to_string(),
             TOO_MANY_TOKENS
         );
         p.settle(10);
-        q.admit("a", "m", 30).unwrap();
+        q.admit("a", "m", 30).await.unwrap();
         assert_eq!(q.used("a", "m"), (2, 40, 40));
     }
 
-    #[test]
-    fn limits_can_change_at_run_time() {
+    #[tokio::test]
+    async fn limits_can_change_at_run_time() {
         let q = quotas(Some(1), None);
-        q.admit("a", "m", 1).unwrap();
-        assert!(q.admit("a", "m", 1).is_err());
+        q.admit("a", "m", 1).await.unwrap();
+        assert!(q.admit("a", "m", 1).await.is_err());
         q.set(
             "m",
             Some(Limits {
@@ -266,9 +402,69 @@ mod tests {
                 ..Limits::default()
             }),
         );
-        q.admit("a", "m", 1).unwrap();
+        q.admit("a", "m", 1).await.unwrap();
         q.set("m", None);
         assert_eq!(q.limits("m"), default_limits("m"));
+    }
+
+    /// Two servers on one store admit together no more than the limit, and a settlement
+    /// gives back what a call did not use.
+    #[tokio::test]
+    async fn shared_windows_hold_across_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn outcrop_store::Store> = Arc::new(
+            outcrop_store::SqlStore::open(&dir.path().join("o.db"))
+                .await
+                .unwrap(),
+        );
+        let limits = || {
+            HashMap::from([(
+                "m".to_owned(),
+                Limits {
+                    requests_per_minute: Some(6),
+                    tokens_per_minute: Some(1000),
+                    tokens_per_day: None,
+                },
+            )])
+        };
+        let (a, b) = (
+            Quotas::shared(limits(), store.clone()),
+            Quotas::shared(limits(), store.clone()),
+        );
+        let mut admitted = 0;
+        for i in 0..10 {
+            let q = if i % 2 == 0 { &a } else { &b };
+            admitted += usize::from(q.admit("acct", "m", 10).await.is_ok());
+        }
+        // Unless the minute turned during the loop, exactly the limit got in.
+        assert!((6..=10).contains(&admitted), "{admitted}");
+        let tokens = Quotas::shared(
+            HashMap::from([(
+                "t".to_owned(),
+                Limits {
+                    requests_per_minute: None,
+                    tokens_per_minute: Some(100),
+                    tokens_per_day: None,
+                },
+            )]),
+            store.clone(),
+        );
+        let p = tokens.admit("acct", "t", 90).await.unwrap();
+        let refused = b_refusal(&tokens).await;
+        assert_eq!(refused, TOO_MANY_TOKENS);
+        p.settle(10);
+        // The settlement runs in the background.
+        for _ in 0..50 {
+            if tokens.admit("acct", "t", 50).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the settlement did not give the tokens back");
+    }
+
+    async fn b_refusal(q: &Quotas) -> String {
+        q.admit("acct", "t", 20).await.unwrap_err().to_string()
     }
 
     #[test]

@@ -103,6 +103,17 @@ pub struct QuotaOverride {
     pub tokens_per_day: Option<u64>,
 }
 
+/// One quota window of an account's use of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaWindow {
+    pub account_id: String,
+    pub model_id: String,
+    /// `rpm`, `tpm` (minute windows) or `tpd` (day windows).
+    pub kind: &'static str,
+    /// Minutes or days since the epoch.
+    pub index: i64,
+}
+
 /// The ARN of a user, as IAM writes it.
 pub fn user_arn(account_id: &str, user_name: &str) -> String {
     format!("arn:aws:iam::{account_id}:user/{user_name}")
@@ -262,6 +273,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores (replacing) a model's quota limits, set by an operator.
     async fn put_quota_override(&self, limits: &QuotaOverride) -> Result<(), StoreError>;
+
+    /// Adds `amount` (negative to give back) to a quota window's count in one atomic step,
+    /// unless the count would then pass `limit`; whether it was added.
+    async fn add_to_quota_window(
+        &self,
+        window: &QuotaWindow,
+        amount: i64,
+        limit: Option<u64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets quota windows of every kind that ended before `window_index` of its kind
+    /// (minutes and days since the epoch).
+    async fn prune_quota_windows(&self, minute: i64, day: i64) -> Result<(), StoreError>;
 
     /// Every stored quota override, by model id.
     async fn quota_overrides(&self) -> Result<Vec<QuotaOverride>, StoreError>;

@@ -1,7 +1,7 @@
 use crate::{
     secrets::SecretBox, user_arn, AccessKeyRecord, ApiKeyRecord, Credential, GroupBy,
-    ImportJobRecord, ImportedModelRecord, NewAccessKey, QuotaOverride, Report, Store, StoreError,
-    Totals, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
+    ImportJobRecord, ImportedModelRecord, NewAccessKey, QuotaOverride, QuotaWindow, Report, Store,
+    StoreError, Totals, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
 };
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -510,6 +510,49 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn add_to_quota_window(
+        &self,
+        window: &QuotaWindow,
+        amount: i64,
+        limit: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        if limit.is_some_and(|l| amount > l) {
+            return Ok(false);
+        }
+        // One statement: a new window is inserted, an existing one added to only while the
+        // sum stays within the limit (no row comes back when it would not).
+        let row = sqlx::query(
+            "INSERT INTO quota_windows (account_id, model_id, kind, window_index, used)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (account_id, model_id, kind, window_index)
+             DO UPDATE SET used = quota_windows.used + excluded.used
+             WHERE $6 IS NULL OR quota_windows.used + excluded.used <= $6
+             RETURNING used",
+        )
+        .bind(&window.account_id)
+        .bind(&window.model_id)
+        .bind(window.kind)
+        .bind(window.index)
+        .bind(amount)
+        .bind(limit)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn prune_quota_windows(&self, minute: i64, day: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM quota_windows WHERE (kind <> 'tpd' AND window_index < $1)
+                OR (kind = 'tpd' AND window_index < $2)",
+        )
+        .bind(minute)
+        .bind(day)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn quota_overrides(&self) -> Result<Vec<QuotaOverride>, StoreError> {
         let rows = sqlx::query(
             "SELECT model_id, requests_per_minute, tokens_per_minute, tokens_per_day
@@ -763,6 +806,66 @@ mod report_tests {
                     assert_eq!(got, report(&expected, group_by), "{group_by:?} {account:?}");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod quota_window_tests {
+    use super::test_engines;
+    use crate::{QuotaWindow, Store};
+
+    #[tokio::test]
+    async fn windows_add_atomically_up_to_their_limit() {
+        for engine in test_engines::each().await {
+            let store = std::sync::Arc::new(engine.open().await);
+            let window = QuotaWindow {
+                account_id: "000000000000".into(),
+                model_id: "m".into(),
+                kind: "rpm",
+                index: 29_000_000,
+            };
+            // 40 concurrent adds of 1 under a limit of 25: exactly 25 get in.
+            let adds = (0..40).map(|_| {
+                let (store, window) = (store.clone(), window.clone());
+                tokio::spawn(async move { store.add_to_quota_window(&window, 1, Some(25)).await })
+            });
+            let mut admitted = 0;
+            for add in adds {
+                admitted += usize::from(add.await.unwrap().unwrap());
+            }
+            assert_eq!(admitted, 25);
+            // Giving back makes room; a new window starts empty; an amount over the limit
+            // never gets in.
+            assert!(store.add_to_quota_window(&window, -2, None).await.unwrap());
+            assert!(store
+                .add_to_quota_window(&window, 2, Some(25))
+                .await
+                .unwrap());
+            assert!(!store
+                .add_to_quota_window(&window, 1, Some(25))
+                .await
+                .unwrap());
+            let next = QuotaWindow {
+                index: window.index + 1,
+                ..window.clone()
+            };
+            assert!(store
+                .add_to_quota_window(&next, 25, Some(25))
+                .await
+                .unwrap());
+            assert!(!store
+                .add_to_quota_window(&next, 26, Some(30))
+                .await
+                .unwrap());
+            store
+                .prune_quota_windows(window.index + 1, 0)
+                .await
+                .unwrap();
+            assert!(store
+                .add_to_quota_window(&window, 25, Some(25))
+                .await
+                .unwrap());
         }
     }
 }

@@ -1,0 +1,10 @@
+-- Quota windows shared by every server on one store: requests and tokens per account, model,
+-- kind (rpm, tpm, tpd) and fixed window (the minute, or the UTC day, since the epoch).
+CREATE TABLE quota_windows (
+    account_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    window_index BIGINT NOT NULL,
+    used BIGINT NOT NULL,
+    PRIMARY KEY (account_id, model_id, kind, window_index)
+);
