@@ -205,13 +205,14 @@ test("the usage page shows the calls and their cost", async () => {
   await page.goto(`${url}/console/usage`);
   const row = page.locator("#by-model tr", { has: page.locator("code", { hasText: /^anthropic\.claude-v2$/ }) });
   const cells = await row.locator("td.num").allInnerTexts();
-  const [invocations, throttles, input, output] = cells.slice(0, 4).map(Number);
+  const [invocations, throttles, input, output, cacheRead, cacheWrite] = cells.slice(0, 6).map(Number);
   assert.ok(invocations >= 3, `seed + chat + text: ${cells}`); // the refused seed call counts too
   assert.equal(throttles, 0);
+  assert.deepEqual([cacheRead, cacheWrite], [0, 0]); // no call here asked for a cache point
   // Exact decimal cost: $0.008 and $0.024 per 1,000 tokens are 8 and 24 micro-dollars a token.
   const micro = BigInt(input) * 8n + BigInt(output) * 24n;
   const cost = (Number(micro) / 1e6).toFixed(6).replace(/\.?0+$/, "");
-  assert.equal(cells[4], `$${cost}`);
+  assert.equal(cells[6], `$${cost}`);
   assert.match(await page.locator("#total-cost").innerText(), /^\$0\.\d+/);
   await shot("usage");
 });

@@ -167,7 +167,7 @@ def test_usage_page_shows_the_calls_and_their_cost():
         assert status == 200
         row = re.search(r"<code>anthropic\.claude-v2</code>.*?</tr>", page, re.S).group(0)
         cells = re.findall(r'<td class="num">([^<]*)</td>', row)
-        assert cells == ["1", "0", str(i), str(o), f"${cost.normalize()}"]
+        assert cells == ["1", "0", str(i), str(o), "0", "0", f"${cost.normalize()}"]
         assert '<svg role="img" aria-label="Cost (USD) per day (UTC)"' in page
         assert '<svg role="img" aria-label="Cost (USD) per model"' in page
         assert f"<title>anthropic.claude-v2: ${cost.normalize()}</title>" in page

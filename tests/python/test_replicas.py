@@ -155,3 +155,20 @@ def test_a_replica_with_another_sealing_key_refuses_to_start(replicas):
     with pytest.raises(RuntimeError) as e:
         Server(env={**env, "OUTCROP_SEALING_KEY": "not hex"}, enable=[])
     assert "64 hex digits" in str(e.value)
+
+
+def test_a_console_session_from_one_replica_works_on_the_other(replicas):
+    from test_console import call, sign_in
+
+    a, b, env = replicas
+    cli(a, env, "users", "create", "carla")
+    key = json.loads(cli(a, env, "keys", "create", "--user", "carla"))["AccessKey"]
+    opener, _, status, _ = sign_in(a, key["AccessKeyId"], key["SecretAccessKey"])
+    assert status == 303
+    # The cookie jar sends the session to B too (cookies do not depend on the port).
+    status, _, page = call(opener, b.url + "/console/models")
+    assert status == 200 and "carla" in page
+    # Deleting the key through B ends the session on A.
+    cli(b, env, "keys", "delete", key["AccessKeyId"])
+    status, headers, _ = call(opener, a.url + "/console/models")
+    assert status == 303 and headers["location"] == "/console/sign-in"

@@ -82,8 +82,8 @@ async fn playground_js() -> impl IntoResponse {
 /// The `/console` routes.
 pub fn router(api: Arc<ApiState>) -> Router {
     let console = Console {
+        sessions: session::Sessions::new(api.service.store.clone()),
         api,
-        sessions: session::Sessions::default(),
         templates: Arc::new(templates()),
     };
     Router::new()

@@ -27,7 +27,10 @@ impl FromRequestParts<Console> for Signed {
             .headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok());
-        let found = cookie_value(cookie).and_then(|id| c.sessions.get(id).map(|s| (id, s)));
+        let found = match cookie_value(cookie) {
+            Some(id) => c.sessions.get(id).await.map(|s| (id, s)),
+            None => None,
+        };
         match found {
             Some((id, s)) => Ok(Signed {
                 id: id.to_owned(),

@@ -14,8 +14,10 @@ use subtle::ConstantTimeEq;
 
 pub async fn home(State(c): State<Console>, headers: HeaderMap) -> Response {
     let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
-    let signed_in =
-        crate::session::cookie_value(cookie).is_some_and(|id| c.sessions.get(id).is_some());
+    let signed_in = match crate::session::cookie_value(cookie) {
+        Some(id) => c.sessions.get(id).await.is_some(),
+        None => false,
+    };
     Redirect::to(if signed_in {
         "/console/models"
     } else {
@@ -74,9 +76,21 @@ pub async fn sign_in(
     if !matches {
         return refused(&c);
     }
-    let id = c
+    let id = match c
         .sessions
-        .create(&credential.account_id, &credential.principal_arn);
+        .create(
+            &credential.account_id,
+            &credential.principal_arn,
+            &credential.access_key_id,
+        )
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "console sign-in could not record the session");
+            return unavailable();
+        }
+    };
     tracing::info!(principal = %credential.principal_arn, "console sign-in");
     redirect_setting_cookie(
         "/console/models",
@@ -111,7 +125,7 @@ pub async fn sign_out(
     origin: Option<Extension<Origin>>,
     SignedForm { signed, .. }: SignedForm,
 ) -> Response {
-    c.sessions.end(&signed.id);
+    c.sessions.end(&signed.id).await;
     let origin = origin.map(|Extension(o)| o);
     redirect_setting_cookie(
         "/console/sign-in",
@@ -126,7 +140,7 @@ pub async fn set_region(
     SignedForm { signed, fields }: SignedForm,
 ) -> Response {
     let region = field(&fields, "region").unwrap_or("");
-    if !c.sessions.set_region(&signed.id, region) {
+    if !c.sessions.set_region(&signed.id, region).await {
         return (StatusCode::BAD_REQUEST, "That region is not offered.").into_response();
     }
     // Only console paths: never an open redirect.

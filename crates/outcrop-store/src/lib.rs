@@ -103,6 +103,21 @@ pub struct QuotaOverride {
     pub tokens_per_day: Option<u64>,
 }
 
+/// A console session as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// Hex SHA-256 of the session cookie (the cookie itself is never stored).
+    pub id_sha256: String,
+    pub account_id: String,
+    pub principal_arn: String,
+    /// The key the session was opened with: deleting it ends the session.
+    pub access_key_id: String,
+    pub region: String,
+    pub csrf: String,
+    /// RFC 3339 UTC.
+    pub expires_at: String,
+}
+
 /// One quota window of an account's use of a model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaWindow {
@@ -262,6 +277,29 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         model_id: &str,
     ) -> Result<bool, StoreError>;
+
+    /// Records a console session (and forgets those expired before `now`, RFC 3339).
+    async fn create_console_session(
+        &self,
+        session: &ConsoleSession,
+        now: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The session of a cookie hash, unless it expired before `now` or its key is gone.
+    async fn console_session(
+        &self,
+        id_sha256: &str,
+        now: &str,
+    ) -> Result<Option<ConsoleSession>, StoreError>;
+
+    /// Changes a session's region; `false` if there is no such session.
+    async fn set_console_session_region(
+        &self,
+        id_sha256: &str,
+        region: &str,
+    ) -> Result<bool, StoreError>;
+
+    async fn end_console_session(&self, id_sha256: &str) -> Result<(), StoreError>;
 
     /// Stores (replacing) the account's model invocation logging configuration (JSON).
     async fn put_logging_config(&self, account_id: &str, config: &str) -> Result<(), StoreError>;

@@ -1,7 +1,8 @@
 use crate::{
-    secrets::SecretBox, user_arn, AccessKeyRecord, ApiKeyRecord, Credential, GroupBy,
-    ImportJobRecord, ImportedModelRecord, NewAccessKey, QuotaOverride, QuotaWindow, Report, Store,
-    StoreError, Totals, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY, DEV_SECRET_KEY,
+    secrets::SecretBox, user_arn, AccessKeyRecord, ApiKeyRecord, ConsoleSession, Credential,
+    GroupBy, ImportJobRecord, ImportedModelRecord, NewAccessKey, QuotaOverride, QuotaWindow,
+    Report, Store, StoreError, Totals, UsageRecord, UserRecord, DEFAULT_ACCOUNT, DEV_ACCESS_KEY,
+    DEV_SECRET_KEY,
 };
 use async_trait::async_trait;
 use outcrop_sigv4::SecretKey;
@@ -510,6 +511,78 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn create_console_session(
+        &self,
+        session: &ConsoleSession,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id_sha256, account_id, principal_arn, access_key_id,
+                region, csrf, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&session.id_sha256)
+        .bind(&session.account_id)
+        .bind(&session.principal_arn)
+        .bind(&session.access_key_id)
+        .bind(&session.region)
+        .bind(&session.csrf)
+        .bind(&session.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn console_session(
+        &self,
+        id_sha256: &str,
+        now: &str,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id_sha256, s.account_id, s.principal_arn, s.access_key_id, s.region, s.csrf,
+                    s.expires_at
+             FROM console_sessions s JOIN access_keys k ON k.access_key_id = s.access_key_id
+             WHERE s.id_sha256 = $1 AND s.expires_at > $2",
+        )
+        .bind(id_sha256)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| ConsoleSession {
+            id_sha256: r.get(0),
+            account_id: r.get(1),
+            principal_arn: r.get(2),
+            access_key_id: r.get(3),
+            region: r.get(4),
+            csrf: r.get(5),
+            expires_at: r.get(6),
+        }))
+    }
+
+    async fn set_console_session_region(
+        &self,
+        id_sha256: &str,
+        region: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE console_sessions SET region = $1 WHERE id_sha256 = $2")
+            .bind(region)
+            .bind(id_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn end_console_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM console_sessions WHERE id_sha256 = $1")
+            .bind(id_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn add_to_quota_window(
         &self,
         window: &QuotaWindow,
@@ -866,6 +939,67 @@ mod quota_window_tests {
                 .add_to_quota_window(&window, 25, Some(25))
                 .await
                 .unwrap());
+        }
+    }
+}
+
+#[cfg(test)]
+mod console_session_tests {
+    use super::test_engines;
+    use crate::{ConsoleSession, Store, DEFAULT_ACCOUNT};
+
+    #[tokio::test]
+    async fn sessions_expire_and_end_with_their_key() {
+        for engine in test_engines::each().await {
+            let store = engine.open().await;
+            store.ensure_defaults().await.unwrap();
+            store.create_user(DEFAULT_ACCOUNT, "ana").await.unwrap();
+            let key = store
+                .create_access_key(DEFAULT_ACCOUNT, "ana")
+                .await
+                .unwrap()
+                .unwrap();
+            let session = |id: &str, expires: &str| ConsoleSession {
+                id_sha256: id.into(),
+                account_id: DEFAULT_ACCOUNT.into(),
+                principal_arn: key.principal_arn.clone(),
+                access_key_id: key.access_key_id.clone(),
+                region: "us-east-1".into(),
+                csrf: "c".into(),
+                expires_at: expires.into(),
+            };
+            let now = "2026-12-06T10:00:00.000Z";
+            store
+                .create_console_session(&session("a", "2026-12-06T18:00:00.000Z"), now)
+                .await
+                .unwrap();
+            store
+                .create_console_session(&session("old", "2026-12-06T09:00:00.000Z"), now)
+                .await
+                .unwrap();
+            assert!(store.console_session("old", now).await.unwrap().is_none());
+            assert!(store
+                .set_console_session_region("a", "eu-west-1")
+                .await
+                .unwrap());
+            assert!(!store
+                .set_console_session_region("nope", "eu-west-1")
+                .await
+                .unwrap());
+            let got = store.console_session("a", now).await.unwrap().unwrap();
+            assert_eq!(got.region, "eu-west-1");
+            assert!(store
+                .console_session("a", "2026-12-06T19:00:00.000Z")
+                .await
+                .unwrap()
+                .is_none());
+            // Deleting the key ends the session.
+            store
+                .delete_access_key(DEFAULT_ACCOUNT, &key.access_key_id)
+                .await
+                .unwrap();
+            assert!(store.console_session("a", now).await.unwrap().is_none());
+            store.end_console_session("a").await.unwrap();
         }
     }
 }
