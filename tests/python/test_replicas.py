@@ -21,6 +21,7 @@ from helpers import signed
 ROOT = Path(__file__).resolve().parents[2]
 CLAUDE = "anthropic.claude-v2"
 LLAMA = "meta.llama3-8b-instruct-v1:0"
+SEED = "[store]\nseed_dev_key = true\n"
 BODY = json.dumps({"prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 3})
 
 
@@ -172,3 +173,37 @@ def test_a_console_session_from_one_replica_works_on_the_other(replicas):
     cli(b, env, "keys", "delete", key["AccessKeyId"])
     status, headers, _ = call(opener, a.url + "/console/models")
     assert status == 303 and headers["location"] == "/console/sign-in"
+
+
+def test_sealing_key_rotation(postgres, tmp_path):
+    """`outcrop keys rotate-sealing` re-seals every secret: on SQLite the key file is replaced;
+    on Postgres the new key is printed, the old key alone is then refused, the new one (or
+    both, while replicas restart) serves, and keys made before still sign."""
+    data = tmp_path / "data"
+
+    def run(env, *args):
+        r = subprocess.run([outcrop_binary(), *args, "--data-dir", str(data)], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, **env})
+        assert r.returncode == 0, r.stderr
+        return r.stdout, r.stderr
+
+    for env in ({}, {"OUTCROP_DATABASE_URL": fresh_database(postgres), "OUTCROP_SEALING_KEY": secrets.token_hex(32)}):
+        run(env, "users", "create", "rosa")
+        key = json.loads(run(env, "keys", "create", "--user", "rosa")[0])["AccessKey"]
+        before = (data / "secret.key").read_bytes() if not env else None
+        out, err = run(env, "keys", "rotate-sealing")
+        assert "re-sealed 1 secrets" in err, err
+        if env:
+            new = out.strip()
+            with pytest.raises(RuntimeError) as e:
+                Server(config=SEED, env=env, enable=[])
+            assert "give every replica the same key" in str(e.value)
+            env = {**env, "OUTCROP_SEALING_KEY": f"{new},{env['OUTCROP_SEALING_KEY']}"}
+        else:
+            assert (data / "secret.key.previous").read_bytes() == before != (data / "secret.key").read_bytes()
+        s = Server(config=SEED, env=env, enable=[CLAUDE], data_dir=data)
+        try:
+            make_client(s, key=key["AccessKeyId"], secret=key["SecretAccessKey"]).invoke_model(modelId=CLAUDE, body=BODY)
+        finally:
+            s.stop()
+        data = tmp_path / "data-pg"

@@ -80,6 +80,14 @@ pub enum KeysCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Seal every secret access key again under a new sealing key. With a key file (SQLite,
+    /// or [store] sealing_key_file) the file is replaced (the old one kept beside it as
+    /// .previous); with OUTCROP_SEALING_KEY the new key is printed for every replica's
+    /// environment.
+    RotateSealing {
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Delete an access key (AKIA…), or revoke a Bedrock API key (ACCA…) for good.
     Delete {
         /// An access key id, or an API key's credential id
@@ -168,11 +176,59 @@ impl DataDir {
     }
 
     pub async fn store(&self) -> anyhow::Result<outcrop_store::SqlStore> {
-        let settings = outcrop_server::config::StoreConfig {
+        Ok(outcrop_server::open_store(&self.dir()?, &self.settings())
+            .await?
+            .0)
+    }
+
+    /// `outcrop keys rotate-sealing`: a new key written where it will be found (a file) before
+    /// any secret is sealed under it, then every secret re-sealed in one transaction.
+    async fn rotate_sealing(&self) -> anyhow::Result<()> {
+        let store = self.store().await?;
+        let (new, new_hex) = outcrop_store::SecretBox::generate();
+        let file = outcrop_server::sealing_key_file(&self.dir()?, &self.settings());
+        let staged = file.as_ref().map(|f| f.with_extension("key.new"));
+        if let Some(staged) = &staged {
+            write_private(staged, &hex::decode(&new_hex)?)?;
+        }
+        let rotating = store.with_secrets(new.clone().replacing(store.secrets()));
+        let resealed = match rotating.reseal_secrets().await {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(staged) = &staged {
+                    let _ = std::fs::remove_file(staged);
+                }
+                return Err(e).context("re-sealing the secrets (nothing changed)");
+            }
+        };
+        match (&file, &staged) {
+            (Some(file), Some(staged)) => {
+                let _ = std::fs::rename(file, file.with_extension("key.previous"));
+                std::fs::rename(staged, file)?;
+                eprintln!(
+                    "re-sealed {resealed} secrets under key {}; {} holds it (the old key is in {}.previous)",
+                    new.key_id(),
+                    file.display(),
+                    file.with_extension("key").display()
+                );
+            }
+            _ => {
+                let old = std::env::var("OUTCROP_SEALING_KEY").unwrap_or_default();
+                eprintln!(
+                    "re-sealed {resealed} secrets under key {}. Give every replica\n  OUTCROP_SEALING_KEY={new_hex},{old}\nwhile they restart, then OUTCROP_SEALING_KEY={new_hex}",
+                    new.key_id()
+                );
+                println!("{new_hex}");
+            }
+        }
+        Ok(())
+    }
+
+    fn settings(&self) -> outcrop_server::config::StoreConfig {
+        outcrop_server::config::StoreConfig {
             url: self.database_url.clone(),
             ..Default::default()
-        };
-        Ok(outcrop_server::open_store(&self.dir()?, &settings).await?.0)
+        }
     }
 
     /// The service over this data directory, with no engines: what every command acts
@@ -290,6 +346,7 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<()> {
 
 pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
+        KeysCommand::RotateSealing { data } => data.rotate_sealing().await?,
         KeysCommand::Create {
             user,
             bedrock_api_key: true,
@@ -559,5 +616,20 @@ pub fn print_catalog(format: Format) -> anyhow::Result<()> {
 async fn grant(service: &Service, e: &outcrop_models::CatalogEntry) -> anyhow::Result<()> {
     access::agree(service, &root(), e).await?;
     eprintln!("access to {} granted", e.id);
+    Ok(())
+}
+
+/// Writes a file only its owner can read (a key).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
     Ok(())
 }

@@ -215,6 +215,39 @@ fn reload_on_sighup(certificates: std::sync::Arc<tls::Certificates>) {
     });
 }
 
+/// The configured database: `[store] url`, overridden by `OUTCROP_DATABASE_URL`.
+fn database_url(settings: &config::StoreConfig) -> Option<String> {
+    std::env::var("OUTCROP_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| settings.url.clone())
+}
+
+/// The file holding the store's sealing key; `None` when `OUTCROP_SEALING_KEY` gives it to a
+/// Postgres store.
+pub fn sealing_key_file(
+    data_dir: &std::path::Path,
+    settings: &config::StoreConfig,
+) -> Option<std::path::PathBuf> {
+    match database_url(settings).as_deref() {
+        Some(u) if u.starts_with("sqlite://") => {
+            Some(std::path::Path::new(&u["sqlite://".len()..]).with_file_name("secret.key"))
+        }
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            match std::env::var("OUTCROP_SEALING_KEY") {
+                Ok(hex) if !hex.is_empty() => None,
+                _ => Some(
+                    settings
+                        .sealing_key_file
+                        .clone()
+                        .unwrap_or_else(|| data_dir.join("secret.key")),
+                ),
+            }
+        }
+        _ => Some(data_dir.join("secret.key")),
+    }
+}
+
 /// Opens (creating and migrating) the configured database, with the default account: the
 /// data directory's SQLite file unless `[store] url` (or `OUTCROP_DATABASE_URL`) names
 /// another. Also says whether it is a shared (Postgres) store.
@@ -224,25 +257,16 @@ pub async fn open_store(
 ) -> anyhow::Result<(SqlStore, bool)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let url = std::env::var("OUTCROP_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| settings.url.clone());
-    let (store, shared) = match url.as_deref() {
+    let (store, shared) = match database_url(settings).as_deref() {
         None => (SqlStore::open(&data_dir.join("outcrop.db")).await, false),
         Some(u) if u.starts_with("sqlite://") => (
             SqlStore::open(std::path::Path::new(&u["sqlite://".len()..])).await,
             false,
         ),
         Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            let secrets = match std::env::var("OUTCROP_SEALING_KEY") {
-                Ok(hex) if !hex.is_empty() => SecretBox::from_hex(&hex)?,
-                _ => SecretBox::open_or_create(
-                    &settings
-                        .sealing_key_file
-                        .clone()
-                        .unwrap_or_else(|| data_dir.join("secret.key")),
-                )?,
+            let secrets = match sealing_key_file(data_dir, settings) {
+                None => SecretBox::from_hex(&std::env::var("OUTCROP_SEALING_KEY")?)?,
+                Some(file) => SecretBox::open_or_create(&file)?,
             };
             (SqlStore::open_postgres(u, secrets).await, true)
         }

@@ -19,6 +19,8 @@ use std::path::Path;
 pub struct SqlStore {
     pool: AnyPool,
     secrets: SecretBox,
+    /// Postgres (a shared store, with a sealing-key canary) rather than SQLite.
+    postgres: bool,
 }
 
 /// The name of the sealed value that tells whether a sealing key is the database's own.
@@ -56,7 +58,11 @@ impl SqlStore {
             .connect(&format!("sqlite://{escaped}?mode=rwc"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqlStore { pool, secrets })
+        Ok(SqlStore {
+            pool,
+            secrets,
+            postgres: false,
+        })
     }
 
     /// Connects to the Postgres database at `url` (`postgres://...`) and applies pending
@@ -70,9 +76,58 @@ impl SqlStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let store = SqlStore { pool, secrets };
+        let store = SqlStore {
+            pool,
+            secrets,
+            postgres: true,
+        };
         store.check_sealing_key().await?;
         Ok(store)
+    }
+
+    /// The keys this store seals and opens secrets with.
+    pub fn secrets(&self) -> &SecretBox {
+        &self.secrets
+    }
+
+    /// The same database with other sealing keys (a rotation: the new key first).
+    pub fn with_secrets(&self, secrets: SecretBox) -> Self {
+        SqlStore {
+            secrets,
+            ..self.clone()
+        }
+    }
+
+    /// Seals every secret again with the current sealing key, in one transaction (after a
+    /// rotation, with the keys being replaced still given to open); how many were.
+    pub async fn reseal_secrets(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT access_key_id, secret_access_key FROM access_keys")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut resealed = 0;
+        for row in rows {
+            let (id, stored): (String, String) = (row.get(0), row.get(1));
+            if self.secrets.is_current(&stored) {
+                continue;
+            }
+            let secret = self.secrets.open(&id, &stored)?;
+            sqlx::query("UPDATE access_keys SET secret_access_key = $1 WHERE access_key_id = $2")
+                .bind(self.secrets.seal(&id, secret.expose()))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            resealed += 1;
+        }
+        if self.postgres {
+            sqlx::query("UPDATE store_meta SET value = $1 WHERE name = $2")
+                .bind(self.secrets.seal(CANARY, CANARY))
+                .bind(CANARY)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(resealed)
     }
 
     /// Records a sealed canary on first use; afterwards, refuses a key that cannot open it.
@@ -1000,6 +1055,44 @@ mod console_session_tests {
                 .unwrap();
             assert!(store.console_session("a", now).await.unwrap().is_none());
             store.end_console_session("a").await.unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::test_engines::{self, Engine};
+    use super::SqlStore;
+    use crate::{SecretBox, Store, DEFAULT_ACCOUNT};
+
+    #[tokio::test]
+    async fn a_rotation_reseals_every_secret_under_the_new_key() {
+        for engine in test_engines::each().await {
+            let store = engine.open().await;
+            store.ensure_defaults().await.unwrap();
+            store.create_user(DEFAULT_ACCOUNT, "rita").await.unwrap();
+            let key = store
+                .create_access_key(DEFAULT_ACCOUNT, "rita")
+                .await
+                .unwrap()
+                .unwrap();
+            let (new, new_hex) = SecretBox::generate();
+            let rotating = store.with_secrets(new.clone().replacing(&store.secrets));
+            assert_eq!(rotating.reseal_secrets().await.unwrap(), 1);
+            assert_eq!(rotating.reseal_secrets().await.unwrap(), 0);
+            let after = store.with_secrets(new);
+            let opened = after.credential(&key.access_key_id).await.unwrap().unwrap();
+            assert_eq!(opened.secret.expose(), key.secret.expose());
+            assert!(
+                store.credential(&key.access_key_id).await.is_err(),
+                "the old key alone"
+            );
+            if let Engine::Postgres { url, key: old_hex } = &engine {
+                let old = SecretBox::from_hex(old_hex).unwrap();
+                assert!(SqlStore::open_postgres(url, old).await.is_err());
+                let both = SecretBox::from_hex(&format!("{new_hex},{old_hex}")).unwrap();
+                SqlStore::open_postgres(url, both).await.unwrap();
+            }
         }
     }
 }
