@@ -109,3 +109,41 @@ def test_logging_to_s3_and_a_log_group(s3_server):
         assert e.value.response["Error"]["Code"] == "ValidationException"
     finally:
         srv.stop()
+
+
+def test_a_record_outlives_a_crash_until_s3_takes_it(tmp_path):
+    """The record is kept in the store's outbox before the answer ends: a server killed with
+    SIGKILL while its S3 endpoint is down loses nothing; the next server on the same store
+    delivers it once the endpoint is up (after the dead server's lease on it ran out)."""
+    import signal
+
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = (f'[invocation_logging]\ns3_endpoint = "{url}"\ns3_access_key_id = "moto"\n'
+              f's3_secret_access_key = "moto"\n')
+    data = tmp_path / "data"
+    srv = Server(config=config, enable=[CLAUDE], data_dir=data)
+    bedrock = boto3.client("bedrock", endpoint_url=srv.url, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+    bedrock.put_model_invocation_logging_configuration(loggingConfig={
+        "s3Config": {"bucketName": "late-logs"}, "textDataDeliveryEnabled": True})
+    r = make_client(srv).invoke_model(modelId=CLAUDE, body=json.dumps(
+        {"prompt": "\n\nHuman: Hi\n\nAssistant:", "max_tokens_to_sample": 3}))
+    request_id = r["ResponseMetadata"]["RequestId"]
+    srv.stop(sig=signal.SIGKILL)
+
+    s3_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    s3_server.start()
+    again = None
+    try:
+        store = s3(url)
+        store.create_bucket(Bucket="late-logs")
+        again = Server(config=config, enable=[], data_dir=data)
+        logs = wait_for(lambda: objects(store, "late-logs")[0], timeout=45)
+        assert [rec["requestId"] for rec in logs] == [request_id]
+    finally:
+        if again:
+            again.stop()
+        s3_server.stop()

@@ -65,6 +65,8 @@ pub async fn serve(
             }
         }
     });
+    let shipper = Arc::new(logs::Shipper::new(&config, &data_dir, store.clone())?)
+        as Arc<dyn outcrop_service::LogShipper>;
     let (budget, share) = engines.budget();
     let host = Arc::new(imports::Host::new(&config, &data_dir, budget, share)?);
     let service = Arc::new(Service {
@@ -82,8 +84,7 @@ pub async fn serve(
         },
         access_mode: config.access.mode,
         outbox: Some(data_dir.join("outbox")),
-        log_shipper: Some(Arc::new(logs::Shipper::new(&config, &data_dir)?)
-            as Arc<dyn outcrop_service::LogShipper>),
+        log_shipper: Some(shipper),
         mailer: match &config.smtp {
             Some(smtp) => {
                 Some(Arc::new(mail::SmtpMailer::new(smtp)?) as Arc<dyn outcrop_service::Mailer>)

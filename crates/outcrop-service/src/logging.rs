@@ -17,9 +17,11 @@ pub struct Destinations {
     pub log_group: Option<String>,
 }
 
-/// Delivers invocation log records; implemented by the server. Must not block.
+/// Delivers invocation log records; implemented by the server. `ship` returns once the record
+/// is kept durably; delivery happens later.
+#[async_trait::async_trait]
 pub trait LogShipper: Send + Sync {
-    fn ship(&self, destinations: Destinations, account_id: &str, region: &str, record: Value);
+    async fn ship(&self, destinations: Destinations, account_id: &str, region: &str, record: Value);
 }
 
 /// A validated LoggingConfig.
@@ -181,7 +183,9 @@ pub async fn log(state: &Service, call: &Call, inv: Invocation<'_>) {
     if let Some(m) = &call.request_metadata {
         record["requestMetadata"] = m.clone();
     }
-    shipper.ship(config.destinations, &call.account_id, &call.region, record);
+    shipper
+        .ship(config.destinations, &call.account_id, &call.region, record)
+        .await;
 }
 
 #[cfg(test)]

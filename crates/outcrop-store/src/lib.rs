@@ -278,6 +278,22 @@ pub trait Store: Send + Sync + 'static {
         model_id: &str,
     ) -> Result<bool, StoreError>;
 
+    /// Keeps an invocation log record (a JSON document) until it is delivered.
+    async fn enqueue_invocation_log(&self, job: &str) -> Result<(), StoreError>;
+
+    /// Leases up to `limit` waiting records, oldest first, to `owner` until `lease_until`
+    /// (ms since the epoch): those never leased or whose lease ended before `now`.
+    async fn lease_invocation_logs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// Forgets a delivered (or given up) record.
+    async fn delete_invocation_log(&self, id: i64) -> Result<(), StoreError>;
+
     /// Records a console session (and forgets those expired before `now`, RFC 3339).
     async fn create_console_session(
         &self,

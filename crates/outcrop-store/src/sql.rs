@@ -566,6 +566,48 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn enqueue_invocation_log(&self, job: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO invocation_log_outbox (job) VALUES ($1)")
+            .bind(job)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lease_invocation_logs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        // The outer `lease_until < $3` is checked again on each row as it is updated, so two
+        // servers never lease one record together.
+        let rows = sqlx::query(
+            "UPDATE invocation_log_outbox SET owner = $1, lease_until = $2
+             WHERE lease_until < $3 AND id IN (
+                 SELECT id FROM invocation_log_outbox WHERE lease_until < $3 ORDER BY id LIMIT $4)
+             RETURNING id, job",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut leased: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        leased.sort_by_key(|(id, _)| *id);
+        Ok(leased)
+    }
+
+    async fn delete_invocation_log(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM invocation_log_outbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn create_console_session(
         &self,
         session: &ConsoleSession,
@@ -1093,6 +1135,47 @@ mod rotation_tests {
                 let both = SecretBox::from_hex(&format!("{new_hex},{old_hex}")).unwrap();
                 SqlStore::open_postgres(url, both).await.unwrap();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::test_engines;
+    use crate::Store;
+
+    #[tokio::test]
+    async fn records_are_leased_once_until_delivered_or_the_lease_ends() {
+        for engine in test_engines::each().await {
+            let store = engine.open().await;
+            for i in 0..5 {
+                store
+                    .enqueue_invocation_log(&format!("{{\"n\": {i}}}"))
+                    .await
+                    .unwrap();
+            }
+            let a = store
+                .lease_invocation_logs("a", 1000, 61_000, 3)
+                .await
+                .unwrap();
+            assert_eq!(
+                a.iter().map(|(_, j)| j.as_str()).collect::<Vec<_>>(),
+                ["{\"n\": 0}", "{\"n\": 1}", "{\"n\": 2}"]
+            );
+            let b = store
+                .lease_invocation_logs("b", 2000, 62_000, 10)
+                .await
+                .unwrap();
+            assert_eq!(b.len(), 2, "only those not leased");
+            for (id, _) in &a[..2] {
+                store.delete_invocation_log(*id).await.unwrap();
+            }
+            // A's lease on the third runs out: another server takes it.
+            let c = store
+                .lease_invocation_logs("c", 61_001, 121_000, 10)
+                .await
+                .unwrap();
+            assert_eq!(c, vec![a[2].clone()]);
         }
     }
 }
