@@ -207,3 +207,53 @@ def test_sealing_key_rotation(postgres, tmp_path):
         finally:
             s.stop()
         data = tmp_path / "data-pg"
+
+
+def test_kill_9_of_one_replica_under_load_loses_no_completed_call(postgres):
+    """Calls run through two replicas while one is killed with SIGKILL: every call a client got
+    a whole answer for is in the shared ledger (its record is written before the answer's last
+    byte), as the surviving replica's usage report shows."""
+    import signal
+    import threading
+    import time
+
+    url = fresh_database(postgres)
+    env = {"OUTCROP_DATABASE_URL": url, "OUTCROP_SEALING_KEY": secrets.token_hex(32)}
+    config = "chat_model = \"smollm2-135m-instruct\"\n" + SEED
+    a = Server(config=config, env=env, enable=[CLAUDE])
+    b = Server(config=config, env=env, enable=[])
+    completed, stop = [], threading.Event()
+
+    def load(replica):
+        client = boto3.client("bedrock-runtime", endpoint_url=replica.url, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test",
+                              config=Config(retries={"total_max_attempts": 1}, read_timeout=60))
+        while not stop.is_set():
+            try:
+                r = client.invoke_model(modelId=CLAUDE, body=BODY)
+                r["body"].read()
+                completed.append(replica.url)
+            except Exception:  # noqa: BLE001 - the killed replica's calls fail, as expected
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=load, args=(r,)) for r in (a, a, b, b)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(4)
+        a.stop(sig=signal.SIGKILL)
+        time.sleep(2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    try:
+        assert completed.count(a.url) > 0 and completed.count(b.url) > 0, completed
+        status, _, body = signed(b, "GET", "/_outcrop/usage?group_by=model")
+        assert status == 200, body
+        (row,) = [r for r in json.loads(body)["rows"] if r["model_id"] == CLAUDE]
+        assert row["invocations"] >= len(completed), (row, len(completed))
+        print(f"completed {len(completed)} calls ({completed.count(a.url)} through the killed replica); "
+              f"ledger: {row['invocations']} invocations")
+    finally:
+        b.stop()
