@@ -236,11 +236,16 @@ def test_kill_9_of_one_replica_under_load_loses_no_completed_call(postgres):
             except Exception:  # noqa: BLE001 - the killed replica's calls fail, as expected
                 time.sleep(0.05)
 
+    # Both models loaded first, so that the load runs on both replicas from its start.
+    for replica in (a, b):
+        make_client(replica).invoke_model(modelId=CLAUDE, body=BODY)
     threads = [threading.Thread(target=load, args=(r,)) for r in (a, a, b, b)]
     try:
         for t in threads:
             t.start()
-        time.sleep(4)
+        deadline = time.time() + 30
+        while completed.count(a.url) < 3 and time.time() < deadline:
+            time.sleep(0.1)
         a.stop(sig=signal.SIGKILL)
         time.sleep(2)
     finally:
