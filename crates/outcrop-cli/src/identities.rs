@@ -189,7 +189,7 @@ impl DataDir {
         let file = outcrop_server::sealing_key_file(&self.dir()?, &self.settings());
         let staged = file.as_ref().map(|f| f.with_extension("key.new"));
         if let Some(staged) = &staged {
-            write_private(staged, &hex::decode(&new_hex)?)?;
+            outcrop_server::tls::write_private(staged, &hex::decode(&new_hex)?)?;
         }
         let rotating = store.with_secrets(new.clone().replacing(store.secrets()));
         let resealed = match rotating.reseal_secrets().await {
@@ -616,20 +616,5 @@ pub fn print_catalog(format: Format) -> anyhow::Result<()> {
 async fn grant(service: &Service, e: &outcrop_models::CatalogEntry) -> anyhow::Result<()> {
     access::agree(service, &root(), e).await?;
     eprintln!("access to {} granted", e.id);
-    Ok(())
-}
-
-/// Writes a file only its owner can read (a key).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
     Ok(())
 }

@@ -124,7 +124,7 @@ fn self_signed(dir: &Path, names: &[String]) -> anyhow::Result<(PathBuf, PathBuf
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(3650);
         let cert = params.self_signed(&key)?;
-        write_private(&ca_key_pem, &key.serialize_pem())?;
+        write_private(&ca_key_pem, key.serialize_pem().as_bytes())?;
         std::fs::write(&ca_pem, cert.pem())?;
     }
     let ca_key = KeyPair::from_pem(&std::fs::read_to_string(&ca_key_pem)?)
@@ -143,13 +143,13 @@ fn self_signed(dir: &Path, names: &[String]) -> anyhow::Result<(PathBuf, PathBuf
     params.not_after = now + time::Duration::days(365);
     let cert = params.signed_by(&key, &issuer)?;
     let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
-    write_private(&key_path, &key.serialize_pem())?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
     std::fs::write(&cert_path, cert.pem() + &std::fs::read_to_string(&ca_pem)?)?;
     Ok((cert_path, key_path))
 }
 
-/// Writes a private key readable by its owner only.
-fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+/// Writes a file (a private key) readable by its owner only, and syncs it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -158,7 +158,8 @@ fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
     Ok(())
 }
 

@@ -1,30 +1,10 @@
 //! Usage reports: an account's ledger summed by model, principal or day over a period.
 
 use crate::{iam, ApiError, Principal, Service};
-pub use outcrop_store::{report as summarize, GroupBy, Report, Totals, UsageRecord};
+pub use outcrop_store::{GroupBy, Report, Totals, UsageRecord};
 
-/// The caller's account's ledger between `since` and `until` (RFC 3339, either open), oldest
-/// first: `outcrop:GetUsageReport` on `*`.
-pub async fn records(
-    state: &Service,
-    principal: &Principal,
-    since: Option<&str>,
-    until: Option<&str>,
-) -> Result<Vec<UsageRecord>, ApiError> {
-    iam::authorize_action(
-        state,
-        principal,
-        "outcrop:GetUsageReport",
-        &["*".to_owned()],
-    )
-    .await?;
-    Ok(state
-        .store
-        .usage_records(Some(&principal.account_id), since, until)
-        .await?)
-}
-
-/// The caller's account's usage between `since` and `until`, summed by `group_by`.
+/// The caller's account's usage between `since` and `until` (RFC 3339, either open), summed
+/// by `group_by` in the store: `outcrop:GetUsageReport` on `*`.
 pub async fn report(
     state: &Service,
     principal: &Principal,

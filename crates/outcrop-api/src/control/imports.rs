@@ -1,7 +1,7 @@
 //! Custom Model Import on the wire: CreateModelImportJob, GetModelImportJob,
 //! ListModelImportJobs, ListImportedModels, GetImportedModel and DeleteImportedModel.
 
-use super::{constraint, one_of, query_pairs};
+use super::{constraint, one_of, page_size, query_pairs};
 use crate::converse::request::not_null;
 use crate::{json_response, ApiError};
 use axum::http::StatusCode;
@@ -205,19 +205,7 @@ impl ListQuery {
                     q.ascending =
                         one_of(value, "sortOrder", &["Ascending", "Descending"])? == "Ascending";
                 }
-                "maxResults" => {
-                    q.max_results = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=1000).contains(n))
-                        .ok_or_else(|| {
-                            constraint(
-                                &value,
-                                "maxResults",
-                                "Member must have value between 1 and 1000",
-                            )
-                        })?;
-                }
+                "maxResults" => q.max_results = page_size(&value)?,
                 "nextToken" => {
                     q.offset = value.parse().map_err(|_| {
                         ApiError::Validation(format!("The nextToken {value} is not valid."))

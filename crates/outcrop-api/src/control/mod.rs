@@ -201,19 +201,7 @@ pub fn list_inference_profiles(
     let mut system = true;
     for (key, value) in query_pairs(raw_query) {
         match key.as_str() {
-            "maxResults" => {
-                max_results = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        constraint(
-                            &value,
-                            "maxResults",
-                            "Member must have value between 1 and 1000",
-                        )
-                    })?
-            }
+            "maxResults" => max_results = page_size(&value)?,
             "nextToken" => {
                 start = value
                     .parse()
@@ -279,6 +267,21 @@ fn model_json(e: &CatalogEntry, region: &str) -> Value {
 
 fn constraint(value: &str, member: &str, rule: &str) -> ApiError {
     ApiError::Validation(format!("1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {rule}"))
+}
+
+/// A list operation's `maxResults`: 1 to 1000.
+fn page_size(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or_else(|| {
+            constraint(
+                value,
+                "maxResults",
+                "Member must have value between 1 and 1000",
+            )
+        })
 }
 
 fn one_of(value: String, member: &str, allowed: &[&str]) -> Result<String, ApiError> {

@@ -1,6 +1,7 @@
 //! Imported models (Custom Model Import). Bedrock takes three body formats for them:
 //! BedrockCompletion `{"prompt", "max_gen_len", "temperature", "top_p", "top_k", "stop"}` →
-//! `{"generation", "prompt_token_count", "generation_token_count", "stop_reason"}`; OpenAI
+//! `{"generation", "prompt_token_count", "generation_token_count", "stop_reason"}` (Llama's
+//! answer and chunks, `meta.rs`); OpenAI
 //! completion `{"prompt", "max_tokens", ...}` → a `text_completion`; and OpenAI chat
 //! completion (a body with `messages`), which the OpenAI surface's parser reads
 //! (`invocation.rs`). A `prompt` body is OpenAI's when it has a member only OpenAI's format
@@ -9,6 +10,7 @@
 //! The prompt is given to the model as written: it carries the model's own chat markup, if
 //! any.
 
+use super::meta::stop_reason;
 use super::{answers, sampling, tokens, Chunker, Family, Generated, ParseContext, Parsed};
 use crate::schema::{self, Checker};
 use crate::ApiError;
@@ -111,23 +113,6 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
     Ok(parsed)
 }
 
-fn finish_reason(reason: &StopReason) -> &'static str {
-    match reason {
-        StopReason::MaxTokens | StopReason::ContextFull => "length",
-        StopReason::EndOfTurn | StopReason::StopSequence(_) => "stop",
-    }
-}
-
-/// A BedrockCompletion answer.
-pub fn bedrock_body(g: &Generated) -> Value {
-    json!({
-        "generation": g.text,
-        "prompt_token_count": g.usage.input_tokens,
-        "generation_token_count": g.usage.output_tokens,
-        "stop_reason": finish_reason(&g.reason),
-    })
-}
-
 fn completion_id() -> String {
     crate::tools::new_id("cmpl-")
 }
@@ -144,7 +129,7 @@ pub fn openai_body(model_id: &str, generated: &[Generated]) -> Value {
         .iter()
         .zip(0..)
         .map(|(g, i): (&Generated, u32)| {
-            json!({ "text": g.text, "index": i, "logprobs": null, "finish_reason": finish_reason(&g.reason) })
+            json!({ "text": g.text, "index": i, "logprobs": null, "finish_reason": stop_reason(&g.reason) })
         })
         .collect();
     let input = generated.first().map_or(0, |g| g.usage.input_tokens);
@@ -157,39 +142,6 @@ pub fn openai_body(model_id: &str, generated: &[Generated]) -> Value {
         "choices": choices,
         "usage": { "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output },
     })
-}
-
-/// BedrockCompletion stream chunks: the text so far counted, the reason in the last.
-#[derive(Default)]
-pub struct BedrockChunks {
-    input_tokens: Option<u32>,
-    sent: u32,
-}
-
-impl Chunker for BedrockChunks {
-    fn start(&mut self, input_tokens: u32) -> Vec<Value> {
-        self.input_tokens = Some(input_tokens);
-        Vec::new()
-    }
-
-    fn text(&mut self, text: &str) -> Vec<Value> {
-        self.sent += 1;
-        vec![json!({
-            "generation": text,
-            "prompt_token_count": self.input_tokens.take(),
-            "generation_token_count": self.sent,
-            "stop_reason": null,
-        })]
-    }
-
-    fn end(&mut self, reason: &StopReason, usage: Usage) -> Vec<Value> {
-        vec![json!({
-            "generation": "",
-            "prompt_token_count": self.input_tokens.take(),
-            "generation_token_count": usage.output_tokens,
-            "stop_reason": finish_reason(reason),
-        })]
-    }
 }
 
 /// OpenAI chunks (`text_completion` pieces, or `chat.completion.chunk` deltas), usage last.
@@ -251,7 +203,7 @@ impl Chunker for OpenAiChunks {
     }
 
     fn end(&mut self, reason: &StopReason, usage: Usage) -> Vec<Value> {
-        let mut last = self.chunk("", Some(finish_reason(reason)));
+        let mut last = self.chunk("", Some(stop_reason(reason)));
         last["usage"] = json!({
             "prompt_tokens": usage.input_tokens,
             "completion_tokens": usage.output_tokens,
@@ -319,7 +271,7 @@ mod tests {
             },
         };
         assert_eq!(
-            bedrock_body(&g),
+            super::super::meta::body(&g),
             json!({"generation": "Paris", "prompt_token_count": 4, "generation_token_count": 2, "stop_reason": "length"})
         );
         let body = openai_body("arn", &[g.clone(), g]);

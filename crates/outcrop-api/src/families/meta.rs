@@ -40,7 +40,8 @@ pub fn parse(body: &[u8], cx: &ParseContext<'_>) -> Result<Parsed, ApiError> {
     ))
 }
 
-fn stop_reason(reason: &StopReason) -> &'static str {
+/// Llama's `stop_reason`, which BedrockCompletion and OpenAI's `finish_reason` share.
+pub(super) fn stop_reason(reason: &StopReason) -> &'static str {
     match reason {
         StopReason::MaxTokens | StopReason::ContextFull => "length",
         StopReason::EndOfTurn | StopReason::StopSequence(_) => "stop",

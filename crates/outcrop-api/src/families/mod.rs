@@ -129,7 +129,7 @@ pub fn response_body(parsed: &Parsed, model_id: &str, generated: &[Generated]) -
         Family::MetaLlama => meta::body(first),
         Family::Mistral => mistral::body(first),
         Family::CohereCommand => cohere::body(parsed.prompt_echo.as_deref(), generated),
-        Family::ImportedCompletion => imported::bedrock_body(first),
+        Family::ImportedCompletion => meta::body(first),
         Family::OpenAiCompletion => imported::openai_body(model_id, generated),
     }
 }
@@ -160,7 +160,7 @@ pub fn chunker(parsed: &Parsed, model_id: &str) -> Option<Box<dyn Chunker>> {
         Family::MetaLlama => Box::new(meta::Chunks::default()),
         Family::Mistral => Box::new(mistral::Chunks),
         Family::CohereCommand => Box::new(cohere::Chunks),
-        Family::ImportedCompletion => Box::new(imported::BedrockChunks::default()),
+        Family::ImportedCompletion => Box::new(meta::Chunks::default()),
         Family::OpenAiCompletion => Box::new(imported::OpenAiChunks::completion(model_id)),
     })
 }
