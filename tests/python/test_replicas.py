@@ -262,3 +262,9 @@ def test_kill_9_of_one_replica_under_load_loses_no_completed_call(postgres):
               f"ledger: {row['invocations']} invocations")
     finally:
         b.stop()
+
+
+def test_an_unknown_database_scheme_is_refused_at_start():
+    with pytest.raises(RuntimeError) as e:
+        Server(env={"OUTCROP_DATABASE_URL": "mysql://db/outcrop"}, enable=[])
+    assert "[store] url must start with sqlite:// or postgres://, not mysql" in str(e.value)
